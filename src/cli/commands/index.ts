@@ -1,0 +1,13 @@
+import type { Command } from 'commander';
+import type { Logger } from 'pino';
+import type { Output } from '../output.ts';
+
+export interface CommandContext {
+  output: Output;
+  logger: Logger;
+}
+
+/** Adds one command to the program; `context` is called when the command runs, after global options are parsed. */
+export type RegisterCommand = (program: Command, context: () => CommandContext) => void;
+
+export const commands: RegisterCommand[] = [];
