@@ -22,16 +22,18 @@ export function digestHex(digest: string): string {
   return assertDigest(digest, 'digest').slice('sha256:'.length);
 }
 
+export function digestMismatchError(source: string, expected: string, actual: string): OciError {
+  return new OciError(
+    'DIGEST_MISMATCH',
+    `${source}: content does not match its digest (expected ${expected}, got ${actual})`,
+    'the store returned corrupt or substituted content; nothing was written',
+  );
+}
+
 /** Throws when bytes read from a store do not hash to the digest they were asked for. */
 export function verifyDigest(bytes: Uint8Array, expected: string, source: string): void {
   const actual = sha256Digest(bytes);
-  if (actual !== expected) {
-    throw new OciError(
-      'DIGEST_MISMATCH',
-      `${source}: content does not match its digest (expected ${expected}, got ${actual})`,
-      'the store returned corrupt or substituted content; nothing was written',
-    );
-  }
+  if (actual !== expected) throw digestMismatchError(source, expected, actual);
 }
 
 /** Incremental sha256 for streamed blobs. */

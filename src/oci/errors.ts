@@ -12,7 +12,23 @@ export type OciErrorCode =
   | 'DENIED'
   | 'REGISTRY_ERROR'
   | 'UNREACHABLE'
-  | 'LAYOUT_INVALID';
+  | 'LAYOUT_INVALID'
+  | 'LAYOUT_LOCKED'
+  | 'CONFIG_INVALID'
+  | 'PLATFORM_NOT_FOUND'
+  | 'CREDENTIALS_INVALID'
+  // Codes a registry itself sends (distribution spec v1.1, "Error Codes"), kept as the registry said them.
+  | 'NAME_UNKNOWN'
+  | 'NAME_INVALID'
+  | 'TAG_INVALID'
+  | 'MANIFEST_BLOB_UNKNOWN'
+  | 'BLOB_UPLOAD_UNKNOWN'
+  | 'BLOB_UPLOAD_INVALID'
+  | 'SIZE_INVALID'
+  | 'RANGE_INVALID'
+  | 'PAGINATION_NUMBER_INVALID'
+  | 'UNSUPPORTED'
+  | 'TOOMANYREQUESTS';
 
 /** An error a user can cause or meet through a store: a code, a message naming the input, and a hint. */
 export class OciError extends Error {

@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
 import type { Output } from '../output.ts';
+import { registerPlan } from './plan.ts';
+import { registerValidate } from './validate.ts';
 
 export interface CommandContext {
   output: Output;
@@ -10,4 +12,4 @@ export interface CommandContext {
 /** Adds one command to the program; `context` is called when the command runs, after global options are parsed. */
 export type RegisterCommand = (program: Command, context: () => CommandContext) => void;
 
-export const commands: RegisterCommand[] = [];
+export const commands: RegisterCommand[] = [registerValidate, registerPlan];
