@@ -1,0 +1,229 @@
+import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { sha256Digest } from '../oci/digest.ts';
+import { OciError } from '../oci/errors.ts';
+import { MediaType } from '../oci/mediatypes.ts';
+import { formatReference, parseReference, repositoryKey, withDigest } from '../oci/reference.ts';
+import type { BlobTransfer } from '../oci/store.ts';
+import type { Descriptor, ImageIndex } from '../oci/types.ts';
+import { serializeImage, readProvenance } from '../swap/image.ts';
+import { analyseOverlap, type SafetyReport } from '../swap/safety.ts';
+import { findApplied, isRefusal, planSwap, type SwapPlan } from '../swap/swap.ts';
+import { formatPlatform, readStoredImage, samePlatform, type OpenedReference, type PlatformImage, type StoredImage } from './images.ts';
+import type { LayerChangesCache } from './layer-changes.ts';
+
+export interface SwapRequest {
+  /** The image to update, e.g. docker://host/A:latest. Its tag moves last. */
+  target: OpenedReference;
+  /** The dependency at its new version, e.g. docker://host/python3:latest. */
+  dependency: OpenedReference;
+  /** More tags of the target's repository to point at the result. */
+  extraTags?: string[];
+  dryRun?: boolean;
+  allowOverlap?: boolean;
+  layerChanges: LayerChangesCache;
+  onProgress?: (message: string) => void;
+}
+
+export type SwapStatus = 'swapped' | 'up-to-date' | 'refused' | 'planned';
+
+export interface PlatformSwap {
+  platform: string;
+  before: string;
+  after: string;
+  dependencyBefore: string;
+  dependencyAfter: string;
+  oldSlice: string[];
+  newSlice: string[];
+  safety: SafetyReport;
+}
+
+export interface SwapOutcome {
+  status: SwapStatus;
+  target: string;
+  dependency: string;
+  before: string;
+  after: string;
+  platforms: PlatformSwap[];
+  /** Why a swap was refused: the decision is then a rebuild. */
+  refusal?: { reason: 'NoProvenance' | 'BaseChanged' | 'Inconsistent' | 'Overlap' | 'PlatformMissing'; message: string };
+  transfers: Record<BlobTransfer, number>;
+  tagsMoved: string[];
+}
+
+const sameRepositoryAs = (dependency: OpenedReference) => {
+  const key = repositoryKey(dependency.ref);
+  return (ref: string) => {
+    try {
+      return repositoryKey(parseReference(ref)) === key;
+    } catch {
+      return false;
+    }
+  };
+};
+
+/**
+ * Swaps one applied dependency inside an image for its current version: plans every platform,
+ * checks the dependency's base and the overlap with the layers above, then writes blobs (mounted,
+ * never re-uploaded when the registry allows), configs and manifests by digest, and moves the
+ * tags last, so an interrupted swap leaves the tags on the old, complete image and a repeat
+ * produces the same digest.
+ */
+export async function swapDependency(request: SwapRequest): Promise<SwapOutcome> {
+  const { target, dependency } = request;
+  const progress = request.onProgress ?? (() => {});
+  const stored = await readStoredImage(target);
+  const outcome: SwapOutcome = {
+    status: 'planned',
+    target: target.display,
+    dependency: dependency.display,
+    before: stored.top.descriptor.digest,
+    after: stored.top.descriptor.digest,
+    platforms: [],
+    transfers: { present: 0, mounted: 0, uploaded: 0 },
+    tagsMoved: [],
+  };
+  const matches = sameRepositoryAs(dependency);
+  const firstProvenance = stored.platforms.map((p) => readProvenance(p.image, target.display)).find((p) => p !== undefined);
+  if (firstProvenance === undefined) {
+    return refuse(outcome, 'NoProvenance', `${target.display} has no restack provenance, so the layers each dependency contributed are unknown; rebuild it with restack`);
+  }
+  if (findApplied(firstProvenance, matches) < 0) {
+    const applied = firstProvenance.applied.map((entry) => entry.ref).join(', ') || 'nothing';
+    throw new OciError('MANIFEST_UNKNOWN', `${target.display} does not apply ${dependency.display} (it applies: ${applied})`, 'name the dependency by the repository the recipe applied');
+  }
+
+  progress(`resolving ${dependency.display}`);
+  const dependencyImage = await readStoredImage(dependency);
+  const plans: { platform: PlatformImage; plan: SwapPlan }[] = [];
+  for (const platform of stored.platforms) {
+    const provenance = readProvenance(platform.image, target.display);
+    const index = provenance === undefined ? -1 : findApplied(provenance, matches);
+    const entry = provenance?.applied[index];
+    const replacement = dependencyImage.platforms.find((candidate) => samePlatform(candidate.platform, platform.platform));
+    if (entry === undefined) return refuse(outcome, 'Inconsistent', `${target.display} (${formatPlatform(platform.platform)}) does not record ${dependency.display}`);
+    if (replacement === undefined) {
+      return refuse(outcome, 'PlatformMissing', `${dependency.display} has no ${formatPlatform(platform.platform)} image, which ${target.display} needs; rebuild`);
+    }
+    if (replacement.image.digest === entry.digest) continue;
+    const plan = planSwap({
+      image: platform.image,
+      source: `${target.display} (${formatPlatform(platform.platform)})`,
+      appliedIndex: index,
+      replacement: { ref: entry.ref, image: replacement.image },
+    });
+    if (isRefusal(plan)) return refuse(outcome, plan.reason, plan.message);
+    plans.push({ platform, plan });
+  }
+  if (plans.length === 0) {
+    outcome.status = 'up-to-date';
+    if (request.dryRun !== true) await moveTags(request, stored.top.descriptor, outcome);
+    return outcome;
+  }
+
+  for (const { platform, plan } of plans) {
+    progress(`checking overlap for ${formatPlatform(platform.platform)}`);
+    const safety = await overlapReport(request, plan);
+    const serialized = serializeImage(plan);
+    outcome.platforms.push({
+      platform: formatPlatform(platform.platform),
+      before: platform.image.digest,
+      after: serialized.manifestDescriptor.digest,
+      dependencyBefore: plan.entryBefore.digest,
+      dependencyAfter: plan.entryAfter.digest,
+      oldSlice: plan.oldSlice.map((layer) => layer.digest),
+      newSlice: plan.newSlice.map((layer) => layer.digest),
+      safety,
+    });
+    if (safety.overlaps.length > 0 && request.allowOverlap !== true) {
+      const paths = safety.overlaps.map((overlap) => overlap.path);
+      const shown = paths.slice(0, 10).join(', ') + (paths.length > 10 ? ` and ${paths.length - 10} more` : '');
+      return refuse(outcome, 'Overlap', `${dependency.display} changes ${shown}, which ${target.display}'s layers above it also changed; rebuild (or pass --allow-overlap)`);
+    }
+  }
+
+  const newTop = topAfterSwap(stored, plans);
+  outcome.after = newTop.descriptor.digest;
+  if (request.dryRun === true) return outcome;
+
+  for (const { plan } of plans) await writeSwappedImage(request, plan, outcome);
+  if (newTop.bytes !== undefined) {
+    progress(`writing index ${newTop.descriptor.digest}`);
+    await target.store.putManifest(target.repository, newTop.bytes, newTop.descriptor.mediaType);
+  }
+  await moveTags(request, newTop.descriptor, outcome);
+  outcome.status = 'swapped';
+  return outcome;
+}
+
+function refuse(outcome: SwapOutcome, reason: NonNullable<SwapOutcome['refusal']>['reason'], message: string): SwapOutcome {
+  return { ...outcome, status: 'refused', refusal: { reason, message } };
+}
+
+async function overlapReport(request: SwapRequest, plan: SwapPlan): Promise<SafetyReport> {
+  const { target, dependency, layerChanges } = request;
+  const [oldSlice, newSlice, above] = await Promise.all([
+    Promise.all(plan.oldSlice.map((layer) => layerChanges.get(target.store, target.repository, layer))),
+    Promise.all(plan.newSlice.map((layer) => layerChanges.get(dependency.store, dependency.repository, layer))),
+    Promise.all(plan.above.map((layer) => layerChanges.get(target.store, target.repository, layer))),
+  ]);
+  return analyseOverlap([...oldSlice, ...newSlice], above);
+}
+
+/** The descriptor (and bytes, for an index) of what the target tag will point at. */
+function topAfterSwap(stored: StoredImage, plans: { platform: PlatformImage; plan: SwapPlan }[]): { descriptor: Descriptor; bytes?: Uint8Array } {
+  if (stored.index === undefined) {
+    const only = plans[0];
+    if (only === undefined) return { descriptor: stored.top.descriptor };
+    return { descriptor: serializeImage(only.plan).manifestDescriptor };
+  }
+  const replaced = new Map(plans.map(({ platform, plan }) => [platform.descriptor.digest, serializeImage(plan).manifestDescriptor]));
+  const index: ImageIndex = {
+    ...stored.index,
+    manifests: stored.index.manifests.map((child) => {
+      const next = replaced.get(child.digest);
+      return next === undefined ? child : { ...child, mediaType: next.mediaType, digest: next.digest, size: next.size };
+    }),
+  };
+  const bytes = new TextEncoder().encode(JSON.stringify(index));
+  const mediaType = stored.index.mediaType ?? MediaType.ociIndex;
+  return { descriptor: { mediaType, digest: sha256Digest(bytes), size: bytes.length }, bytes };
+}
+
+async function writeSwappedImage(request: SwapRequest, plan: SwapPlan, outcome: SwapOutcome): Promise<void> {
+  const { target, dependency } = request;
+  const progress = request.onProgress ?? (() => {});
+  const sameStore = target.store === dependency.store;
+  for (const layer of plan.newSlice) {
+    const transfer = sameStore
+      ? await target.store.mountBlob(target.repository, layer, dependency.repository)
+      : await target.store.putBlob(target.repository, layer, openForCopy(dependency, layer));
+    outcome.transfers[transfer]++;
+    progress(`layer ${layer.digest.slice(7, 19)}: ${transfer}`);
+  }
+  const serialized = serializeImage(plan);
+  await target.store.putBlob(target.repository, serialized.configDescriptor, serialized.configBytes);
+  await target.store.putManifest(target.repository, serialized.manifestBytes, serialized.manifestDescriptor.mediaType);
+  progress(`wrote manifest ${serialized.manifestDescriptor.digest}`);
+}
+
+/** Copying between stores streams the blob, opened afresh for each attempt the target makes. */
+function openForCopy(source: OpenedReference, layer: Descriptor): () => Readable {
+  return () => {
+    const relay = new PassThrough();
+    source.store
+      .openBlob(source.repository, layer)
+      .then((blob) => pipeline(blob, relay))
+      .catch((error: unknown) => relay.destroy(error instanceof Error ? error : new Error(String(error))));
+    return relay;
+  };
+}
+
+async function moveTags(request: SwapRequest, descriptor: Descriptor, outcome: SwapOutcome): Promise<void> {
+  const { target } = request;
+  const tags = [...new Set([...(target.ref.tag === undefined ? [] : [target.ref.tag]), ...(request.extraTags ?? [])])];
+  for (const tag of tags) {
+    await target.store.tag(target.repository, tag, descriptor);
+    outcome.tagsMoved.push(formatReference(withDigest({ ...target.ref, tag }, descriptor.digest)));
+  }
+}
