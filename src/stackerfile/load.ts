@@ -34,15 +34,19 @@ export async function loadRecipes(file: string, options: LoadOptions = {}): Prom
   const diagnostics: Diagnostic[] = [];
   const substitutions = await substitutionValues(file, options, diagnostics, readText);
   const recipes: Recipe[] = [];
-  const loaded = new Map<string, Recipe | undefined>();
+  /** Per loaded file, the layer names it makes available: its own and, as in stacker, its prerequisites'. */
+  const visibleNames = new Map<string, ReadonlySet<string>>();
 
-  const load = async (path: string, shownAs: string, chain: string[]): Promise<Recipe | undefined> => {
-    if (loaded.has(path)) return loaded.get(path);
-    loaded.set(path, undefined);
+  const load = async (path: string, shownAs: string, chain: string[]): Promise<ReadonlySet<string>> => {
+    const known = visibleNames.get(path);
+    if (known !== undefined) return known;
     const text = await readText(path);
     const { recipe, diagnostics: found } = parseRecipe(text, { file: shownAs, substitutions });
     diagnostics.push(...found);
-    if (recipe === undefined) return undefined;
+    if (recipe === undefined) {
+      visibleNames.set(path, new Set());
+      return new Set();
+    }
     const external = new Set<string>();
     const prerequisites = recipe.config.prerequisites ?? [];
     for (const [index, prerequisite] of prerequisites.entries()) {
@@ -54,18 +58,17 @@ export async function loadRecipes(file: string, options: LoadOptions = {}): Prom
         problem(`prerequisite "${prerequisite}" leads back to this recipe (${[...chain, target].map((p) => relative(process.cwd(), p)).join(' -> ')})`);
         continue;
       }
-      let child: Recipe | undefined;
       try {
-        child = await load(target, relative(process.cwd(), target) || target, [...chain, target]);
+        for (const name of await load(target, relative(process.cwd(), target) || target, [...chain, target])) external.add(name);
       } catch (error) {
         problem(`cannot read prerequisite "${prerequisite}" (${target}): ${describeReadError(error)}; fix the path, which is relative to this recipe's directory`);
-        continue;
       }
-      for (const name of child?.definedNames ?? []) external.add(name);
     }
     diagnostics.push(...checkReferences(recipe, external));
     recipes.push(recipe);
-    return recipe;
+    const visible = new Set([...external, ...recipe.definedNames]);
+    visibleNames.set(path, visible);
+    return visible;
   };
 
   const absolute = resolve(file);

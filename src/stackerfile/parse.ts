@@ -1,7 +1,7 @@
 import { isMap, isPair, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
 import { formatPath, type Diagnostic, type Position, type Severity } from './diagnostics.ts';
 import { explainIssues } from './issues.ts';
-import { buildConfigSchema, layerSchema, type BuildConfig, type Layer } from './schema.ts';
+import { buildConfigSchema, importKeys, layerSchema, type BuildConfig, type Layer } from './schema.ts';
 import { substitute } from './substitute.ts';
 import { LineIndex } from './text-position.ts';
 
@@ -71,7 +71,8 @@ export function parseRecipe(original: string, options: ParseOptions): ParseResul
   let config: BuildConfig = {};
   for (const pair of top.items) {
     const keyNode = pair.key as Node | null;
-    const name = isScalar(keyNode) ? String(keyNode.value) : undefined;
+    // A layer is named by the key as written: `y:` or `1:` are names, whatever YAML 1.1 makes of them.
+    const name = isScalar(keyNode) ? (keyNode.source ?? String(keyNode.value)) : undefined;
     const keyOffset = keyNode?.range?.[0] ?? 0;
     if (name === undefined || name === '') {
       report('error', keyOffset, [], 'a layer name must be a non-empty string');
@@ -101,7 +102,10 @@ export function parseRecipe(original: string, options: ParseOptions): ParseResul
       }
       continue;
     }
-    if (result.data.import !== undefined) {
+    for (const path of unknownImportKeys(name, result.data)) {
+      report('warning', locate(path), path, `is not an import key and is ignored (import keys: ${importKeys.join(', ')})`);
+    }
+    if (result.data.import !== undefined && result.data.imports === undefined) {
       report('warning', locate([name, 'import']), [name, 'import'], 'is deprecated; rename it to imports and read the files from /stacker/imports instead of /stacker');
     }
     layers.set(name, result.data);
@@ -135,6 +139,19 @@ export function checkReferences(recipe: Recipe, externalLayers: ReadonlySet<stri
     path: formatPath(problem.path),
     message: problem.message,
   }));
+}
+
+function unknownImportKeys(name: string, layer: Layer): (string | number)[][] {
+  const paths: (string | number)[][] = [];
+  for (const field of ['imports', 'import'] as const) {
+    const entries = layer[field];
+    if (!Array.isArray(entries)) continue;
+    entries.forEach((entry, index) => {
+      if (typeof entry === 'string') return;
+      for (const key of Object.keys(entry)) if (!importKeys.includes(key)) paths.push([name, field, index, key]);
+    });
+  }
+  return paths;
 }
 
 /** A layer name used by `from: {type: built}` or `apply:`: an edge of the layer graph. */
@@ -210,7 +227,9 @@ function nodeOffset(doc: Document, path: (string | number)[]): number {
   let offset = 0;
   for (const segment of path) {
     if (isMap(node)) {
-      const pair = node.items.find((item) => isPair(item) && isScalar(item.key) && String(item.key.value) === String(segment));
+      const pair = node.items.find(
+        (item) => isPair(item) && isScalar(item.key) && (item.key.source ?? String(item.key.value)) === String(segment),
+      );
       if (pair === undefined) break;
       offset = (pair.key as Node).range?.[0] ?? offset;
       node = pair.value;

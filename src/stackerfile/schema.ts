@@ -14,6 +14,8 @@ export function describeValue(value: unknown): string {
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a map';
   if (typeof value === 'string') return `a string ("${value.length > 40 ? `${value.slice(0, 40)}...` : value}")`;
+  // YAML 1.1 (stacker's dialect) reads y, n, yes, no, on, off as booleans.
+  if (typeof value === 'boolean') return `a boolean (${String(value)}; quote the value if you meant text, as y/n/yes/no/on/off are booleans in YAML 1.1)`;
   return `a ${typeof value} (${String(value)})`;
 }
 
@@ -33,7 +35,9 @@ const stringOrList = z.union([z.string(), z.array(text())], { error: expected('a
 
 export const sha256Hex = /^[a-fA-F0-9]{64}$/;
 
-export const importObjectSchema = z.strictObject(
+/** Stacker ignores unknown keys in an import map; restack warns about them (see parse.ts). */
+export const importKeys = ['path', 'hash', 'dest', 'mode', 'uid', 'gid'];
+export const importObjectSchema = z.looseObject(
   {
     path: nonEmptyText('the file, directory or URL to import'),
     hash: text()
@@ -82,8 +86,9 @@ export const fromSchema = z
     if (from.type === 'built' && from.tag === undefined) {
       ctx.addIssue({ code: 'custom', path: ['tag'], message: 'is required for type built: the name of the layer to build on' });
     }
-    if (from.type === 'docker' && from.url !== undefined && !from.url.startsWith('docker://')) {
-      ctx.addIssue({ code: 'custom', path: ['url'], message: `"${from.url}" is not a docker URL; write docker://host/repository:tag` });
+    // Stacker hands docker URLs to containers/image, which also reads oci: layouts.
+    if (from.type === 'docker' && from.url !== undefined && !from.url.startsWith('docker://') && !from.url.startsWith('oci:')) {
+      ctx.addIssue({ code: 'custom', path: ['url'], message: `"${from.url}" is not an image URL; write docker://host/repository:tag or oci:DIR:TAG` });
     }
   });
 export type From = z.output<typeof fromSchema>;
@@ -124,8 +129,8 @@ const layerShape = {
   build_env: stringMap.optional(),
   build_env_passthrough: goRegexList.optional(),
   volumes: stringList.optional(),
-  working_dir: text().optional(),
-  runtime_user: text().optional(),
+  working_dir: scalarText.optional(),
+  runtime_user: scalarText.optional(),
   build_only: z.boolean({ error: expected('true or false') }).optional(),
   binds: bindsSchema.optional(),
   os: nonEmptyText('an operating system such as linux').optional(),
