@@ -109,7 +109,7 @@ export function composeImage(input: ComposeInput): ComposedImage {
   }
   const format = input.format ?? (base !== undefined && manifestFormat(base.manifest) === 'docker' && dockerCompatible(layers) ? 'docker' : 'oci');
   if (format === 'docker' && !dockerCompatible(layers)) {
-    throw new ComposeError('a Docker schema2 manifest can only hold gzip layers; compose to OCI format instead');
+    throw new ComposeError('a Docker schema2 manifest can only hold tar and gzip layers; compose to OCI format instead');
   }
   const provenance: Provenance = {
     version: 1,

@@ -20,13 +20,16 @@ export function manifestFormat(manifest: ImageManifest): ManifestFormat {
 const dockerLayerFor: Record<string, string> = {
   [MediaType.ociLayerGzip]: MediaType.dockerLayerGzip,
   [MediaType.dockerLayerGzip]: MediaType.dockerLayerGzip,
+  [MediaType.ociLayerTar]: MediaType.dockerLayerTar,
+  [MediaType.dockerLayerTar]: MediaType.dockerLayerTar,
 };
 const ociLayerFor: Record<string, string> = {
   [MediaType.dockerLayerGzip]: MediaType.ociLayerGzip,
+  [MediaType.dockerLayerTar]: MediaType.ociLayerTar,
   [MediaType.dockerForeignLayerGzip]: 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
 };
 
-/** True when every layer can be named in a Docker schema2 manifest (gzip only). */
+/** True when every layer can be named in a Docker schema2 manifest (tar or gzip). */
 export function dockerCompatible(layers: readonly Descriptor[]): boolean {
   return layers.every((layer) => dockerLayerFor[layer.mediaType] !== undefined);
 }

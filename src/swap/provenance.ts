@@ -81,3 +81,35 @@ export function totalLayers(provenance: Provenance): number {
 export function layerChain(digests: readonly string[]): string {
   return digests.length === 0 ? '' : sha256Digest(digests.join('\n'));
 }
+
+/** Where one blob layer came from, for `restack inspect` and the operator's status. */
+export type LayerOrigin =
+  | { kind: 'base'; ref: string; digest: string }
+  | { kind: 'apply'; ref: string; digest: string }
+  | { kind: 'own' }
+  | { kind: 'unknown' };
+
+export function layerOrigins(provenance: Provenance | undefined, layerCount: number): LayerOrigin[] {
+  const origins: LayerOrigin[] = Array.from({ length: layerCount }, () => ({ kind: 'unknown' }));
+  if (provenance === undefined) return origins;
+  const mark = (range: LayerRange, origin: LayerOrigin) => {
+    for (let index = range.start; index < range.start + range.count && index < layerCount; index++) origins[index] = origin;
+  };
+  if (provenance.base !== null) mark(provenance.base.layers, { kind: 'base', ref: provenance.base.ref, digest: provenance.base.digest });
+  for (const applied of provenance.applied) mark(applied.layers, { kind: 'apply', ref: applied.ref, digest: applied.digest });
+  mark(provenance.own.layers, { kind: 'own' });
+  return origins;
+}
+
+export function describeOrigin(origin: LayerOrigin): string {
+  switch (origin.kind) {
+    case 'base':
+      return `base ${origin.ref}@${origin.digest.slice(0, 19)}`;
+    case 'apply':
+      return `apply ${origin.ref}@${origin.digest.slice(0, 19)}`;
+    case 'own':
+      return 'own';
+    case 'unknown':
+      return '-';
+  }
+}
