@@ -1,16 +1,14 @@
-import { PassThrough, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { sha256Digest } from '../oci/digest.ts';
 import { OciError } from '../oci/errors.ts';
 import { MediaType } from '../oci/mediatypes.ts';
 import { formatReference, parseReference, repositoryKey, withDigest } from '../oci/reference.ts';
-import type { BlobTransfer } from '../oci/store.ts';
 import type { Descriptor, ImageIndex } from '../oci/types.ts';
 import { serializeImage, readProvenance } from '../swap/image.ts';
 import { analyseOverlap, type SafetyReport } from '../swap/safety.ts';
 import { findApplied, isRefusal, planSwap, type SwapPlan } from '../swap/swap.ts';
 import { formatPlatform, readStoredImage, samePlatform, type OpenedReference, type PlatformImage, type StoredImage } from './images.ts';
 import type { LayerChangesCache } from './layer-changes.ts';
+import { moveTags, noTransfers, transferBlob, writeImage, type TransferCounts } from './publish.ts';
 
 export interface SwapRequest {
   /** The image to update, e.g. docker://host/A:latest. Its tag moves last. */
@@ -47,7 +45,7 @@ export interface SwapOutcome {
   platforms: PlatformSwap[];
   /** Why a swap was refused: the decision is then a rebuild. */
   refusal?: { reason: 'NoProvenance' | 'BaseChanged' | 'Inconsistent' | 'Overlap' | 'PlatformMissing'; message: string };
-  transfers: Record<BlobTransfer, number>;
+  transfers: TransferCounts;
   tagsMoved: string[];
 }
 
@@ -80,7 +78,7 @@ export async function swapDependency(request: SwapRequest): Promise<SwapOutcome>
     before: stored.top.descriptor.digest,
     after: stored.top.descriptor.digest,
     platforms: [],
-    transfers: { present: 0, mounted: 0, uploaded: 0 },
+    transfers: noTransfers(),
     tagsMoved: [],
   };
   const matches = sameRepositoryAs(dependency);
@@ -117,7 +115,7 @@ export async function swapDependency(request: SwapRequest): Promise<SwapOutcome>
   }
   if (plans.length === 0) {
     outcome.status = 'up-to-date';
-    if (request.dryRun !== true) await moveTags(request, stored.top.descriptor, outcome);
+    if (request.dryRun !== true) await retag(request, stored.top.descriptor, outcome);
     return outcome;
   }
 
@@ -151,7 +149,7 @@ export async function swapDependency(request: SwapRequest): Promise<SwapOutcome>
     progress(`writing index ${newTop.descriptor.digest}`);
     await target.store.putManifest(target.repository, newTop.bytes, newTop.descriptor.mediaType);
   }
-  await moveTags(request, newTop.descriptor, outcome);
+  await retag(request, newTop.descriptor, outcome);
   outcome.status = 'swapped';
   return outcome;
 }
@@ -191,39 +189,18 @@ function topAfterSwap(stored: StoredImage, plans: { platform: PlatformImage; pla
 }
 
 async function writeSwappedImage(request: SwapRequest, plan: SwapPlan, outcome: SwapOutcome): Promise<void> {
-  const { target, dependency } = request;
   const progress = request.onProgress ?? (() => {});
-  const sameStore = target.store === dependency.store;
   for (const layer of plan.newSlice) {
-    const transfer = sameStore
-      ? await target.store.mountBlob(target.repository, layer, dependency.repository)
-      : await target.store.putBlob(target.repository, layer, openForCopy(dependency, layer));
+    const transfer = await transferBlob(request.target, request.dependency, layer);
     outcome.transfers[transfer]++;
     progress(`layer ${layer.digest.slice(7, 19)}: ${transfer}`);
   }
   const serialized = serializeImage(plan);
-  await target.store.putBlob(target.repository, serialized.configDescriptor, serialized.configBytes);
-  await target.store.putManifest(target.repository, serialized.manifestBytes, serialized.manifestDescriptor.mediaType);
+  await writeImage(request.target, serialized);
   progress(`wrote manifest ${serialized.manifestDescriptor.digest}`);
 }
 
-/** Copying between stores streams the blob, opened afresh for each attempt the target makes. */
-function openForCopy(source: OpenedReference, layer: Descriptor): () => Readable {
-  return () => {
-    const relay = new PassThrough();
-    source.store
-      .openBlob(source.repository, layer)
-      .then((blob) => pipeline(blob, relay))
-      .catch((error: unknown) => relay.destroy(error instanceof Error ? error : new Error(String(error))));
-    return relay;
-  };
-}
-
-async function moveTags(request: SwapRequest, descriptor: Descriptor, outcome: SwapOutcome): Promise<void> {
-  const { target } = request;
-  const tags = [...new Set([...(target.ref.tag === undefined ? [] : [target.ref.tag]), ...(request.extraTags ?? [])])];
-  for (const tag of tags) {
-    await target.store.tag(target.repository, tag, descriptor);
-    outcome.tagsMoved.push(formatReference(withDigest({ ...target.ref, tag }, descriptor.digest)));
-  }
+async function retag(request: SwapRequest, descriptor: Descriptor, outcome: SwapOutcome): Promise<void> {
+  const tags = await moveTags(request.target, descriptor, request.extraTags);
+  outcome.tagsMoved.push(...tags.map((tag) => formatReference(withDigest({ ...request.target.ref, tag }, descriptor.digest))));
 }
