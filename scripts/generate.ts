@@ -1,0 +1,10 @@
+// Writes the generated files: crds/*.yaml and docs/crd-reference.md, from src/operator/resources.ts.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { generatedFiles } from '../src/operator/generated.ts';
+
+const root = join(import.meta.dirname, '..');
+for (const [path, text] of generatedFiles()) {
+  writeFileSync(join(root, path), text);
+  console.log(`wrote ${path}`);
+}

@@ -1,0 +1,142 @@
+import { z } from 'zod';
+
+/**
+ * The custom resources of restack.dev/v1alpha1, defined once: these schemas give the TypeScript
+ * types, validate what the controllers read, and generate the CRDs under crds/ (crd.ts).
+ */
+export const group = 'restack.dev';
+export const version = 'v1alpha1';
+
+const name = z.string().min(1).max(253);
+
+export const conditionSchema = z
+  .object({
+    type: z.string().describe('Ready, Reconciling or Stalled (kstatus); Succeeded on an ImageBuild.'),
+    status: z.enum(['True', 'False', 'Unknown']),
+    reason: z.string().describe('A CamelCase word for programs.'),
+    message: z.string().describe('What happened, for people.'),
+    lastTransitionTime: z.string().describe('When the status last changed (RFC 3339).'),
+    observedGeneration: z.number().int().min(0).optional().describe('The generation this condition describes.'),
+  })
+  .describe('A Kubernetes condition.');
+export type Condition = z.infer<typeof conditionSchema>;
+
+export const updatePolicies = { apply: ['Swap', 'Rebuild'] as const, base: ['Rebuild', 'Ignore'] as const };
+
+export const stackerfileSpecSchema = z
+  .object({
+    recipe: z.string().optional().describe('The stacker.yaml recipe text. Give this or recipeFrom.'),
+    recipeFrom: z
+      .object({
+        configMapKeyRef: z
+          .object({ name: name.describe('ConfigMap in the same namespace.'), key: z.string().min(1).describe('Key that holds the recipe.') })
+          .describe('A key of a ConfigMap holding the recipe.'),
+      })
+      .optional()
+      .describe('Where to read the recipe from, instead of recipe.'),
+    substitutions: z.record(z.string(), z.string()).optional().describe('Values for ${{NAME}} placeholders in the recipe.'),
+    output: z
+      .object({
+        registry: z.string().min(1).describe('Where images are pushed: host[:port]/prefix; each layer goes to <registry>/<layer name>.'),
+        tags: z.array(z.string().regex(/^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/)).min(1).default(['latest']).describe('Tags every image gets.'),
+        pushSecretRef: z.object({ name }).optional().describe('A kubernetes.io/dockerconfigjson Secret with push credentials.'),
+        insecure: z.boolean().default(false).describe('Use plain http for the registry.'),
+      })
+      .describe('The target registry.'),
+    updates: z
+      .object({
+        schedule: z.string().default('*/5 * * * *').describe('How often inputs are checked for new digests (cron, seconds allowed).'),
+        onApplyUpdate: z.enum(updatePolicies.apply).default('Swap').describe('When an applied dependency changes: Swap its layers in place (rebuild if unsafe), or always Rebuild.'),
+        onBaseUpdate: z.enum(updatePolicies.base).default('Rebuild').describe('When a base image changes: Rebuild, or Ignore.'),
+      })
+      .default({ schedule: '*/5 * * * *', onApplyUpdate: 'Swap', onBaseUpdate: 'Rebuild' })
+      .describe('How images are kept current.'),
+    builder: z
+      .object({
+        image: z.string().optional().describe('The builder image (default: the operator\'s configured builder image).'),
+        storage: z.enum(['overlay', 'btrfs']).default('overlay').describe('Storage driver in the build pod.'),
+        resources: z
+          .object({
+            requests: z.record(z.string(), z.string()).optional(),
+            limits: z.record(z.string(), z.string()).optional(),
+          })
+          .optional()
+          .describe('Resources of the build pod.'),
+      })
+      .default({ storage: 'overlay' })
+      .describe('How builds run.'),
+    history: z
+      .object({
+        succeeded: z.number().int().min(0).default(10).describe('Succeeded ImageBuilds to keep.'),
+        failed: z.number().int().min(0).default(5).describe('Failed ImageBuilds to keep.'),
+      })
+      .default({ succeeded: 10, failed: 5 })
+      .describe('How many finished ImageBuilds are kept.'),
+    suspend: z.boolean().default(false).describe('Stop building and updating.'),
+  })
+  .describe('A stacker.yaml recipe, its target registry and its update policy.');
+export type StackerfileSpec = z.infer<typeof stackerfileSpecSchema>;
+
+export const inputSchema = z.object({
+  ref: z.string().describe('The input image as the recipe names it.'),
+  role: z.enum(['from', 'apply']).describe('from: a base; apply: a dependency whose layers are included.'),
+  digest: z.string().optional().describe('The manifest digest it resolved to.'),
+});
+
+export const strategies = ['Build', 'Swap'] as const;
+export const buildReasons = ['Initial', 'RecipeChange', 'BaseUpdate', 'ApplyUpdate', 'Manual'] as const;
+
+export const stackerfileStatusSchema = z
+  .object({
+    observedGeneration: z.number().int().min(0).optional(),
+    conditions: z.array(conditionSchema).optional(),
+    imageCount: z.number().int().min(0).optional().describe('How many images are published (for kubectl get).'),
+    images: z
+      .array(
+        z.object({
+          name: z.string().describe('The layer name in the recipe.'),
+          ref: z.string().describe('Where the image is published.'),
+          digest: z.string().describe('Its current manifest digest.'),
+          inputs: z.array(inputSchema).optional(),
+          lastChange: z
+            .object({
+              strategy: z.enum(strategies),
+              reason: z.enum(buildReasons),
+              at: z.string(),
+              imageBuild: z.string().optional(),
+            })
+            .optional(),
+        }),
+      )
+      .optional()
+      .describe('The published images with their inputs: the inventory.'),
+  })
+  .describe('Observed state, written by the operator only.');
+export type StackerfileStatus = z.infer<typeof stackerfileStatusSchema>;
+
+export const imageBuildSpecSchema = z
+  .object({
+    stackerfileRef: z.object({ name }).describe('The Stackerfile in the same namespace.'),
+    strategy: z.enum(strategies).describe('Build runs the recipe; Swap replaces an applied dependency\'s layers in place.'),
+    reason: z.enum(buildReasons).describe('Why this build or swap happened.'),
+    recipeGeneration: z.number().int().min(0).optional().describe('The Stackerfile generation the build is of.'),
+    inputs: z.array(inputSchema).optional().describe('Inputs pinned to digests.'),
+    images: z.array(z.string()).optional().describe('The layers to build or swap (default: all).'),
+  })
+  .describe('One build or one swap of a Stackerfile.');
+export type ImageBuildSpec = z.infer<typeof imageBuildSpecSchema>;
+
+export const phases = ['Pending', 'Running', 'Succeeded', 'Failed'] as const;
+
+export const imageBuildStatusSchema = z
+  .object({
+    phase: z.enum(phases).optional(),
+    podName: z.string().optional(),
+    startTime: z.string().optional(),
+    completionTime: z.string().optional(),
+    outputs: z.array(z.object({ name: z.string(), ref: z.string(), digest: z.string(), before: z.string().optional() })).optional(),
+    conditions: z.array(conditionSchema).optional(),
+    message: z.string().optional().describe('On failure: the failing step and its last lines; on a swap: what was checked.'),
+  })
+  .describe('Observed state, written by the operator only.');
+export type ImageBuildStatus = z.infer<typeof imageBuildStatusSchema>;
