@@ -14,7 +14,8 @@ export const noTransfers = (): TransferCounts => ({ present: 0, mounted: 0, uplo
  * bytes move), a streamed copy between stores.
  */
 export async function transferBlob(target: OpenedReference, source: OpenedReference, blob: Descriptor): Promise<BlobTransfer> {
-  if (target.store === source.store) return target.store.mountBlob(target.repository, blob, source.repository);
+  // Two opens of one layout directory are different objects over the same blobs.
+  if (target.store === source.store || target.store.location === source.store.location) return target.store.mountBlob(target.repository, blob, source.repository);
   return target.store.putBlob(target.repository, blob, openForCopy(source, blob));
 }
 

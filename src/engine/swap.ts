@@ -15,6 +15,8 @@ export interface SwapRequest {
   target: OpenedReference;
   /** The dependency at its new version, e.g. docker://host/python3:latest. */
   dependency: OpenedReference;
+  /** The dependency as already read, when one version is swapped into many images (a fan-out). */
+  dependencyImage?: StoredImage;
   /** More tags of the target's repository to point at the result. */
   extraTags?: string[];
   dryRun?: boolean;
@@ -92,7 +94,7 @@ export async function swapDependency(request: SwapRequest): Promise<SwapOutcome>
   }
 
   progress(`resolving ${dependency.display}`);
-  const dependencyImage = await readStoredImage(dependency);
+  const dependencyImage = request.dependencyImage ?? (await readStoredImage(dependency));
   const plans: { platform: PlatformImage; plan: SwapPlan }[] = [];
   for (const platform of stored.platforms) {
     const provenance = readProvenance(platform.image, target.display);

@@ -8,13 +8,22 @@ export const maxManifestBytes = 4 * 1024 * 1024;
 
 const schema1Hint = 'Docker schema1 manifests are deprecated and unsupported; re-push the image with a current tool (for example `skopeo copy --format v2s2`)';
 
+export function manifestTooLarge(size: number, source: string): OciError {
+  return new OciError(
+    'MANIFEST_TOO_LARGE',
+    `${source}: manifest is ${size} bytes, more than the 4 MiB (${maxManifestBytes} bytes) limit`,
+    'registries refuse manifests over 4 MiB; split the image into fewer layers or move large annotations into a blob',
+  );
+}
+
 export function assertManifestSize(size: number, source: string): void {
-  if (size > maxManifestBytes) {
-    throw new OciError(
-      'MANIFEST_TOO_LARGE',
-      `${source}: manifest is ${size} bytes, more than the 4 MiB (${maxManifestBytes} bytes) limit`,
-      'registries refuse manifests over 4 MiB; split the image into fewer layers or move large annotations into a blob',
-    );
+  if (size > maxManifestBytes) throw manifestTooLarge(size, source);
+}
+
+/** Schema1 is named by its media type, or by `schemaVersion: 1` when a registry sends it as plain JSON. */
+export function rejectSchema1(mediaType: string | undefined, source: string, schemaVersion?: unknown): void {
+  if (schemaVersion === 1 || isSchema1(mediaType)) {
+    throw new OciError('MANIFEST_UNSUPPORTED', `${source}: Docker schema1 manifest`, schema1Hint);
   }
 }
 
@@ -24,9 +33,8 @@ export function assertManifestSize(size: number, source: string): void {
  */
 function effectiveMediaType(json: Record<string, unknown>, announced: string | undefined, source: string): string {
   const field = typeof json['mediaType'] === 'string' ? json['mediaType'] : undefined;
-  if (json['schemaVersion'] === 1 || isSchema1(field) || isSchema1(announced)) {
-    throw new OciError('MANIFEST_UNSUPPORTED', `${source}: Docker schema1 manifest`, schema1Hint);
-  }
+  rejectSchema1(field, source, json['schemaVersion']);
+  rejectSchema1(announced, source);
   if (field !== undefined) return field;
   if (announced !== undefined && announced !== '' && announced !== 'application/json' && announced !== 'application/octet-stream') return announced;
   return Array.isArray(json['manifests']) ? MediaType.ociIndex : MediaType.ociManifest;

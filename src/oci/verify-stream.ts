@@ -15,7 +15,7 @@ export function sizeMismatch(source: string, expected: number, actual: number): 
  */
 export function verifyingStream(descriptor: Pick<Descriptor, 'digest' | 'size'>, source: string): Transform {
   const hasher = new DigestingHasher();
-  return new Transform({
+  const stream = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       hasher.update(chunk);
       if (hasher.size > descriptor.size) callback(sizeMismatch(source, descriptor.size, hasher.size));
@@ -27,6 +27,10 @@ export function verifyingStream(descriptor: Pick<Descriptor, 'digest' | 'size'>,
       callback(actual === descriptor.digest ? null : digestMismatchError(source, descriptor.digest, actual));
     },
   });
+  // A small blob can be checked in full before anyone reads: its error must then wait in the
+  // stream's errored state (for-await and pipeline report it) rather than crash the process.
+  stream.on('error', () => undefined);
+  return stream;
 }
 
 /** Verifies whole bytes against a descriptor's size and digest. */

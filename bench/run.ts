@@ -1,0 +1,11 @@
+// npm run bench: every benchmark, each printing ratios against a reference measured in the same run.
+import { printRows, type BenchRow } from './report.ts';
+import { swapBench } from './swap.ts';
+
+const benches: [string, () => Promise<BenchRow[]>][] = [['swap', swapBench]];
+const only = process.argv.slice(2);
+for (const [name, run] of benches) {
+  if (only.length > 0 && !only.includes(name)) continue;
+  console.error(`bench ${name}...`);
+  printRows(await run());
+}

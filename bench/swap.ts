@@ -1,0 +1,129 @@
+import { randomBytes } from 'node:crypto';
+import { execa } from 'execa';
+import { composeToStore } from '../src/engine/compose.ts';
+import { readStoredImage } from '../src/engine/images.ts';
+import { LayerChangesCache } from '../src/engine/layer-changes.ts';
+import { swapDependency } from '../src/engine/swap.ts';
+import { RegistryStore } from '../src/oci/registry/store.ts';
+import { makeLayer, type BuiltLayer } from '../test/services/images.ts';
+import { startRegistry } from '../test/services/registry.ts';
+import { startFaultyProxy } from '../test/services/faulty-proxy.ts';
+import { open, pushLayered } from '../test/swap/seeds.ts';
+import { timed, type BenchRow } from './report.ts';
+
+const fanOutImages = Number(process.env['RESTACK_BENCH_FANOUT'] ?? 1000);
+const concurrency = 8;
+
+/** Runs `work` over items with at most `limit` in flight. */
+async function eachLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: limit }, async () => {
+    while (next < items.length) await work(items[next++] as T);
+  }));
+}
+
+function registryStats(ref: string) {
+  const { store } = open(ref);
+  if (!(store instanceof RegistryStore)) throw new Error('bench needs a registry store');
+  return store.stats;
+}
+
+/**
+ * A swap of python3 inside A against the two ways of getting the same image another way:
+ * `skopeo copy` of A to a new tag (through a counting proxy) and a full re-push of A's blobs.
+ * Then one python3 bump fanned out to many images that apply it.
+ */
+export async function swapBench(): Promise<BenchRow[]> {
+  const registry = await startRegistry();
+  const proxy = await startFaultyProxy(registry.url);
+  const rows: BenchRow[] = [];
+  try {
+    const prefix = `docker://${registry.host}/bench`;
+    // Incompressible contents, so layer sizes are what is moved: a 24 MB base, 4 MB ssl, 8 MB python3.
+    const base = await makeLayer({ 'usr/lib/base.bin': randomBytes(24 << 20) });
+    const ssl = await makeLayer({ 'usr/lib/libssl.so.3': randomBytes(4 << 20) });
+    const python3 = await makeLayer({ 'usr/lib/python3.11/lib.bin': randomBytes(8 << 20) });
+    const python3Next = await makeLayer({ 'usr/lib/python3.12/lib.bin': randomBytes(8 << 20) });
+    await pushLayered(prefix, 'base', [base]);
+    await pushLayered(prefix, 'ssl', [base, ssl]);
+    await pushLayered(prefix, 'python3', [base, python3]);
+
+    const composeA = async (name: string): Promise<void> => {
+      const own = await makeLayer({ [`srv/${name}/app.bin`]: randomBytes(1 << 20) });
+      const target = open(`${prefix}/${name}:latest`);
+      await target.store.putBlob(target.repository, own.descriptor, own.bytes);
+      await composeToStore({
+        base: open(`${prefix}/base:latest`),
+        applied: [open(`${prefix}/ssl:latest`), open(`${prefix}/python3:latest`)],
+        target,
+        own: [{ descriptor: own.descriptor, diffId: own.diffId, history: { created_by: `run ${name}` } }],
+      });
+    };
+    await composeA('a');
+    const layerBytes = [base, ssl, python3Next].reduce((sum, layer: BuiltLayer) => sum + layer.descriptor.size, 0);
+
+    // The references, measured first on A before the swap: the same bytes a rebuild would move.
+    const skopeo = await timed(() =>
+      execa('skopeo', ['copy', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${proxy.host}/bench/a:latest`, `docker://${proxy.host}/bench/a-copy:latest`]),
+    );
+    const skopeoRequests = proxy.requests.length;
+    const stats = registryStats(`${prefix}/a:latest`);
+    stats.reset();
+    const repush = await timed(async () => {
+      const image = await readStoredImage(open(`${prefix}/a:latest`));
+      const target = open(`${prefix}/a-repush-${Date.now()}:latest`);
+      const source = open(`${prefix}/a:latest`);
+      const manifest = image.platforms[0]?.image.manifest;
+      if (manifest === undefined) throw new Error('no manifest');
+      for (const blob of [manifest.config, ...manifest.layers]) {
+        await target.store.putBlob(target.repository, blob, await source.store.readBlob(source.repository, blob));
+      }
+    });
+    const repushRequests = stats.requests;
+    const repushBytes = stats.blobBytesSent;
+
+    await pushLayered(prefix, 'python3', [base, python3Next]);
+    stats.reset();
+    const swap = await timed(() =>
+      swapDependency({ target: open(`${prefix}/a:latest`), dependency: open(`${prefix}/python3:latest`), layerChanges: new LayerChangesCache() }),
+    );
+    if (swap.result.status !== 'swapped') throw new Error(`swap did not happen: ${swap.result.refusal?.message ?? swap.result.status}`);
+    const swapStats = stats.snapshot();
+    rows.push(
+      { bench: 'swap', metric: 'wall time, swap of python3 in A', value: swap.seconds, unit: 's', reference: { name: 'skopeo copy', value: skopeo.seconds } },
+      { bench: 'swap', metric: 'wall time, swap of python3 in A', value: swap.seconds, unit: 's', reference: { name: 'blob re-push', value: repush.seconds } },
+      { bench: 'swap', metric: 'requests', value: swapStats.requests, unit: 'req', reference: { name: 'skopeo copy', value: skopeoRequests } },
+      { bench: 'swap', metric: 'requests', value: swapStats.requests, unit: 'req', reference: { name: 'blob re-push', value: repushRequests } },
+      { bench: 'swap', metric: 'blob bytes sent (config only)', value: swapStats.blobBytesSent, unit: 'B', reference: { name: 'blob re-push', value: repushBytes } },
+      { bench: 'swap', metric: 'layer bytes a rebuild would push', value: layerBytes, unit: 'B' },
+    );
+
+    // Fan-out: many images apply python3; one bump is swapped into all of them.
+    const names = Array.from({ length: fanOutImages }, (_, index) => `fan-${index}`);
+    await pushLayered(prefix, 'python3', [base, python3]);
+    const setup = await timed(() => eachLimited(names, concurrency, composeA));
+    await pushLayered(prefix, 'python3', [base, python3Next]);
+    stats.reset();
+    const layerChanges = new LayerChangesCache();
+    const dependency = open(`${prefix}/python3:latest`);
+    const fanOut = await timed(async () => {
+      const dependencyImage = await readStoredImage(dependency);
+      await eachLimited(names, concurrency, async (name) => {
+        const outcome = await swapDependency({ target: open(`${prefix}/${name}:latest`), dependency, dependencyImage, layerChanges });
+        if (outcome.status !== 'swapped') throw new Error(`${name}: ${outcome.refusal?.message ?? outcome.status}`);
+      });
+    });
+    const fanOutStats = stats.snapshot();
+    rows.push(
+      { bench: 'fan-out', metric: `setup: compose ${fanOutImages} images`, value: setup.seconds, unit: 's' },
+      { bench: 'fan-out', metric: `swap python3 in ${fanOutImages} images`, value: fanOut.seconds, unit: 's', target: '< 30 s', met: fanOut.seconds < 30 },
+      { bench: 'fan-out', metric: 'requests per image', value: fanOutStats.requests / fanOutImages, unit: 'req', target: '<= 8', met: fanOutStats.requests / fanOutImages <= 8 },
+      { bench: 'fan-out', metric: 'blob bytes sent per image (config)', value: fanOutStats.blobBytesSent / fanOutImages, unit: 'B' },
+    );
+    console.error(`fan-out requests by method: ${JSON.stringify(fanOutStats.requestsByMethod)}`);
+  } finally {
+    await proxy.stop();
+    await registry.stop();
+  }
+  return rows;
+}

@@ -1,0 +1,169 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, beforeEach, describe, test } from 'node:test';
+import { OciError } from '../../src/oci/errors.ts';
+import { LayoutStore } from '../../src/oci/layout.ts';
+import { maxManifestBytes } from '../../src/oci/manifest.ts';
+import { MediaType } from '../../src/oci/mediatypes.ts';
+import { RegistryStore } from '../../src/oci/registry/store.ts';
+import { startFaultyProxy, type FaultyProxy } from '../services/faulty-proxy.ts';
+import { makeImage, makeLayer, writeImage, type BuiltImage } from '../services/images.ts';
+import { startOrSkip, startRegistry } from '../services/registry.ts';
+
+// relativeurls: every upload below also proves that relative Locations are followed.
+const { service: registry, skip } = await startOrSkip(() => startRegistry({ relativeUrls: true }));
+const proxy: FaultyProxy | undefined = registry === undefined ? undefined : await startFaultyProxy(registry.url);
+const scratch = await mkdtemp(join(tmpdir(), 'restack-faults-'));
+after(async () => {
+  await proxy?.stop();
+  await registry?.stop();
+  await rm(scratch, { recursive: true, force: true });
+});
+
+let waits: number[] = [];
+let store: RegistryStore;
+beforeEach(() => {
+  proxy?.clear();
+  waits = [];
+  store = new RegistryStore(proxy?.host ?? 'unused', { credentials: async () => undefined, sleep: async (ms) => void waits.push(ms), retry: { attempts: 4 } });
+});
+
+const isOciError = (code: string, pattern: RegExp = /./) => (error: unknown) => error instanceof OciError && error.code === code && pattern.test(error.message);
+const errorBody = (code: string) => JSON.stringify({ errors: [{ code, message: `injected ${code}` }] });
+
+async function pushed(repository: string, files: Record<string, string | Uint8Array>): Promise<BuiltImage> {
+  const image = makeImage({ layers: [await makeLayer(files)] });
+  await writeImage(new RegistryStore(registry!.host, { credentials: async () => undefined }), repository, image, 'v1');
+  return image;
+}
+
+async function drain(stream: AsyncIterable<unknown>): Promise<void> {
+  for await (const _chunk of stream) {
+    // consume
+  }
+}
+
+describe('RegistryStore against a misbehaving registry', { skip }, () => {
+  test('the registry answers uploads with relative Locations', async () => {
+    const response = await fetch(`${registry!.url}/v2/faults/relative/blobs/uploads/`, { method: 'POST' });
+    assert.equal(response.status, 202);
+    assert.match(response.headers.get('location') ?? '', /^\/v2\//);
+  });
+
+  test('500 three times, then 201: the manifest PUT is retried and succeeds', async () => {
+    proxy!.inject({ method: 'PUT', path: '/manifests/sha256:', times: 3, fault: { kind: 'status', status: 500, body: errorBody('UNKNOWN') } });
+    const image = makeImage({ layers: [await makeLayer({ a: 'retry' })] });
+    await writeImage(store, 'faults/retry', image, 'v1');
+    const manifestPuts = proxy!.requests.filter((request) => request.method === 'PUT' && request.path.includes('/manifests/sha256:'));
+    assert.deepEqual(manifestPuts.map((request) => request.outcome), [500, 500, 500, 201]);
+    assert.equal(store.stats.retries, 3);
+    assert.equal(waits.length, 3);
+    assert.equal((await store.resolve('faults/retry', 'v1')).digest, image.manifestDescriptor.digest);
+  });
+
+  test('a 500 that does not stop becomes an error naming the repository', async () => {
+    proxy!.inject({ method: 'HEAD', path: '/manifests/v1', fault: { kind: 'status', status: 503 } });
+    await assert.rejects(store.resolve('faults/down', 'v1'), isOciError('REGISTRY_ERROR', /faults\/down:v1: HTTP 503/));
+    assert.equal(waits.length, 3);
+  });
+
+  test('429 waits as long as Retry-After says', async () => {
+    const image = await pushed('faults/busy', { a: 'busy' });
+    proxy!.inject({ method: 'GET', path: '/manifests/v1', times: 1, fault: { kind: 'status', status: 429, headers: { 'retry-after': '2' }, body: errorBody('TOOMANYREQUESTS') } });
+    const fetched = await store.getManifest('faults/busy', 'v1');
+    assert.equal(fetched.descriptor.digest, image.manifestDescriptor.digest);
+    assert.deepEqual(waits, [2000]);
+  });
+
+  test('a Retry-After beyond the allowed wait is TOOMANYREQUESTS at once', async () => {
+    proxy!.inject({ method: 'GET', path: '/manifests/v1', fault: { kind: 'status', status: 429, headers: { 'retry-after': '3600' }, body: errorBody('TOOMANYREQUESTS') } });
+    await assert.rejects(store.getManifest('faults/busy', 'v1'), (error: unknown) => isOciError('TOOMANYREQUESTS')(error) && /rate limiting/.test((error as OciError).hint ?? ''));
+    assert.deepEqual(waits, []);
+  });
+
+  test('a reset connection is retried', async () => {
+    const image = await pushed('faults/reset', { a: 'reset' });
+    proxy!.inject({ method: 'GET', path: '/blobs/', times: 1, fault: { kind: 'reset' } });
+    assert.deepEqual(Buffer.from(await store.readBlob('faults/reset', image.configDescriptor)), Buffer.from(image.configBytes));
+    assert.deepEqual(proxy!.requests.filter((request) => request.path.includes('/blobs/')).map((request) => request.outcome), ['reset', 200]);
+  });
+
+  test('a lying registry: substituted bytes are DIGEST_MISMATCH and nothing is written', async () => {
+    const image = await pushed('faults/lying', { 'bin/tool': randomBytes(4096) });
+    const layer = image.manifest.layers[0]!;
+    const flip = (original: Buffer) => {
+      const copy = Buffer.from(original);
+      copy.writeUInt8(copy.readUInt8(100) ^ 0x01, 100);
+      return copy;
+    };
+    proxy!.inject({ method: 'GET', path: `/blobs/${layer.digest}`, fault: { kind: 'substitute', body: flip } });
+    const layout = new LayoutStore(join(scratch, 'lying'));
+    await assert.rejects(store.readBlob('faults/lying', layer), isOciError('DIGEST_MISMATCH'));
+    const stream = await store.openBlob('faults/lying', layer);
+    await assert.rejects(layout.putBlob('', layer, () => stream), isOciError('DIGEST_MISMATCH'));
+    assert.equal(await layout.hasBlob('', layer), false);
+
+    proxy!.inject({ method: 'GET', path: '/manifests/', fault: { kind: 'substitute', body: (original) => Buffer.from(original.toString().replace('"layers"', ' "layers"')) } });
+    await assert.rejects(store.getManifest('faults/lying', image.manifestDescriptor.digest), isOciError('DIGEST_MISMATCH'));
+    // By tag, the registry's own Docker-Content-Digest gives the lie away.
+    await assert.rejects(store.getManifest('faults/lying', 'v1'), isOciError('DIGEST_MISMATCH'));
+  });
+
+  test('a truncated blob is an error, streamed or whole; once-truncated reads are retried', async () => {
+    const image = await pushed('faults/truncated', { 'bin/tool': randomBytes(8192) });
+    const layer = image.manifest.layers[0]!;
+    proxy!.inject({ method: 'GET', path: `/blobs/${layer.digest}`, times: 1, fault: { kind: 'truncate', keepBytes: 1000 } });
+    assert.equal((await store.readBlob('faults/truncated', layer)).length, layer.size);
+    proxy!.inject({ method: 'GET', path: `/blobs/${layer.digest}`, fault: { kind: 'truncate', keepBytes: 1000 } });
+    await assert.rejects(store.readBlob('faults/truncated', layer), isOciError('SIZE_MISMATCH', /truncated/));
+    await assert.rejects(async () => drain(await store.openBlob('faults/truncated', layer)), isOciError('SIZE_MISMATCH', /truncated/));
+  });
+
+  test('schema1 manifests are refused with a clear error', async () => {
+    const schema1 = JSON.stringify({ schemaVersion: 1, name: 'faults/old', tag: 'v1', architecture: 'amd64', fsLayers: [], history: [], signatures: [] });
+    const headers = { 'content-type': MediaType.dockerSchema1Signed, 'docker-content-digest': `sha256:${'0'.repeat(64)}` };
+    proxy!.inject({ path: '/manifests/v1', fault: { kind: 'status', status: 200, headers, body: schema1 } });
+    await assert.rejects(store.getManifest('faults/old', 'v1'), (error: unknown) => isOciError('MANIFEST_UNSUPPORTED', /faults\/old:v1: Docker schema1/)(error) && /skopeo copy --format v2s2/.test((error as OciError).hint ?? ''));
+    await assert.rejects(store.resolve('faults/old', 'v1'), isOciError('MANIFEST_UNSUPPORTED', /schema1/));
+  });
+
+  test('a manifest over 4 MiB is refused without reading it', async () => {
+    const huge = Buffer.alloc(maxManifestBytes + 1024, 0x20);
+    proxy!.inject({ path: '/manifests/v1', fault: { kind: 'status', status: 200, headers: { 'content-type': MediaType.ociManifest }, body: huge } });
+    await assert.rejects(store.getManifest('faults/huge', 'v1'), isOciError('MANIFEST_TOO_LARGE', /faults\/huge:v1/));
+    assert.ok(store.stats.otherBytesReceived < 1024 * 1024);
+  });
+
+  test('a registry that declines a mount gets the bytes streamed from the source repository', async () => {
+    const image = await pushed('faults/mount-source', { 'bin/tool': randomBytes(20_000) });
+    const layer = image.manifest.layers[0]!;
+    proxy!.inject({ method: 'POST', path: '?mount=', fault: { kind: 'rewrite', path: (path) => path.slice(0, path.indexOf('?')) } });
+    assert.equal(await store.mountBlob('faults/mount-target', layer, 'faults/mount-source'), 'uploaded');
+    assert.equal(store.stats.blobBytesSent, layer.size);
+    assert.equal(store.stats.blobBytesReceived, layer.size);
+    assert.ok(await store.hasBlob('faults/mount-target', layer));
+  });
+
+  test('tag lists are followed across Link pages (n=2 over 5 tags)', async () => {
+    const page = (tags: string[], next?: string) => ({
+      kind: 'status' as const,
+      status: 200,
+      headers: { 'content-type': 'application/json', ...(next === undefined ? {} : { link: `<${next}>; rel="next"` }) },
+      body: JSON.stringify({ name: 'faults/paged', tags }),
+    });
+    proxy!.inject({ path: 'last=b', fault: page(['c', 'd'], '/v2/faults/paged/tags/list?n=2&last=d') });
+    proxy!.inject({ path: 'last=d', fault: page(['e']) });
+    proxy!.inject({ path: '/tags/list?n=2', fault: page(['a', 'b'], '/v2/faults/paged/tags/list?n=2&last=b') });
+    const paged = new RegistryStore(proxy!.host, { credentials: async () => undefined, tagPageSize: 2 });
+    assert.deepEqual(await paged.listTags('faults/paged'), ['a', 'b', 'c', 'd', 'e']);
+    assert.deepEqual(proxy!.requests.map((request) => request.path), [
+      '/v2/',
+      '/v2/faults/paged/tags/list?n=2',
+      '/v2/faults/paged/tags/list?n=2&last=b',
+      '/v2/faults/paged/tags/list?n=2&last=d',
+    ]);
+  });
+});
