@@ -48,8 +48,8 @@ export async function swapBench(): Promise<BenchRow[]> {
     await pushLayered(prefix, 'ssl', [base, ssl]);
     await pushLayered(prefix, 'python3', [base, python3]);
 
-    const composeA = async (name: string): Promise<void> => {
-      const own = await makeLayer({ [`srv/${name}/app.bin`]: randomBytes(1 << 20) });
+    const composeA = async (name: string, ownBytes = 1 << 20): Promise<void> => {
+      const own = await makeLayer({ [`srv/${name}/app.bin`]: randomBytes(ownBytes) });
       const target = open(`${prefix}/${name}:latest`);
       await target.store.putBlob(target.repository, own.descriptor, own.bytes);
       await composeToStore({
@@ -101,7 +101,8 @@ export async function swapBench(): Promise<BenchRow[]> {
     // Fan-out: many images apply python3; one bump is swapped into all of them.
     const names = Array.from({ length: fanOutImages }, (_, index) => `fan-${index}`);
     await pushLayered(prefix, 'python3', [base, python3]);
-    const setup = await timed(() => eachLimited(names, concurrency, composeA));
+    // Each image's own layer is a small application (64 KiB); a swap lists it for the overlap check.
+    const setup = await timed(() => eachLimited(names, concurrency, (name) => composeA(name, 64 << 10)));
     await pushLayered(prefix, 'python3', [base, python3Next]);
     stats.reset();
     const layerChanges = new LayerChangesCache();

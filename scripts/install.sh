@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # control-plane tests.
 packages=(
   docker-registry skopeo umoci apache2-utils
-  lxc uidmap btrfs-progs squashfs-tools busybox-static debootstrap
+  lxc uidmap btrfs-progs squashfs-tools busybox-static debootstrap attr
   etcd-server openssl
 )
 missing=()

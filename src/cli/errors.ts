@@ -1,4 +1,7 @@
+import { BuildError } from '../build/errors.ts';
 import { OciError } from '../oci/errors.ts';
+import { ComposeError } from '../swap/compose.ts';
+import { ProvenanceError } from '../swap/provenance.ts';
 
 /** A failure the user can act on: printed as its message and hint, never as a stack trace. */
 export class UserError extends Error {
@@ -17,9 +20,10 @@ export function describeError(error: unknown): { text: string; exitCode: number 
   if (error instanceof UserError) {
     return { text: withHint(`error: ${error.message}`, error.hint), exitCode: error.exitCode };
   }
-  if (error instanceof OciError) {
+  if (error instanceof OciError || error instanceof BuildError) {
     return { text: withHint(`error: ${error.message} [${error.code}]`, error.hint), exitCode: 1 };
   }
+  if (error instanceof ComposeError || error instanceof ProvenanceError) return { text: `error: ${error.message}`, exitCode: 1 };
   const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
   return { text: `internal error (a bug in restack; please report it):\n${detail}`, exitCode: 70 };
 }

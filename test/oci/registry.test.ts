@@ -38,10 +38,17 @@ describe('RegistryStore against docker-registry', { skip }, () => {
     assert.deepEqual(Buffer.from(read.configBytes), Buffer.from(image.configBytes));
     assert.equal(read.manifest.annotations?.['org.example'], 'yes');
     assert.deepEqual(await store.listTags('push/small'), ['v1']);
-    // Pushing again moves nothing: every blob is already there.
+    // Pushing again sends no blob the registry has, except those small enough (up to 64 KiB) that
+    // uploading them is cheaper than asking first.
     store.stats.reset();
     await writeImage(store, 'push/small', image, 'v1');
-    assert.equal(store.stats.blobBytesSent, 0);
+    assert.equal(store.stats.blobBytesSent, blobBytes);
+    assert.equal(store.stats.requestsByMethod['HEAD'], undefined);
+    const large = makeImage({ layers: [await makeLayer({ 'big.bin': randomBytes(100 * 1024) }, { compression: 'none' })] });
+    await writeImage(store, 'push/large', large, 'v1');
+    store.stats.reset();
+    await writeImage(store, 'push/large', large, 'v1');
+    assert.equal(store.stats.blobBytesSent, large.configBytes.length, 'the large layer is found present and not sent again');
   });
 
   test('resolves a tag with a single HEAD', async () => {

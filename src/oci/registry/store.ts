@@ -47,6 +47,9 @@ function mediaTypeOf(headers: Headers): string | undefined {
  * A Store over one registry host, speaking the distribution API v1.1 (oci.md). Counts every
  * request and body byte in `stats`.
  */
+/** Blobs up to this size are uploaded without asking whether the registry has them. */
+const smallBlobBytes = 64 * 1024;
+
 export class RegistryStore implements Store {
   readonly location: string;
   readonly registry: string;
@@ -197,7 +200,9 @@ export class RegistryStore implements Store {
   async putBlob(repository: string, descriptor: Descriptor, source: BlobSource): Promise<BlobTransfer> {
     assertDigest(descriptor.digest, 'blob descriptor');
     if (source instanceof Uint8Array) verifyBytes(source, descriptor, `blob ${descriptor.digest} to write to ${this.#subject(repository)}`);
-    if (await this.#hasBlob(repository, descriptor, pushPull(repository))) return 'present';
+    // A small blob (a config) costs two requests to upload and one more to check first: just upload it.
+    const checkFirst = !(source instanceof Uint8Array) || source.length > smallBlobBytes;
+    if (checkFirst && (await this.#hasBlob(repository, descriptor, pushPull(repository)))) return 'present';
     const target = this.#target(repository);
     const { location } = await startUpload(this.#client, target);
     const chunks: ChunkSource = source instanceof Uint8Array ? source : () => blobChunks(source);

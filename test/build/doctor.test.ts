@@ -1,0 +1,30 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { doctorPassed, runDoctor } from '../../src/build/doctor.ts';
+import { tempDir } from './helpers.ts';
+
+test('on this machine every required prerequisite is met', async (t) => {
+  const checks = await runDoctor({ storageRoot: await tempDir(t) });
+  const failed = checks.filter((check) => check.required && !check.ok);
+  assert.deepEqual(failed, []);
+  assert.ok(doctorPassed(checks));
+  const names = checks.map((check) => check.check);
+  for (const name of ['zstd in node:zlib', 'build user namespace', 'lxc-execute', 'overlayfs with userxattr', 'loop devices', 'storage root']) assert.ok(names.includes(name), name);
+  assert.match(checks.find((check) => check.check === 'storage root')?.detail ?? '', /not on btrfs; auto picks overlay/);
+});
+
+test('missing tools fail with the package to install', async (t) => {
+  const checks = await runDoctor({ storageRoot: await tempDir(t), storage: 'btrfs', path: '/nonexistent' });
+  const byName = new Map(checks.map((check) => [check.check, check]));
+  assert.deepEqual(byName.get('lxc-execute'), {
+    check: 'lxc-execute',
+    ok: false,
+    detail: 'not found; runs the run: steps in an unprivileged container',
+    fix: 'install it: apt-get install -y lxc',
+    required: true,
+  });
+  assert.equal(byName.get('btrfs')?.required, true, 'btrfs-progs is required once btrfs storage is asked for');
+  assert.equal(byName.get('btrfs')?.fix, 'install it: apt-get install -y btrfs-progs');
+  assert.match(byName.get('storage root')?.fix ?? '', /^restack setup-btrfs --size 20G /);
+  assert.equal(doctorPassed(checks), false);
+});
