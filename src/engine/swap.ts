@@ -1,9 +1,10 @@
 import { sha256Digest } from '../oci/digest.ts';
 import { OciError } from '../oci/errors.ts';
 import { MediaType } from '../oci/mediatypes.ts';
-import { formatReference, parseReference, repositoryKey, withDigest } from '../oci/reference.ts';
+import { formatReference, parseReference, repositoryKey, withDigest, type ImageReference } from '../oci/reference.ts';
 import type { Descriptor, ImageIndex } from '../oci/types.ts';
 import { serializeImage, readProvenance } from '../swap/image.ts';
+import type { Provenance } from '../swap/provenance.ts';
 import { analyseOverlap, type SafetyReport } from '../swap/safety.ts';
 import { findApplied, isRefusal, planSwap, type SwapPlan } from '../swap/swap.ts';
 import { formatPlatform, readStoredImage, samePlatform, type OpenedReference, type PlatformImage, type StoredImage } from './images.ts';
@@ -51,16 +52,36 @@ export interface SwapOutcome {
   tagsMoved: string[];
 }
 
-const sameRepositoryAs = (dependency: OpenedReference) => {
-  const key = repositoryKey(dependency.ref);
-  return (ref: string) => {
-    try {
-      return repositoryKey(parseReference(ref)) === key;
-    } catch {
-      return false;
-    }
+/** The repository path of a reference without its registry host, for matching through mirrors. */
+function repositoryPath(ref: ImageReference): string {
+  return ref.transport === 'oci' ? repositoryKey(ref) : ref.repository;
+}
+
+function parsedOrUndefined(ref: string): ImageReference | undefined {
+  try {
+    return parseReference(ref);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Which applied entry the dependency names: the same registry and repository, or else, when
+ * exactly one entry has the same repository path, that one (the dependency was reached through
+ * a mirror, a proxy, or another name of the same host).
+ */
+function appliedEntryMatcher(provenance: Provenance, dependency: OpenedReference): (ref: string) => boolean {
+  const exact = (ref: string) => {
+    const parsed = parsedOrUndefined(ref);
+    return parsed !== undefined && repositoryKey(parsed) === repositoryKey(dependency.ref);
   };
-};
+  if (provenance.applied.some((entry) => exact(entry.ref))) return exact;
+  const samePath = (ref: string) => {
+    const parsed = parsedOrUndefined(ref);
+    return parsed !== undefined && repositoryPath(parsed) === repositoryPath(dependency.ref);
+  };
+  return provenance.applied.filter((entry) => samePath(entry.ref)).length === 1 ? samePath : exact;
+}
 
 /**
  * Swaps one applied dependency inside an image for its current version: plans every platform,
@@ -83,11 +104,11 @@ export async function swapDependency(request: SwapRequest): Promise<SwapOutcome>
     transfers: noTransfers(),
     tagsMoved: [],
   };
-  const matches = sameRepositoryAs(dependency);
   const firstProvenance = stored.platforms.map((p) => readProvenance(p.image, target.display)).find((p) => p !== undefined);
   if (firstProvenance === undefined) {
     return refuse(outcome, 'NoProvenance', `${target.display} has no restack provenance, so the layers each dependency contributed are unknown; rebuild it with restack`);
   }
+  const matches = appliedEntryMatcher(firstProvenance, dependency);
   if (findApplied(firstProvenance, matches) < 0) {
     const applied = firstProvenance.applied.map((entry) => entry.ref).join(', ') || 'nothing';
     throw new OciError('MANIFEST_UNKNOWN', `${target.display} does not apply ${dependency.display} (it applies: ${applied})`, 'name the dependency by the repository the recipe applied');
