@@ -12,7 +12,7 @@ import { open, pushLayered } from '../test/swap/seeds.ts';
 import { timed, type BenchRow } from './report.ts';
 
 const fanOutImages = Number(process.env['RESTACK_BENCH_FANOUT'] ?? 1000);
-const concurrency = 8;
+const concurrency = Number(process.env["RESTACK_BENCH_CONCURRENCY"] ?? 8);
 
 /** Runs `work` over items with at most `limit` in flight. */
 async function eachLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
@@ -34,7 +34,8 @@ function registryStats(ref: string) {
  * Then one python3 bump fanned out to many images that apply it.
  */
 export async function swapBench(): Promise<BenchRow[]> {
-  const registry = await startRegistry();
+  // The registry's storage on tmpfs: the bench measures restack's requests, not this disk.
+  const registry = await startRegistry({ parentDirectory: '/dev/shm' });
   const proxy = await startFaultyProxy(registry.url);
   const rows: BenchRow[] = [];
   try {
@@ -107,8 +108,10 @@ export async function swapBench(): Promise<BenchRow[]> {
     stats.reset();
     const layerChanges = new LayerChangesCache();
     const dependency = open(`${prefix}/python3:latest`);
+    let sharedRequests = 0;
     const fanOut = await timed(async () => {
       const dependencyImage = await readStoredImage(dependency);
+      sharedRequests = stats.requests;
       await eachLimited(names, concurrency, async (name) => {
         const outcome = await swapDependency({ target: open(`${prefix}/${name}:latest`), dependency, dependencyImage, layerChanges });
         if (outcome.status !== 'swapped') throw new Error(`${name}: ${outcome.refusal?.message ?? outcome.status}`);
@@ -118,7 +121,7 @@ export async function swapBench(): Promise<BenchRow[]> {
     rows.push(
       { bench: 'fan-out', metric: `setup: compose ${fanOutImages} images`, value: setup.seconds, unit: 's' },
       { bench: 'fan-out', metric: `swap python3 in ${fanOutImages} images`, value: fanOut.seconds, unit: 's', target: '< 30 s', met: fanOut.seconds < 30 },
-      { bench: 'fan-out', metric: 'requests per image', value: fanOutStats.requests / fanOutImages, unit: 'req', target: '<= 8', met: fanOutStats.requests / fanOutImages <= 8 },
+      { bench: 'fan-out', metric: `requests per image (+${sharedRequests} shared)`, value: (fanOutStats.requests - sharedRequests) / fanOutImages, unit: 'req', target: '<= 8', met: (fanOutStats.requests - sharedRequests) / fanOutImages <= 8 },
       { bench: 'fan-out', metric: 'blob bytes sent per image (config)', value: fanOutStats.blobBytesSent / fanOutImages, unit: 'B' },
     );
     console.error(`fan-out requests by method: ${JSON.stringify(fanOutStats.requestsByMethod)}`);

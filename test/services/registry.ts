@@ -30,6 +30,8 @@ export interface RegistryOptions {
   notifications?: NotificationEndpoint[];
   /** Answer with relative Location headers (`http.relativeurls`). */
   relativeUrls?: boolean;
+  /** Where the registry's storage lives (default: the system temp directory); benchmarks use tmpfs. */
+  parentDirectory?: string;
 }
 
 export interface RunningRegistry {
@@ -74,7 +76,7 @@ async function writeConfig(dir: string, port: number, options: RegistryOptions):
 
 export async function startRegistry(options: RegistryOptions = {}): Promise<RunningRegistry> {
   const program = await requireProgram('docker-registry', 'docker-registry');
-  const dir = await mkdtemp(join(tmpdir(), 'restack-registry-'));
+  const dir = await mkdtemp(join(options.parentDirectory ?? tmpdir(), 'restack-registry-'));
   // A port found free may be taken before the registry binds it: try a few.
   for (let attempt = 0; ; attempt++) {
     const port = await freeLoopbackPort();
