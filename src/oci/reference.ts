@@ -31,16 +31,19 @@ function invalid(input: string, why: string, hint: string): OciError {
 
 const referenceHint = 'use docker://host[:port]/repository[:tag|@sha256:...] or oci:DIR[:TAG]';
 
+/** Splits `rest@digest`, checking the digest. */
+function splitDigest(input: string, body: string): { rest: string; digest?: string } {
+  const at = body.indexOf('@');
+  if (at < 0) return { rest: body };
+  const digest = body.slice(at + 1);
+  if (!isDigest(digest)) throw invalid(input, `"${digest}" is not a sha256 digest`, referenceHint);
+  return { rest: body.slice(0, at), digest };
+}
+
 /** Splits `name[:tag][@digest]`, careful that `host:port/` is not a tag. */
-function splitTagAndDigest(input: string, rest: string): { name: string; tag?: string; digest?: string } {
+function splitTagAndDigest(input: string, body: string): { name: string; tag?: string; digest?: string } {
+  const { rest, digest } = splitDigest(input, body);
   let name = rest;
-  let digest: string | undefined;
-  const at = name.indexOf('@');
-  if (at >= 0) {
-    digest = name.slice(at + 1);
-    name = name.slice(0, at);
-    if (!isDigest(digest)) throw invalid(input, `"${digest}" is not a sha256 digest`, referenceHint);
-  }
   let tag: string | undefined;
   const colon = name.lastIndexOf(':');
   if (colon > name.lastIndexOf('/')) {
@@ -78,14 +81,8 @@ export function parseRegistryReference(input: string): RegistryReference {
 export function parseLayoutReference(input: string): LayoutReference {
   const body = input.slice('oci:'.length);
   if (body === '') throw invalid(input, 'no directory after oci:', referenceHint);
-  let dir = body;
-  let digest: string | undefined;
-  const at = dir.indexOf('@');
-  if (at >= 0) {
-    digest = dir.slice(at + 1);
-    dir = dir.slice(0, at);
-    if (!isDigest(digest)) throw invalid(input, `"${digest}" is not a sha256 digest`, referenceHint);
-  }
+  const { rest, digest } = splitDigest(input, body);
+  let dir = rest;
   let tag: string | undefined;
   const colon = dir.lastIndexOf(':');
   if (colon >= 0) {

@@ -87,18 +87,22 @@ export class RegistryStore implements Store {
     if (this.#manifests.size > manifestCacheSize) this.#manifests.delete(this.#manifests.keys().next().value as string);
   }
 
-  async resolve(repository: string, reference: string): Promise<Descriptor> {
-    const subject = this.#subject(repository, reference);
-    const response = await this.#client.call({
-      method: 'HEAD',
+  /** What a HEAD or GET of a manifest sends: every manifest type in Accept, pull scope. */
+  #manifestRead(repository: string, reference: string, subject: string) {
+    return {
       url: `/v2/${repository}/manifests/${reference}`,
       headers: acceptManifests,
       scopes: [pull(repository)],
       subject,
       expect: [200],
-      notFound: 'MANIFEST_UNKNOWN',
-      read: 'buffer',
-    });
+      notFound: 'MANIFEST_UNKNOWN' as const,
+      read: 'buffer' as const,
+    };
+  }
+
+  async resolve(repository: string, reference: string): Promise<Descriptor> {
+    const subject = this.#subject(repository, reference);
+    const response = await this.#client.call({ ...this.#manifestRead(repository, reference, subject), method: 'HEAD' });
     const digest = response.headers.get('docker-content-digest');
     const mediaType = mediaTypeOf(response.headers);
     const size = Number(response.headers.get('content-length') ?? Number.NaN);
@@ -113,14 +117,8 @@ export class RegistryStore implements Store {
   async getManifest(repository: string, reference: string): Promise<FetchedManifest> {
     const subject = this.#subject(repository, reference);
     const response = await this.#client.call({
+      ...this.#manifestRead(repository, reference, subject),
       method: 'GET',
-      url: `/v2/${repository}/manifests/${reference}`,
-      headers: acceptManifests,
-      scopes: [pull(repository)],
-      subject,
-      expect: [200],
-      notFound: 'MANIFEST_UNKNOWN',
-      read: 'buffer',
       maxBytes: maxManifestBytes,
       tooLarge: (size) => manifestTooLarge(size, subject),
     });
