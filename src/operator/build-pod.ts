@@ -1,0 +1,120 @@
+import type { V1Pod } from '@kubernetes/client-node';
+
+/**
+ * The build pod of an ImageBuild, in one place (kpack's habit): every security field is spelled
+ * out with why it is there. docs/build-pod.md says which Pod Security level this meets and how the
+ * admission policy under config/admission/ keeps a privileged-level namespace safe.
+ */
+export interface BuildPodInput {
+  imageBuild: { name: string; namespace: string; uid: string };
+  stackerfileName: string;
+  builderImage: string;
+  /** ConfigMap the controller writes with the recipe under `stacker.yaml`. */
+  recipeConfigMap: string;
+  /** `docker://host/prefix` the images are pushed to. */
+  push: string;
+  tags: readonly string[];
+  insecure: boolean;
+  /** A kubernetes.io/dockerconfigjson Secret with push credentials. */
+  pushSecretName?: string;
+  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
+  storage: 'overlay' | 'btrfs';
+}
+
+export const buildPodLabels = {
+  component: 'app.kubernetes.io/component',
+  imageBuild: 'restack.dev/imagebuild',
+  stackerfile: 'restack.dev/stackerfile',
+} as const;
+
+const recipeMount = '/restack/recipe';
+const storageMount = '/var/lib/restack';
+const authMount = '/restack/auth';
+
+export function buildPod(input: BuildPodInput): V1Pod {
+  const { imageBuild } = input;
+  const args = [
+    'build',
+    '--file', `${recipeMount}/stacker.yaml`,
+    '--storage', input.storage,
+    '--roots-dir', `${storageMount}/roots`,
+    '--oci-dir', `${storageMount}/oci`,
+    '--push', input.push,
+    ...input.tags.flatMap((tag) => ['--tag', tag]),
+    ...(input.insecure ? ['--insecure'] : []),
+    '--json',
+  ];
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: `${imageBuild.name}-build`,
+      namespace: imageBuild.namespace,
+      labels: {
+        [buildPodLabels.component]: 'restack-build',
+        [buildPodLabels.imageBuild]: imageBuild.name,
+        [buildPodLabels.stackerfile]: input.stackerfileName,
+      },
+      ownerReferences: [
+        { apiVersion: 'restack.dev/v1alpha1', kind: 'ImageBuild', name: imageBuild.name, uid: imageBuild.uid, controller: true, blockOwnerDeletion: true },
+      ],
+    },
+    spec: {
+      restartPolicy: 'Never',
+      // A user namespace: uid 0 in the pod is an unprivileged id range on the node, so the
+      // capabilities below are namespaced and the build's root is nobody outside the pod.
+      hostUsers: false,
+      // No service account token: the build talks to the registry, never to the API server.
+      automountServiceAccountToken: false,
+      enableServiceLinks: false,
+      containers: [
+        {
+          name: 'build',
+          image: input.builderImage,
+          command: ['restack'],
+          args,
+          env: [
+            { name: 'HOME', value: `${storageMount}/home` },
+            ...(input.pushSecretName === undefined ? [] : [{ name: 'REGISTRY_AUTH_FILE', value: `${authMount}/config.json` }]),
+          ],
+          // The builder writes its compact result (outputs and digests, or the failure) here.
+          terminationMessagePath: '/dev/termination-log',
+          terminationMessagePolicy: 'FallbackToLogsOnError',
+          securityContext: {
+            // Root inside the pod's user namespace: unpacking layers keeps their owners.
+            runAsUser: 0,
+            runAsGroup: 0,
+            runAsNonRoot: false,
+            privileged: false,
+            allowPrivilegeEscalation: false,
+            // Mounting overlayfs (userxattr) and the build container's /proc needs CAP_SYS_ADMIN,
+            // which hostUsers: false confines to mounts the pod's own namespaces own.
+            capabilities: { add: ['SYS_ADMIN'], drop: ['NET_RAW'] },
+            // A fresh procfs for the build container can only be mounted over a /proc that is not
+            // partly masked (the kernel refuses to reveal less than is visible); allowed with hostUsers: false.
+            procMount: 'Unmasked',
+            // The runtime's seccomp profile allows mount and unshare to holders of CAP_SYS_ADMIN.
+            seccompProfile: { type: 'RuntimeDefault' },
+            // The default AppArmor profile of container runtimes denies mount(2) outright.
+            appArmorProfile: { type: 'Unconfined' },
+          },
+          ...(input.resources === undefined ? {} : { resources: input.resources }),
+          volumeMounts: [
+            { name: 'recipe', mountPath: recipeMount, readOnly: true },
+            // Overlay storage and the output layout: an emptyDir, so nothing outlives the pod
+            // and no hostPath is needed.
+            { name: 'storage', mountPath: storageMount },
+            ...(input.pushSecretName === undefined ? [] : [{ name: 'push-auth', mountPath: authMount, readOnly: true }]),
+          ],
+        },
+      ],
+      volumes: [
+        { name: 'recipe', configMap: { name: input.recipeConfigMap } },
+        { name: 'storage', emptyDir: {} },
+        ...(input.pushSecretName === undefined
+          ? []
+          : [{ name: 'push-auth', secret: { secretName: input.pushSecretName, items: [{ key: '.dockerconfigjson', path: 'config.json' }] } }]),
+      ],
+    },
+  };
+}
