@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Output } from '../output.ts';
 import { registerCompose } from './compose.ts';
 import { registerInspect } from './inspect.ts';
+import { registerOperator } from './operator.ts';
 import { registerPlan } from './plan.ts';
 import { registerSwap } from './swap.ts';
 import { registerValidate } from './validate.ts';
@@ -15,4 +16,4 @@ export interface CommandContext {
 /** Adds one command to the program; `context` is called when the command runs, after global options are parsed. */
 export type RegisterCommand = (program: Command, context: () => CommandContext) => void;
 
-export const commands: RegisterCommand[] = [registerValidate, registerPlan, registerInspect, registerSwap, registerCompose];
+export const commands: RegisterCommand[] = [registerValidate, registerPlan, registerInspect, registerSwap, registerCompose, registerOperator];

@@ -126,13 +126,13 @@ export class HttpTransport {
     );
   }
 
-  #requestBody(request: HttpRequest): { body?: Uint8Array | WebReadableStream<Uint8Array>; length?: number } {
+  #requestBody(request: HttpRequest): { body?: Uint8Array | WebReadableStream<Uint8Array> } {
     const kind = request.bodyKind ?? 'other';
     const body = request.body;
     if (body === undefined) return {};
     if (body instanceof Uint8Array) {
       this.#stats.countSent(kind, body.length);
-      return { body, length: body.length };
+      return { body };
     }
     const stats = this.#stats;
     async function* counted(): AsyncGenerator<Uint8Array> {
@@ -148,9 +148,10 @@ export class HttpTransport {
     const release = await this.#semaphore.acquire();
     let handedOver = false;
     try {
-      const { body, length } = this.#requestBody(request);
+      const { body } = this.#requestBody(request);
       const headers: Record<string, string> = { 'user-agent': this.#userAgent, ...request.headers };
-      if (length !== undefined) headers['content-length'] = String(length);
+      // fetch sends the length of a byte body itself; an explicit content-length header is refused
+      // once the npm undici package (loaded by @kubernetes/client-node) is the global dispatcher
       this.#stats.countRequest(request.method);
       const response = await fetch(request.url, {
         method: request.method,

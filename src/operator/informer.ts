@@ -1,0 +1,106 @@
+import { makeInformer, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+
+/** `namespace/name`, the key of the caches and queues. */
+export function objectKey(object: KubernetesObject): string {
+  return `${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
+}
+
+export function splitKey(key: string): { namespace: string; name: string } {
+  const slash = key.indexOf('/');
+  return { namespace: key.slice(0, slash), name: key.slice(slash + 1) };
+}
+
+export interface InformerOptions<T extends KubernetesObject> {
+  kubeConfig: KubeConfig;
+  /** The watch path, e.g. /apis/restack.dev/v1alpha1/namespaces/ns/stackerfiles. */
+  path: string;
+  list: () => Promise<KubernetesListObject<T>>;
+  /** Called with the object on every real change (a new resourceVersion) and on deletion. */
+  onChange: (object: T, deleted: boolean) => void;
+  logger: Logger;
+  /** Wait before restarting a watch that failed with something other than 410 Gone. */
+  restartDelayMs?: number;
+}
+
+/**
+ * A cache of one kind, kept by client-node's ListWatch. The library relists after 410 Gone by
+ * itself, but stops on any other error: this restarts it, keeping its objects, so a reconnect
+ * only reports objects whose resourceVersion moved.
+ */
+export class Informer<T extends KubernetesObject> {
+  readonly #options: InformerOptions<T>;
+  readonly #cache = new Map<string, T>();
+  readonly #informer;
+  #synced = false;
+  #markSynced: () => void = () => {};
+  readonly #syncedOnce = new Promise<void>((resolve) => {
+    this.#markSynced = () => {
+      this.#synced = true;
+      resolve();
+    };
+  });
+  #stopped = false;
+  #restart: NodeJS.Timeout | undefined;
+
+  constructor(options: InformerOptions<T>) {
+    this.#options = options;
+    const list = async () => {
+      const listed = await options.list();
+      this.#markSynced();
+      return listed;
+    };
+    this.#informer = makeInformer<T>(options.kubeConfig, options.path, list);
+    const seen = (object: T) => this.#seen(object);
+    this.#informer.on('add', seen);
+    this.#informer.on('update', seen);
+    this.#informer.on('delete', (object) => {
+      this.#cache.delete(objectKey(object));
+      options.onChange(object, true);
+    });
+    this.#informer.on('error', (error: unknown) => this.#failed(error));
+  }
+
+  get synced(): boolean {
+    return this.#synced;
+  }
+
+  /** Resolves once the first list has filled the cache (a failed list is retried by #failed). */
+  async start(): Promise<void> {
+    this.#stopped = false;
+    await this.#informer.start().catch((error: unknown) => this.#failed(error));
+    await this.#syncedOnce;
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#restart);
+    await this.#informer.stop();
+  }
+
+  get(key: string): T | undefined {
+    return this.#cache.get(key);
+  }
+
+  list(namespace?: string): T[] {
+    return [...this.#cache.values()].filter((object) => namespace === undefined || object.metadata?.namespace === namespace);
+  }
+
+  #seen(object: T): void {
+    const key = objectKey(object);
+    const known = this.#cache.get(key);
+    this.#cache.set(key, object);
+    const version = object.metadata?.resourceVersion;
+    if (known !== undefined && version !== undefined && known.metadata?.resourceVersion === version) return;
+    this.#options.onChange(object, false);
+  }
+
+  #failed(error: unknown): void {
+    if (this.#stopped) return;
+    this.#options.logger.warn({ path: this.#options.path, err: error }, 'informer: watch failed; restarting it');
+    clearTimeout(this.#restart);
+    this.#restart = setTimeout(() => {
+      if (!this.#stopped) void this.#informer.start().catch((failure: unknown) => this.#failed(failure));
+    }, this.#options.restartDelayMs ?? 1000);
+  }
+}

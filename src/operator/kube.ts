@@ -1,0 +1,100 @@
+import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import { group, version, type ImageBuildSpec, type ImageBuildStatus, type StackerfileSpec, type StackerfileStatus } from './resources.ts';
+
+export interface Stackerfile extends KubernetesObject {
+  spec: StackerfileSpec;
+  status?: StackerfileStatus;
+}
+export interface ImageBuild extends KubernetesObject {
+  spec: ImageBuildSpec;
+  status?: ImageBuildStatus;
+}
+
+export const plurals = { Stackerfile: 'stackerfiles', ImageBuild: 'imagebuilds' } as const;
+export type Kind = keyof typeof plurals;
+
+const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
+/** The API calls the controllers make: status writes, ImageBuild create and delete, Events, ConfigMaps. */
+export class Kube {
+  readonly objects: CustomObjectsApi;
+  readonly core: CoreV1Api;
+  readonly #component: string;
+
+  constructor(kubeConfig: KubeConfig, component = 'restack-operator') {
+    this.objects = kubeConfig.makeApiClient(CustomObjectsApi);
+    this.core = kubeConfig.makeApiClient(CoreV1Api);
+    this.#component = component;
+  }
+
+  listPath(kind: Kind, namespace: string | undefined): string {
+    return `/apis/${group}/${version}${namespace === undefined ? '' : `/namespaces/${namespace}`}/${plurals[kind]}`;
+  }
+
+  list(kind: Kind, namespace: string | undefined) {
+    const plural = plurals[kind];
+    return namespace === undefined
+      ? this.objects.listClusterCustomObject({ group, version, plural })
+      : this.objects.listNamespacedCustomObject({ group, version, namespace, plural });
+  }
+
+  async patchStatus(kind: Kind, namespace: string, name: string, status: object): Promise<void> {
+    await this.objects.patchNamespacedCustomObjectStatus({ group, version, namespace, plural: plurals[kind], name, body: { status } }, mergePatch);
+  }
+
+  /** Creates the ImageBuild; false if one of that name exists already. */
+  async createImageBuild(namespace: string, body: ImageBuild): Promise<boolean> {
+    try {
+      await this.objects.createNamespacedCustomObject({ group, version, namespace, plural: plurals.ImageBuild, body });
+      return true;
+    } catch (error) {
+      if (statusCode(error) === 409) return false;
+      throw error;
+    }
+  }
+
+  async deleteImageBuild(namespace: string, name: string): Promise<void> {
+    try {
+      await this.objects.deleteNamespacedCustomObject({ group, version, namespace, plural: plurals.ImageBuild, name });
+    } catch (error) {
+      if (statusCode(error) !== 404) throw error;
+    }
+  }
+
+  /** The value of a ConfigMap key; undefined when the ConfigMap or the key is missing. */
+  async configMapValue(namespace: string, name: string, key: string): Promise<{ found: 'configmap' | 'key' | 'none'; value?: string }> {
+    try {
+      const configMap = await this.core.readNamespacedConfigMap({ namespace, name });
+      const value = configMap.data?.[key];
+      return value === undefined ? { found: 'configmap' } : { found: 'key', value };
+    } catch (error) {
+      if (statusCode(error) === 404) return { found: 'none' };
+      throw error;
+    }
+  }
+
+  async event(object: KubernetesObject, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
+    const meta = object.metadata ?? {};
+    const now = new Date();
+    await this.core.createNamespacedEvent({
+      namespace: meta.namespace ?? 'default',
+      body: {
+        metadata: { generateName: `${meta.name ?? 'object'}.`, namespace: meta.namespace ?? 'default' },
+        involvedObject: { apiVersion: object.apiVersion, kind: object.kind, name: meta.name, namespace: meta.namespace, uid: meta.uid, resourceVersion: meta.resourceVersion },
+        type,
+        reason,
+        message: message.slice(0, 1024),
+        source: { component: this.#component },
+        firstTimestamp: now,
+        lastTimestamp: now,
+        count: 1,
+        reportingComponent: this.#component,
+      },
+    });
+  }
+}
+
+export function statusCode(error: unknown): number | undefined {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'number' ? code : undefined;
+}

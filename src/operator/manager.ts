@@ -1,0 +1,177 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import type { KubeConfig, KubernetesListObject } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { ImageBuildController, type Executor } from './imagebuild-controller.ts';
+import { Informer, objectKey } from './informer.ts';
+import { Kube, type ImageBuild, type Kind, type Stackerfile } from './kube.ts';
+import { LeaderElector } from './leader.ts';
+import { OperatorMetrics } from './metrics.ts';
+import { WorkQueue, type Handler } from './queue.ts';
+import { StackerfileController } from './stackerfile-controller.ts';
+
+export interface ManagerOptions {
+  kubeConfig: KubeConfig;
+  logger: Logger;
+  executor: Executor;
+  /** Only this namespace; all when undefined. */
+  namespace?: string;
+  /** host:port or :port; port 0 picks a free one (see address()). */
+  metricsBindAddress: string;
+  leaderElection?: { namespace: string; name: string; identity?: string; leaseDurationMs: number; renewEveryMs: number };
+  missingRecipeRetryMs?: number;
+  retryBaseDelayMs?: number;
+}
+
+/** Wires the caches, queues, controllers, leader election and the health and metrics server. */
+export class Manager {
+  readonly metrics = new OperatorMetrics();
+  readonly #o: ManagerOptions;
+  readonly #kube: Kube;
+  readonly #stackerfiles: Informer<Stackerfile>;
+  readonly #imageBuilds: Informer<ImageBuild>;
+  readonly #queues: Record<Kind, WorkQueue>;
+  readonly #elector: LeaderElector | undefined;
+  #server: Server | undefined;
+  #controllersRunning = false;
+
+  constructor(options: ManagerOptions) {
+    this.#o = options;
+    const { kubeConfig, logger, namespace } = options;
+    this.#kube = new Kube(kubeConfig);
+    const informer = <T extends Stackerfile | ImageBuild>(kind: Kind, onChange: (object: T) => void) =>
+      new Informer<T>({
+        kubeConfig,
+        logger,
+        path: this.#kube.listPath(kind, namespace),
+        list: async () => (await this.#kube.list(kind, namespace)) as KubernetesListObject<T>,
+        onChange,
+      });
+    this.#stackerfiles = informer<Stackerfile>('Stackerfile', (sf) => this.#queues.Stackerfile.add(objectKey(sf)));
+    this.#imageBuilds = informer<ImageBuild>('ImageBuild', (build) => {
+      this.#queues.ImageBuild.add(objectKey(build));
+      this.#queues.Stackerfile.add(`${build.metadata?.namespace}/${build.spec.stackerfileRef.name}`);
+    });
+    const stackerfileController = new StackerfileController({
+      kube: this.#kube,
+      stackerfiles: this.#stackerfiles,
+      imageBuilds: this.#imageBuilds,
+      logger,
+      ...(options.missingRecipeRetryMs === undefined ? {} : { missingRecipeRetryMs: options.missingRecipeRetryMs }),
+    });
+    const imageBuildController = new ImageBuildController({
+      kube: this.#kube,
+      stackerfiles: this.#stackerfiles,
+      imageBuilds: this.#imageBuilds,
+      executor: options.executor,
+      logger,
+      onFinished: (result) => this.metrics.builds.inc({ result }),
+    });
+    this.#queues = {
+      Stackerfile: this.#queue('Stackerfile', (key) => stackerfileController.reconcile(key)),
+      ImageBuild: this.#queue('ImageBuild', (key) => imageBuildController.reconcile(key)),
+    };
+    const election = options.leaderElection;
+    this.#elector =
+      election === undefined
+        ? undefined
+        : new LeaderElector({
+            kubeConfig,
+            logger,
+            namespace: election.namespace,
+            name: election.name,
+            identity: election.identity ?? `${hostname()}_${process.pid}_${Math.random().toString(36).slice(2, 8)}`,
+            leaseDurationMs: election.leaseDurationMs,
+            renewEveryMs: election.renewEveryMs,
+            onStartedLeading: () => this.#startControllers(),
+            onStoppedLeading: () => void this.#stopControllers(),
+          });
+  }
+
+  get leading(): boolean {
+    return this.#controllersRunning;
+  }
+
+  get ready(): boolean {
+    return this.#stackerfiles.synced && this.#imageBuilds.synced && (this.#elector?.healthy ?? true);
+  }
+
+  /** The address the health and metrics server listens on. */
+  address(): AddressInfo {
+    return this.#server?.address() as AddressInfo;
+  }
+
+  async start(): Promise<void> {
+    await this.#listen();
+    await Promise.all([this.#stackerfiles.start(), this.#imageBuilds.start()]);
+    this.#o.logger.info({ namespace: this.#o.namespace ?? '(all)' }, 'caches synced');
+    if (this.#elector === undefined) this.#startControllers();
+    else this.#elector.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.#elector?.stop();
+    await this.#stopControllers();
+    await Promise.all([this.#stackerfiles.stop(), this.#imageBuilds.stop()]);
+    await new Promise<void>((resolve) => (this.#server === undefined ? resolve() : this.#server.close(() => resolve())));
+  }
+
+  #queue(kind: Kind, handler: Handler): WorkQueue {
+    return new WorkQueue(handler, {
+      concurrency: 2,
+      ...(this.#o.retryBaseDelayMs === undefined ? {} : { baseDelayMs: this.#o.retryBaseDelayMs }),
+      onDone: (key, outcome) => {
+        this.metrics.reconciles.inc({ kind, result: outcome.ok ? 'success' : 'error' });
+        this.metrics.reconcileSeconds.observe({ kind }, outcome.seconds);
+        if (!outcome.ok) this.#o.logger.warn({ kind, key, err: outcome.error }, 'reconcile failed; retrying with backoff');
+      },
+    });
+  }
+
+  #startControllers(): void {
+    if (this.#controllersRunning) return;
+    this.#controllersRunning = true;
+    this.metrics.leader.set(1);
+    this.#o.logger.info('starting controllers');
+    for (const queue of Object.values(this.#queues)) queue.start();
+    for (const sf of this.#stackerfiles.list()) this.#queues.Stackerfile.add(objectKey(sf));
+    for (const build of this.#imageBuilds.list()) this.#queues.ImageBuild.add(objectKey(build));
+  }
+
+  async #stopControllers(): Promise<void> {
+    if (!this.#controllersRunning) return;
+    this.#controllersRunning = false;
+    this.metrics.leader.set(0);
+    this.#o.logger.info('stopping controllers');
+    await Promise.all(Object.values(this.#queues).map((queue) => queue.stop()));
+  }
+
+  #listen(): Promise<void> {
+    const colon = this.#o.metricsBindAddress.lastIndexOf(':');
+    const host = this.#o.metricsBindAddress.slice(0, colon);
+    const port = Number(this.#o.metricsBindAddress.slice(colon + 1));
+    if (colon < 0 || !Number.isInteger(port)) {
+      throw new Error(`--metrics-bind-address ${this.#o.metricsBindAddress}: give HOST:PORT or :PORT, e.g. :8080`);
+    }
+    this.#server = createServer((request, response) => {
+      void (async () => {
+        if (request.url === '/healthz') {
+          response.writeHead(200).end('ok');
+        } else if (request.url === '/readyz') {
+          response.writeHead(this.ready ? 200 : 503).end(this.ready ? 'ok' : 'caches not synced or the API server unreachable');
+        } else if (request.url === '/metrics') {
+          this.metrics.queueDepth.set({ kind: 'Stackerfile' }, this.#queues.Stackerfile.depth);
+          this.metrics.queueDepth.set({ kind: 'ImageBuild' }, this.#queues.ImageBuild.depth);
+          response.writeHead(200, { 'Content-Type': this.metrics.registry.contentType }).end(await this.metrics.registry.metrics());
+        } else {
+          response.writeHead(404).end('not found: try /healthz, /readyz or /metrics');
+        }
+      })();
+    });
+    return new Promise((resolve, reject) => {
+      this.#server?.once('error', reject);
+      this.#server?.listen(port, host === '' ? undefined : host, () => resolve());
+    });
+  }
+}

@@ -1,0 +1,170 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmod, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { ApiextensionsV1Api, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { pino } from 'pino';
+import { useCluster, type Cluster } from '../cluster/harness.ts';
+import { LocalExecutor } from '../../src/operator/executor-local.ts';
+import { Manager, type ManagerOptions } from '../../src/operator/manager.ts';
+import type { ImageBuild, Stackerfile } from '../../src/operator/kube.ts';
+
+const root = join(import.meta.dirname, '..', '..');
+const seeds = await readFile(join(root, 'test', 'fixtures', 'recipes', 'seeds-example.yaml'), 'utf8');
+const api = { group: 'restack.dev', version: 'v1alpha1' };
+const logger = pino({ level: 'silent' });
+
+async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+/**
+ * TEST DOUBLE for the builder process (`restack build --json`): prints the JSON lines of that
+ * contract, one build-done with an output per layer name given in FAKE_LAYERS.
+ */
+async function fakeBuilder(dir: string): Promise<string> {
+  const path = join(dir, 'fake-restack-build.mjs');
+  await writeFile(
+    path,
+    `#!/usr/bin/env node
+const args = process.argv.slice(2);
+console.log(JSON.stringify({ event: 'build-start', args }));
+const outputs = ['ssl', 'python3', 'A'].map((name, i) => ({ name, digest: 'sha256:' + String(i).repeat(64) }));
+console.log(JSON.stringify({ event: 'build-done', outputs }));
+`,
+  );
+  await chmod(path, 0o755);
+  return path;
+}
+
+describe('the operator against a real API server', () => {
+  let cluster: Cluster;
+  let objects: CustomObjectsApi;
+  let core: CoreV1Api;
+  let builder: string;
+  const managers: Manager[] = [];
+
+  const startManager = async (namespace: string, extra: Partial<ManagerOptions> = {}) => {
+    const manager = new Manager({
+      kubeConfig: cluster.kubeConfig,
+      logger,
+      executor: new LocalExecutor([process.execPath, builder]),
+      namespace,
+      metricsBindAddress: '127.0.0.1:0',
+      ...extra,
+    });
+    managers.push(manager);
+    await manager.start();
+    return manager;
+  };
+  const metric = async (manager: Manager, line: RegExp) => {
+    const text = await (await fetch(`http://127.0.0.1:${manager.address().port}/metrics`)).text();
+    return Number(text.match(line)?.[1] ?? 0);
+  };
+  const namespace = async (name: string) => {
+    await core.createNamespace({ body: { metadata: { name } } });
+    return name;
+  };
+  const createStackerfile = (ns: string, name: string, recipe: string) =>
+    eventually('Stackerfile create', () =>
+      objects.createNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', body: { apiVersion: 'restack.dev/v1alpha1', kind: 'Stackerfile', metadata: { name }, spec: { recipe, output: { registry: '127.0.0.1:5000/team' } } } }),
+    );
+  const getStackerfile = async (ns: string, name: string) => (await objects.getNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', name })) as Stackerfile;
+  const listBuilds = async (ns: string) => ((await objects.listNamespacedCustomObject({ ...api, namespace: ns, plural: 'imagebuilds' })) as { items: ImageBuild[] }).items;
+  const condition = (sf: Stackerfile, type: string) => sf.status?.conditions?.find((c) => c.type === type);
+
+  before(async () => {
+    cluster = await useCluster();
+    objects = cluster.kubeConfig.makeApiClient(CustomObjectsApi);
+    core = cluster.kubeConfig.makeApiClient(CoreV1Api);
+    builder = await fakeBuilder(await mkdtemp(join(tmpdir(), 'restack-operator-test-')));
+    await execa(join(cluster.binDir, 'kubectl'), ['--kubeconfig', cluster.kubeconfigPath, 'apply', '-f', join(root, 'crds')]);
+    const crds = cluster.kubeConfig.makeApiClient(ApiextensionsV1Api);
+    for (const name of ['stackerfiles.restack.dev', 'imagebuilds.restack.dev']) {
+      await eventually(`${name} Established`, async () => (await crds.readCustomResourceDefinition({ name })).status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True') || undefined);
+    }
+  });
+  after(async () => {
+    await Promise.all(managers.map((m) => m.stop()));
+    await cluster?.stop();
+  });
+
+  test('a broken recipe stalls with FILE:LINE:COL and an Event, without a retry loop; fixing it builds', async () => {
+    const ns = await namespace('broken');
+    const manager = await startManager(ns);
+    await createStackerfile(ns, 'app', 'A:\n  from: {type: docker, url: "docker://centos:latest"}\n  run: 42\n');
+    const stalled = await eventually('Stalled', async () => {
+      const sf = await getStackerfile(ns, 'app');
+      return condition(sf, 'Stalled')?.status === 'True' ? sf : undefined;
+    });
+    assert.equal(condition(stalled, 'Stalled')?.reason, 'InvalidRecipe');
+    assert.match(condition(stalled, 'Stalled')?.message ?? '', /^broken\/app\.stacker\.yaml:3:\d+: A\.run: /);
+    assert.equal(condition(stalled, 'Ready')?.status, 'False');
+    assert.equal(condition(stalled, 'Stalled')?.observedGeneration, 1);
+    const events = await eventually('an InvalidRecipe Event', async () => {
+      const list = await core.listNamespacedEvent({ namespace: ns });
+      return list.items.some((e) => e.reason === 'InvalidRecipe' && e.involvedObject.name === 'app') ? list : undefined;
+    });
+    assert.ok(events.items.length >= 1);
+    const reconcilesOf = () => metric(manager, /restack_reconcile_total\{kind="Stackerfile",result="success"\} (\d+)/);
+    const settled = await reconcilesOf();
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    assert.equal(await reconcilesOf(), settled, 'no reconcile loop on an invalid recipe');
+    assert.equal((await listBuilds(ns)).length, 0);
+    assert.equal((await (await fetch(`http://127.0.0.1:${manager.address().port}/healthz`)).text()), 'ok');
+
+    await objects.patchNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', name: 'app', body: { spec: { recipe: seeds } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    const ready = await eventually('Ready after the fix', async () => {
+      const sf = await getStackerfile(ns, 'app');
+      return condition(sf, 'Ready')?.status === 'True' ? sf : undefined;
+    });
+    const builds = await listBuilds(ns);
+    assert.equal(builds.length, 1);
+    assert.equal(builds[0]?.spec.reason, 'Initial', 'nothing was published before, so the first build is Initial');
+    assert.equal(builds[0]?.spec.recipeGeneration, 2);
+    assert.equal(builds[0]?.status?.phase, 'Succeeded');
+    assert.deepEqual(ready.status?.images?.map((i) => i.name).sort(), ['A', 'python3', 'ssl']);
+    assert.equal(condition(ready, 'Stalled')?.status, 'False');
+    assert.equal(await metric(manager, /restack_builds_total\{result="Succeeded"\} (\d+)/), 1);
+  });
+
+  test("the seeds' recipe gets exactly one ImageBuild, even across an operator restart", async () => {
+    const ns = await namespace('seeds');
+    const first = await startManager(ns);
+    await createStackerfile(ns, 'seeds', seeds);
+    await eventually('Ready', async () => (condition(await getStackerfile(ns, 'seeds'), 'Ready')?.status === 'True' ? true : undefined));
+    await first.stop();
+    const second = await startManager(ns);
+    await eventually('the second manager reconciled', async () => ((await metric(second, /restack_reconcile_total\{kind="Stackerfile",result="success"\} (\d+)/)) > 0 ? true : undefined));
+    const builds = await listBuilds(ns);
+    assert.equal(builds.length, 1);
+    assert.match(builds[0]?.metadata?.name ?? '', /^seeds-1-[0-9a-f]{6}$/);
+    assert.equal(builds[0]?.metadata?.ownerReferences?.[0]?.controller, true);
+  });
+
+  test('with leader election only one of two managers reconciles', async () => {
+    const ns = await namespace('elect');
+    const election = { namespace: ns, name: 'restack-operator', leaseDurationMs: 3000, renewEveryMs: 1000 };
+    const a = await startManager(ns, { leaderElection: { ...election, identity: 'a' } });
+    const b = await startManager(ns, { leaderElection: { ...election, identity: 'b' } });
+    await eventually('a leader', async () => (a.leading || b.leading ? true : undefined));
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.notEqual(a.leading, b.leading, 'exactly one leads');
+    const [leader, standby] = a.leading ? [a, b] : [b, a];
+    await createStackerfile(ns, 'seeds', seeds);
+    await eventually('Ready', async () => (condition(await getStackerfile(ns, 'seeds'), 'Ready')?.status === 'True' ? true : undefined));
+    assert.ok((await metric(leader, /restack_reconcile_total\{kind="Stackerfile",result="success"\} (\d+)/)) > 0);
+    assert.equal(await metric(standby, /restack_reconcile_total\{kind="Stackerfile",result="success"\} (\d+)/), 0);
+    assert.equal((await fetch(`http://127.0.0.1:${standby.address().port}/readyz`)).status, 200);
+    await leader.stop();
+    await eventually('the standby takes over', async () => (standby.leading ? true : undefined), 15_000);
+  });
+});
