@@ -1,10 +1,13 @@
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
 import type { Output } from '../output.ts';
+import { registerBuild } from './build.ts';
 import { registerCompose } from './compose.ts';
+import { registerDoctor } from './doctor.ts';
 import { registerInspect } from './inspect.ts';
 import { registerOperator } from './operator.ts';
 import { registerPlan } from './plan.ts';
+import { registerSetupBtrfs } from './setup-btrfs.ts';
 import { registerSwap } from './swap.ts';
 import { registerValidate } from './validate.ts';
 
@@ -16,4 +19,4 @@ export interface CommandContext {
 /** Adds one command to the program; `context` is called when the command runs, after global options are parsed. */
 export type RegisterCommand = (program: Command, context: () => CommandContext) => void;
 
-export const commands: RegisterCommand[] = [registerValidate, registerPlan, registerInspect, registerSwap, registerCompose, registerOperator];
+export const commands: RegisterCommand[] = [registerValidate, registerPlan, registerBuild, registerInspect, registerSwap, registerCompose, registerDoctor, registerSetupBtrfs, registerOperator];

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { formatDiagnostic, sortDiagnostics } from '../../stackerfile/diagnostics.ts';
-import { loadRecipes, type LoadedRecipes } from '../../stackerfile/load.ts';
+import { loadRecipes, type LoadedRecipes, type LoadOptions } from '../../stackerfile/load.ts';
 import type { Output } from '../output.ts';
 
 export interface RecipeOptions {
@@ -20,9 +20,10 @@ export function addRecipeOptions(command: Command): Command {
 }
 
 /** Loads the recipe and prints its diagnostics (warnings too); `undefined` means it had errors. */
-export async function loadAndReport(options: RecipeOptions, output: Output): Promise<LoadedRecipes | undefined> {
+export async function loadAndReport(options: RecipeOptions, output: Output, builtins?: LoadOptions['builtins']): Promise<LoadedRecipes | undefined> {
   const loaded = await loadRecipes(options.file, {
     substitute: options.substitute,
+    ...(builtins === undefined ? {} : { builtins }),
     ...(options.substituteFile === undefined ? {} : { substituteFile: options.substituteFile }),
   });
   for (const diagnostic of sortDiagnostics(loaded.diagnostics)) output.err(formatDiagnostic(diagnostic));
