@@ -90,3 +90,14 @@ function runScript(name: string, env: NodeJS.ProcessEnv): Promise<string> {
     });
   });
 }
+
+/** Asks `probe` until it answers (a value, not undefined or an error): the API server settles new kinds and policies a moment later. */
+export async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}

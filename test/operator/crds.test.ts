@@ -5,20 +5,10 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { ApiextensionsV1Api, CustomObjectsApi, type V1CustomResourceDefinition } from '@kubernetes/client-node';
 import { parse } from 'yaml';
-import { useCluster, type Cluster } from '../cluster/harness.ts';
+import { eventually, useCluster, type Cluster } from '../cluster/harness.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const seeds = readFileSync(join(root, 'test', 'fixtures', 'recipes', 'seeds-example.yaml'), 'utf8');
-
-async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
 
 describe('the generated CRDs on a real API server', () => {
   let cluster: Cluster;

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { ApiextensionsV1Api, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { pino } from 'pino';
-import { useCluster, type Cluster } from '../cluster/harness.ts';
+import { eventually, useCluster, type Cluster } from '../cluster/harness.ts';
 import { LocalExecutor } from '../../src/operator/executor-local.ts';
 import { Manager, type ManagerOptions } from '../../src/operator/manager.ts';
 import type { ImageBuild, Stackerfile } from '../../src/operator/kube.ts';
@@ -15,16 +15,6 @@ const root = join(import.meta.dirname, '..', '..');
 const seeds = await readFile(join(root, 'test', 'fixtures', 'recipes', 'seeds-example.yaml'), 'utf8');
 const api = { group: 'restack.dev', version: 'v1alpha1' };
 const logger = pino({ level: 'silent' });
-
-async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
 
 /**
  * TEST DOUBLE for the builder process (`restack build --json`): prints the JSON lines of that
