@@ -1,8 +1,12 @@
 // npm run bench: every benchmark, each printing ratios against a reference measured in the same run.
 import { printRows, type BenchRow } from './report.ts';
+import { buildBench } from './build.ts';
 import { swapBench } from './swap.ts';
 
-const benches: [string, () => Promise<BenchRow[]>][] = [['swap', swapBench]];
+const benches: [string, () => Promise<BenchRow[]>][] = [
+  ['swap', swapBench],
+  ['build', buildBench],
+];
 const only = process.argv.slice(2);
 for (const [name, run] of benches) {
   if (only.length > 0 && !only.includes(name)) continue;
