@@ -1,7 +1,8 @@
 import { OciError } from '../oci/errors.ts';
+import { readConfig } from '../oci/open.ts';
 import type { ImageReference } from '../oci/reference.ts';
 import type { Store } from '../oci/store.ts';
-import { imageConfigSchema, isIndex, type Descriptor, type FetchedManifest, type ImageIndex, type ImageManifest, type Platform } from '../oci/types.ts';
+import { isIndex, type Descriptor, type FetchedManifest, type ImageIndex, type ImageManifest, type Platform } from '../oci/types.ts';
 import type { ImageParts } from '../swap/image.ts';
 
 /** A reference opened on its store: where to read and write it. */
@@ -31,21 +32,8 @@ export interface StoredImage {
   platforms: PlatformImage[];
 }
 
-const decoder = new TextDecoder();
-
 export async function readImageParts(opened: OpenedReference, descriptor: Descriptor, manifest: ImageManifest): Promise<PlatformImage> {
-  const configBytes = await opened.store.readBlob(opened.repository, manifest.config);
-  let json: unknown;
-  try {
-    json = JSON.parse(decoder.decode(configBytes));
-  } catch (error) {
-    throw new OciError('MANIFEST_INVALID', `${opened.display}: image config ${manifest.config.digest} is not JSON`, undefined, { cause: error });
-  }
-  const parsed = imageConfigSchema.safeParse(json);
-  if (!parsed.success) {
-    throw new OciError('MANIFEST_INVALID', `${opened.display}: image config ${manifest.config.digest} is malformed: ${parsed.error.issues[0]?.message ?? ''}`);
-  }
-  const config = parsed.data;
+  const { config } = await readConfig(opened.store, opened.repository, manifest, opened.display);
   const platform: Platform = descriptor.platform ?? {
     architecture: config.architecture,
     os: config.os,

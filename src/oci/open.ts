@@ -6,7 +6,7 @@ import type { ImageReference } from './reference.ts';
 import { credentialsFromEnvironment, credentialsFromFile, type CredentialProvider } from './registry/credential-provider.ts';
 import { RegistryStore, type RegistryStoreOptions } from './registry/store.ts';
 import type { Store } from './store.ts';
-import { imageConfigSchema, isIndex, type Descriptor, type ImageManifest, type Platform, type ResolvedImage } from './types.ts';
+import { imageConfigSchema, isIndex, type Descriptor, type ImageConfig, type ImageManifest, type Platform, type ResolvedImage } from './types.ts';
 
 export interface OpenStoreOptions {
   /** Plain http for registries (loopback registries use it anyway). */
@@ -55,6 +55,23 @@ export function openStore(ref: ImageReference, options: OpenStoreOptions = {}): 
 
 const configTypes = new Set<string>([MediaType.ociConfig, MediaType.dockerConfig]);
 
+/** Reads and validates an image's config blob; `source` names the image in errors. */
+export async function readConfig(store: Store, repository: string, manifest: ImageManifest, source: string): Promise<{ configBytes: Uint8Array; config: ImageConfig }> {
+  const configBytes = await store.readBlob(repository, manifest.config);
+  let json: unknown;
+  try {
+    json = JSON.parse(Buffer.from(configBytes).toString('utf8'));
+  } catch (error) {
+    throw new OciError('CONFIG_INVALID', `${source}: config ${manifest.config.digest} is not JSON`, undefined, { cause: error });
+  }
+  const parsed = imageConfigSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new OciError('CONFIG_INVALID', `${source}: config ${manifest.config.digest}: ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`);
+  }
+  return { configBytes, config: parsed.data };
+}
+
 /**
  * Reads one platform's image: the manifest (from an index, the entry for `platform`, by
  * default this host's linux platform, skipping attestations) and its parsed config.
@@ -81,23 +98,12 @@ export async function readImage(store: Store, repository: string, reference: str
       'restack works on container images (OCI or Docker schema2)',
     );
   }
-  const configBytes = await store.readBlob(repository, manifest.config);
-  let json: unknown;
-  try {
-    json = JSON.parse(Buffer.from(configBytes).toString('utf8'));
-  } catch (error) {
-    throw new OciError('CONFIG_INVALID', `${source}: config ${manifest.config.digest} is not JSON`, undefined, { cause: error });
-  }
-  const parsed = imageConfigSchema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new OciError('CONFIG_INVALID', `${source}: config ${manifest.config.digest}: ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`);
-  }
+  const { configBytes, config } = await readConfig(store, repository, manifest, source);
   return {
     manifestDescriptor: { ...descriptor, mediaType },
     manifest,
     manifestBytes: fetched.bytes,
     configBytes,
-    config: parsed.data,
+    config,
   };
 }
