@@ -134,7 +134,17 @@ export const imageBuildStatusSchema = z
     podName: z.string().optional(),
     startTime: z.string().optional(),
     completionTime: z.string().optional(),
-    outputs: z.array(z.object({ name: z.string(), ref: z.string(), digest: z.string(), before: z.string().optional() })).optional(),
+    outputs: z
+      .array(
+        z.object({
+          name: z.string().describe('The layer name in the recipe.'),
+          ref: z.string().describe('Where the image was published.'),
+          digest: z.string().describe('Its manifest digest.'),
+          before: z.string().optional().describe('On a swap: the digest the tag pointed at before.'),
+          inputs: z.array(inputSchema).optional().describe('The inputs it was made from, with their digests (from its provenance).'),
+        }),
+      )
+      .optional(),
     conditions: z.array(conditionSchema).optional(),
     message: z.string().optional().describe('On failure: the failing step and its last lines; on a swap: what was checked.'),
   })
