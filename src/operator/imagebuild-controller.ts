@@ -1,10 +1,12 @@
 import type { Logger } from 'pino';
+import type { LayerChangesCache } from '../engine/layer-changes.ts';
 import { setConditions } from './conditions.ts';
 import type { BuildRequest, BuildResult } from './executor-local.ts';
 import { splitKey, type Informer } from './informer.ts';
 import type { ImageBuild, Kube, Stackerfile } from './kube.ts';
 import { readRecipe } from './recipe-source.ts';
 import type { ImageBuildStatus } from './resources.ts';
+import { runSwap, stackerfileOpener } from './swap-runner.ts';
 
 export interface Executor {
   run(request: BuildRequest): Promise<BuildResult>;
@@ -15,6 +17,8 @@ export interface ImageBuildControllerOptions {
   stackerfiles: Informer<Stackerfile>;
   imageBuilds: Informer<ImageBuild>;
   executor: Executor;
+  /** Layer listings for the swaps' overlap checks, kept across swaps (blobs never change). */
+  layerChanges: LayerChangesCache;
   logger: Logger;
   onFinished?: (result: 'Succeeded' | 'Failed') => void;
 }
@@ -46,10 +50,10 @@ export class ImageBuildController {
     const { namespace } = splitKey(key);
     const stackerfile = this.#o.stackerfiles.get(`${namespace}/${build.spec.stackerfileRef.name}`);
     if (stackerfile === undefined) return this.#finish(build, { ok: false, message: `Stackerfile ${namespace}/${build.spec.stackerfileRef.name} does not exist` });
-    if (build.spec.strategy !== 'Build') return this.#finish(build, { ok: false, message: `strategy ${build.spec.strategy} is not run by the local executor; only Build is` });
     if (build.spec.recipeGeneration !== undefined && build.spec.recipeGeneration !== stackerfile.metadata?.generation) {
       return this.#finish(build, { ok: false, message: `superseded: the Stackerfile is at generation ${stackerfile.metadata?.generation}, this build is of ${build.spec.recipeGeneration}` });
     }
+    if (build.spec.strategy === 'Swap') return this.#swap(build, stackerfile);
     const recipe = await readRecipe(this.#o.kube, stackerfile);
     if (!recipe.ok) return this.#finish(build, { ok: false, message: recipe.message });
 
@@ -64,6 +68,28 @@ export class ImageBuildController {
       substitutions: stackerfile.spec.substitutions ?? {},
     });
     await this.#finish(build, result, startTime);
+  }
+
+  /** A swap runs here, in the operator: no pod, only manifest writes and a tag move. */
+  async #swap(build: ImageBuild, stackerfile: Stackerfile): Promise<void> {
+    const startTime = now();
+    const run = await runSwap(build, stackerfile, await stackerfileOpener(this.#o.kube, stackerfile), this.#o.layerChanges);
+    const completionTime = now();
+    const count = (result: string) => run.checks.filter((check) => check.result === result).length;
+    const refused = run.checks.filter((check) => check.result === 'Refused');
+    const message = `${count('Swapped')} swapped, ${count('UpToDate')} up to date, ${refused.length} refused${refused.map((check) => `\n${check.image}: ${check.message}`).join('')}`;
+    await this.#write(build, {
+      phase: 'Succeeded',
+      startTime,
+      completionTime,
+      message,
+      outputs: run.outputs,
+      checks: run.checks,
+      conditions: setConditions(build.status?.conditions, [{ type: 'Succeeded', status: 'True', reason: refused.length === 0 ? 'Swapped' : 'SwapRefused', message: message.split('\n')[0] ?? '' }], undefined, completionTime),
+    });
+    await this.#o.kube.event(build, refused.length === 0 ? 'Normal' : 'Warning', refused.length === 0 ? 'Swapped' : 'SwapRefused', message);
+    this.#finished.add(build.metadata?.uid ?? '');
+    this.#o.onFinished?.('Succeeded');
   }
 
   async #finish(build: ImageBuild, result: BuildResult, startTime = now()): Promise<void> {

@@ -38,8 +38,14 @@ export class Kube {
       : this.objects.listNamespacedCustomObject({ group, version, namespace, plural });
   }
 
-  async patchStatus(kind: Kind, namespace: string, name: string, status: object): Promise<void> {
-    await this.objects.patchNamespacedCustomObjectStatus({ group, version, namespace, plural: plurals[kind], name, body: { status } }, mergePatch);
+  /** With `resourceVersion`, the write fails with 409 Conflict when the object changed since it was read (a stale cache). */
+  async patchStatus(kind: Kind, namespace: string, name: string, status: object, resourceVersion?: string): Promise<void> {
+    const body = { ...(resourceVersion === undefined ? {} : { metadata: { resourceVersion } }), status };
+    await this.objects.patchNamespacedCustomObjectStatus({ group, version, namespace, plural: plurals[kind], name, body }, mergePatch);
+  }
+
+  async getImageBuild(namespace: string, name: string): Promise<ImageBuild> {
+    return (await this.objects.getNamespacedCustomObject({ group, version, namespace, plural: plurals.ImageBuild, name })) as ImageBuild;
   }
 
   /** Creates the ImageBuild; false if one of that name exists already. */
@@ -71,6 +77,21 @@ export class Kube {
       if (statusCode(error) === 404) return { found: 'none' };
       throw error;
     }
+  }
+
+  /** The docker config of a kubernetes.io/dockerconfigjson Secret; errors name spec.output.pushSecretRef and the fix. */
+  async dockerConfigJson(namespace: string, name: string): Promise<string> {
+    const field = 'spec.output.pushSecretRef';
+    let secret;
+    try {
+      secret = await this.core.readNamespacedSecret({ namespace, name });
+    } catch (error) {
+      if (statusCode(error) === 404) throw new Error(`${field}: Secret ${namespace}/${name} does not exist; create it (kubectl create secret docker-registry ${name} ...) or fix the name`);
+      throw error;
+    }
+    const encoded = secret.data?.['.dockerconfigjson'];
+    if (encoded === undefined) throw new Error(`${field}: Secret ${namespace}/${name} has no .dockerconfigjson key; make it a kubernetes.io/dockerconfigjson Secret`);
+    return Buffer.from(encoded, 'base64').toString('utf8');
   }
 
   async event(object: KubernetesObject, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import type { KubeConfig, KubernetesListObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { LayerChangesCache } from '../engine/layer-changes.ts';
 import { ImageBuildController, type Executor } from './imagebuild-controller.ts';
 import { Informer, objectKey } from './informer.ts';
 import { Kube, type ImageBuild, type Kind, type Stackerfile } from './kube.ts';
@@ -65,6 +66,7 @@ export class Manager {
       stackerfiles: this.#stackerfiles,
       imageBuilds: this.#imageBuilds,
       executor: options.executor,
+      layerChanges: new LayerChangesCache(),
       logger,
       onFinished: (result) => this.metrics.builds.inc({ result }),
     });

@@ -11,7 +11,7 @@ const name = z.string().min(1).max(253);
 
 export const conditionSchema = z
   .object({
-    type: z.string().describe('Ready, Reconciling or Stalled (kstatus); Succeeded on an ImageBuild.'),
+    type: z.string().describe('Ready, Reconciling or Stalled (kstatus) and InputsAvailable on a Stackerfile; Succeeded on an ImageBuild.'),
     status: z.enum(['True', 'False', 'Unknown']),
     reason: z.string().describe('A CamelCase word for programs.'),
     message: z.string().describe('What happened, for people.'),
@@ -91,6 +91,8 @@ export const stackerfileStatusSchema = z
     observedGeneration: z.number().int().min(0).optional(),
     conditions: z.array(conditionSchema).optional(),
     imageCount: z.number().int().min(0).optional().describe('How many images are published (for kubectl get).'),
+    latestImageBuild: z.string().optional().describe('The newest ImageBuild started for this Stackerfile; one runs at a time.'),
+    lastRebuildRequest: z.string().optional().describe('The last value of the restack.dev/rebuild annotation acted on.'),
     images: z
       .array(
         z.object({
@@ -122,9 +124,13 @@ export const imageBuildSpecSchema = z
     recipeGeneration: z.number().int().min(0).optional().describe('The Stackerfile generation the build is of.'),
     inputs: z.array(inputSchema).optional().describe('Inputs pinned to digests.'),
     images: z.array(z.string()).optional().describe('The layers to build or swap (default: all).'),
+    cause: z.string().optional().describe('Why, in words: which inputs changed, or why a swap was refused and a rebuild chosen.'),
   })
   .describe('One build or one swap of a Stackerfile.');
 export type ImageBuildSpec = z.infer<typeof imageBuildSpecSchema>;
+
+export const swapResults = ['Swapped', 'UpToDate', 'Refused'] as const;
+export const swapRefusals = ['NoProvenance', 'BaseChanged', 'Inconsistent', 'Overlap', 'PlatformMissing', 'NotPublished'] as const;
 
 export const phases = ['Pending', 'Running', 'Succeeded', 'Failed'] as const;
 
@@ -145,6 +151,20 @@ export const imageBuildStatusSchema = z
         }),
       )
       .optional(),
+    checks: z
+      .array(
+        z.object({
+          image: z.string().describe('The layer name of the image swapped.'),
+          dependency: z.string().describe('The applied input swapped in.'),
+          from: z.string().describe('The digest of the dependency the image had.'),
+          to: z.string().describe('The digest of the dependency swapped in.'),
+          result: z.enum(swapResults),
+          reason: z.enum(swapRefusals).optional().describe('Why the swap was refused.'),
+          message: z.string().describe('What was checked, or why it was refused.'),
+        }),
+      )
+      .optional()
+      .describe('On a swap: each dependency checked in each image and the result; a refused swap is followed by a rebuild.'),
     conditions: z.array(conditionSchema).optional(),
     message: z.string().optional().describe('On failure: the failing step and its last lines; on a swap: what was checked.'),
   })

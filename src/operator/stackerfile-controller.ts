@@ -2,25 +2,34 @@ import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { findCondition, kstatus, setConditions, type ConditionInput } from './conditions.ts';
 import { objectKey, splitKey, type Informer } from './informer.ts';
-import type { ImageBuild, Kube, Stackerfile } from './kube.ts';
+import type { InputWatcher } from './input-watcher.ts';
+import { statusCode, type ImageBuild, type Kube, type Stackerfile } from './kube.ts';
 import type { Result } from './queue.ts';
 import { describeDiagnostics, readRecipe, validateRecipe } from './recipe-source.ts';
-import { group, version, type StackerfileStatus } from './resources.ts';
+import { group, version, type ImageBuildSpec, type StackerfileStatus } from './resources.ts';
+import { planUpdate, rebuildAnnotation } from './updates.ts';
 
 export interface StackerfileControllerOptions {
   kube: Kube;
   stackerfiles: Informer<Stackerfile>;
   imageBuilds: Informer<ImageBuild>;
   logger: Logger;
+  /** Watches the inputs of published images; without it, images are built but never updated. */
+  inputs?: InputWatcher;
   /** How long to wait before looking again for a missing ConfigMap. */
   missingRecipeRetryMs?: number;
   now?: () => string;
 }
 
+/** ImageBuild names carry the Stackerfile's name; pods label themselves with them, and label values stop at 63 characters. */
+export function nameStem(stackerfile: Stackerfile): string {
+  return (stackerfile.metadata?.name ?? '').slice(0, 40).replace(/[-.]+$/, '');
+}
+
 /** A deterministic name per generation and recipe, so a restarted operator never creates a second build. */
 export function imageBuildName(stackerfile: Stackerfile, recipe: string): string {
   const hash = createHash('sha256').update(recipe).update('\0').update(JSON.stringify(stackerfile.spec.substitutions ?? {})).digest('hex').slice(0, 6);
-  return `${stackerfile.metadata?.name}-${stackerfile.metadata?.generation ?? 0}-${hash}`;
+  return `${nameStem(stackerfile)}-${stackerfile.metadata?.generation ?? 0}-${hash}`;
 }
 
 /** Initial while nothing was published yet, RecipeChange after. */
@@ -34,15 +43,15 @@ export function ownedBuilds(stackerfile: Stackerfile, builds: readonly ImageBuil
   return builds.filter((build) => build.metadata?.ownerReferences?.some((owner) => owner.controller === true && owner.uid === uid));
 }
 
-/** Finished builds beyond the history limits, oldest first; the build of the current generation is kept. */
-export function buildsToPrune(stackerfile: Stackerfile, builds: readonly ImageBuild[]): ImageBuild[] {
+/** Finished builds beyond the history limits, oldest first; the builds of the current generation in use are kept. */
+export function buildsToPrune(stackerfile: Stackerfile, builds: readonly ImageBuild[], inUse: ReadonlySet<string>): ImageBuild[] {
   const finished = (phase: string) =>
     builds
-      .filter((b) => b.status?.phase === phase && b.spec.recipeGeneration !== stackerfile.metadata?.generation)
+      .filter((b) => b.status?.phase === phase && !inUse.has(b.metadata?.name ?? ''))
       .sort((a, b) => (b.status?.completionTime ?? '').localeCompare(a.status?.completionTime ?? ''));
   const keep = stackerfile.spec.history ?? { succeeded: 10, failed: 5 };
-  const current = builds.filter((b) => b.spec.recipeGeneration === stackerfile.metadata?.generation && b.status?.phase !== undefined);
-  const room = (phase: string, limit: number) => Math.max(0, limit - current.filter((b) => b.status?.phase === phase).length);
+  const kept = builds.filter((b) => inUse.has(b.metadata?.name ?? ''));
+  const room = (phase: string, limit: number) => Math.max(0, limit - kept.filter((b) => b.status?.phase === phase).length);
   return [...finished('Succeeded').slice(room('Succeeded', keep.succeeded)), ...finished('Failed').slice(room('Failed', keep.failed))];
 }
 
@@ -56,10 +65,16 @@ export function imagesAfter(images: StackerfileStatus['images'], build: ImageBui
       name: output.name,
       ref: output.ref,
       digest: output.digest,
+      ...(output.inputs === undefined ? {} : { inputs: output.inputs }),
       lastChange: { strategy: build.spec.strategy, reason: build.spec.reason, at: build.status?.completionTime ?? '', imageBuild: build.metadata?.name ?? '' },
     });
   }
   return [...byName.values()];
+}
+
+/** The same change planned again after it failed: not retried until something else changes. */
+function sameWork(a: ImageBuildSpec, b: Omit<ImageBuildSpec, 'stackerfileRef' | 'recipeGeneration'>): boolean {
+  return a.strategy === b.strategy && a.reason === b.reason && a.cause === b.cause;
 }
 
 /** Reconciles one Stackerfile: validates its recipe, starts a build per generation, reports in status. */
@@ -71,8 +86,21 @@ export class StackerfileController {
   }
 
   async reconcile(key: string): Promise<Result | void> {
+    try {
+      return await this.#reconcile(key);
+    } catch (error) {
+      // Our cache was behind our own last write: look again once the watch has caught up.
+      if (statusCode(error) === 409) return { requeueAfterMs: 200 };
+      throw error;
+    }
+  }
+
+  async #reconcile(key: string): Promise<Result | void> {
     const stackerfile = this.#o.stackerfiles.get(key);
-    if (stackerfile === undefined || stackerfile.metadata?.deletionTimestamp !== undefined) return;
+    if (stackerfile === undefined || stackerfile.metadata?.deletionTimestamp !== undefined) {
+      this.#o.inputs?.forget(key);
+      return;
+    }
     const { namespace } = splitKey(key);
     const recipe = await readRecipe(this.#o.kube, stackerfile);
     if (!recipe.ok) {
@@ -87,48 +115,111 @@ export class StackerfileController {
     }
 
     const builds = ownedBuilds(stackerfile, this.#o.imageBuilds.list(namespace));
-    const generation = stackerfile.metadata?.generation ?? 0;
-    let current = builds.find((build) => build.spec.recipeGeneration === generation);
-    if (current === undefined && stackerfile.spec.suspend) {
+    const generationBuildName = imageBuildName(stackerfile, recipe.text);
+    let generationBuild = builds.find((build) => build.metadata?.name === generationBuildName);
+    if (generationBuild === undefined && stackerfile.spec.suspend) {
       await this.#report(stackerfile, kstatus('Stalled', 'Suspended', 'spec.suspend is true: no build is started; set it to false to build'));
       return;
     }
-    if (current === undefined) current = await this.#createBuild(stackerfile, recipe.text);
-
-    for (const old of buildsToPrune(stackerfile, builds)) await this.#o.kube.deleteImageBuild(namespace, old.metadata?.name ?? '');
-
-    const buildName = current.metadata?.name ?? '';
-    const phase = current.status?.phase;
-    if (phase === 'Succeeded') {
-      const images = imagesAfter(stackerfile.status?.images, current);
-      const message = `${images.length} image${images.length === 1 ? '' : 's'} published by ImageBuild ${buildName}`;
-      await this.#report(stackerfile, kstatus('Ready', 'Succeeded', message), undefined, { images, imageCount: images.length });
-    } else if (phase === 'Failed') {
-      const message = `ImageBuild ${buildName} failed: ${current.status?.message ?? 'no message'}`;
-      await this.#report(stackerfile, kstatus('Stalled', 'BuildFailed', message), { type: 'Warning', reason: 'BuildFailed' });
-    } else {
-      await this.#report(stackerfile, kstatus('Reconciling', 'Building', `ImageBuild ${buildName} is ${phase ?? 'Pending'}`));
+    if (generationBuild === undefined) {
+      generationBuild = await this.#createBuild(stackerfile, generationBuildName, { strategy: 'Build', reason: buildReason(stackerfile) }, buildReason(stackerfile));
     }
+    const latest = await this.#latestBuild(stackerfile, builds, generationBuild);
+    if (latest === undefined) return { requeueAfterMs: 500 };
+
+    const inUse = new Set([generationBuild.metadata?.name ?? '', latest.metadata?.name ?? '']);
+    for (const old of buildsToPrune(stackerfile, builds, inUse)) await this.#o.kube.deleteImageBuild(namespace, old.metadata?.name ?? '');
+
+    const latestName = latest.metadata?.name ?? '';
+    const phase = latest.status?.phase;
+    if (phase !== 'Succeeded' && phase !== 'Failed') {
+      const what = latest.spec.strategy === 'Swap' ? 'swap' : 'build';
+      await this.#report(stackerfile, kstatus('Reconciling', latest.spec.strategy === 'Swap' ? 'Swapping' : 'Building', `ImageBuild ${latestName} (${what}, ${latest.spec.reason}) is ${phase ?? 'Pending'}`), undefined, { latestImageBuild: latestName });
+      return;
+    }
+    if (phase === 'Failed' && latest === generationBuild) {
+      const message = `ImageBuild ${latestName} failed: ${latest.status?.message ?? 'no message'}`;
+      await this.#report(stackerfile, kstatus('Stalled', 'BuildFailed', message), { type: 'Warning', reason: 'BuildFailed' }, { latestImageBuild: latestName });
+      return;
+    }
+
+    const images = phase === 'Succeeded' ? imagesAfter(stackerfile.status?.images, latest) : (stackerfile.status?.images ?? []);
+    const published = { ...stackerfile, status: { ...stackerfile.status, images } };
+    this.#watchInputs(key, published, stackerfile.status?.images);
+    const problems = this.#o.inputs?.problems(key);
+    const inputConditions = problems === undefined ? [] : [{ type: 'InputsAvailable', status: problems.ok ? 'True' : 'False', reason: problems.reason, message: problems.message } as const];
+    const plan = stackerfile.spec.suspend || this.#o.inputs === undefined ? undefined : planUpdate(published, latest, this.#o.inputs.currentDigests(key));
+    const imagesStatus = { images, imageCount: images.length, latestImageBuild: latestName };
+    if (plan === undefined || plan.action === 'nothing' || (phase === 'Failed' && sameWork(latest.spec, plan.spec))) {
+      const state =
+        phase === 'Failed'
+          ? kstatus('Stalled', 'UpdateFailed', `ImageBuild ${latestName} (${latest.spec.strategy}, ${latest.spec.reason}) failed: ${latest.status?.message ?? 'no message'}; the images stay at their previous digests`)
+          : kstatus('Ready', 'Succeeded', `${images.length} image${images.length === 1 ? '' : 's'} published; last change by ImageBuild ${latestName}`);
+      await this.#report(stackerfile, [...state, ...inputConditions], phase === 'Failed' ? { type: 'Warning', reason: 'UpdateFailed' } : undefined, imagesStatus);
+      return;
+    }
+    // The build's name is deterministic, so creating it before recording it cannot make two.
+    const next = await this.#createBuild(published, plan.name, plan.spec, plan.event);
+    const requested = plan.spec.reason === 'Manual' ? stackerfile.metadata?.annotations?.[rebuildAnnotation] : undefined;
+    await this.#report(stackerfile, [...kstatus('Reconciling', 'Updating', plan.event), ...inputConditions], undefined, {
+      ...imagesStatus,
+      latestImageBuild: next.metadata?.name ?? '',
+      ...(requested === undefined ? {} : { lastRebuildRequest: requested }),
+    });
   }
 
-  async #createBuild(stackerfile: Stackerfile, recipe: string): Promise<ImageBuild> {
+  /**
+   * The newest ImageBuild of the current generation (status.latestImageBuild), else the
+   * generation's build. A build just created may not be in the cache yet: it is then read from
+   * the API server; undefined means "not visible yet, look again shortly".
+   */
+  async #latestBuild(stackerfile: Stackerfile, builds: readonly ImageBuild[], generationBuild: ImageBuild): Promise<ImageBuild | undefined> {
+    const name = stackerfile.status?.latestImageBuild;
+    if (name === undefined || name === generationBuild.metadata?.name) return generationBuild;
+    const cached = builds.find((build) => build.metadata?.name === name);
+    const build = cached ?? (await this.#o.kube.getImageBuild(stackerfile.metadata?.namespace ?? 'default', name).catch((error: unknown) => {
+      if (statusCode(error) === 404) return null;
+      throw error;
+    }));
+    if (build === null) return generationBuild;
+    if (cached === undefined) return undefined;
+    return build.spec.recipeGeneration === stackerfile.metadata?.generation ? build : generationBuild;
+  }
+
+  /** Tells the watcher what to poll (the inputs of the published images) and, when digests changed, starts the cascade. */
+  #watchInputs(key: string, stackerfile: Stackerfile, before: StackerfileStatus['images']): void {
+    const watcher = this.#o.inputs;
+    if (watcher === undefined) return;
+    const images = stackerfile.status?.images ?? [];
+    watcher.watch(key, {
+      inputs: images.flatMap((image) => (image.inputs ?? []).map((input) => ({ ref: input.ref, role: input.role }))),
+      outputs: images.map((image) => image.ref),
+      schedule: stackerfile.spec.updates?.schedule ?? '*/5 * * * *',
+    });
+    const previous = new Map((before ?? []).map((image) => [image.ref, image.digest]));
+    const changed = images.filter((image) => previous.get(image.ref) !== image.digest).map((image) => image.ref);
+    if (changed.length > 0) watcher.published(changed);
+  }
+
+  async #createBuild(stackerfile: Stackerfile, name: string, spec: Omit<ImageBuildSpec, 'stackerfileRef' | 'recipeGeneration'>, why: string): Promise<ImageBuild> {
     const meta = stackerfile.metadata ?? {};
     const build: ImageBuild = {
       apiVersion: `${group}/${version}`,
       kind: 'ImageBuild',
       metadata: {
-        name: imageBuildName(stackerfile, recipe),
+        name,
         namespace: meta.namespace ?? 'default',
         labels: { 'restack.dev/stackerfile': meta.name ?? '' },
         ownerReferences: [
           { apiVersion: `${group}/${version}`, kind: 'Stackerfile', name: meta.name ?? '', uid: meta.uid ?? '', controller: true, blockOwnerDeletion: true },
         ],
       },
-      spec: { stackerfileRef: { name: meta.name ?? '' }, strategy: 'Build', reason: buildReason(stackerfile), recipeGeneration: meta.generation ?? 0 },
+      spec: { stackerfileRef: { name: meta.name ?? '' }, ...spec, recipeGeneration: meta.generation ?? 0 },
     };
     if (await this.#o.kube.createImageBuild(build.metadata?.namespace ?? 'default', build)) {
-      this.#o.logger.info({ stackerfile: objectKey(stackerfile), imageBuild: build.metadata?.name, reason: build.spec.reason }, 'created ImageBuild');
-      await this.#o.kube.event(stackerfile, 'Normal', 'BuildCreated', `created ImageBuild ${build.metadata?.name} (${build.spec.reason})`);
+      this.#o.logger.info({ stackerfile: objectKey(stackerfile), imageBuild: name, strategy: spec.strategy, reason: spec.reason }, 'created ImageBuild');
+      const kind = spec.strategy === 'Swap' ? 'SwapCreated' : 'BuildCreated';
+      await this.#o.kube.event(stackerfile, 'Normal', kind, `created ImageBuild ${name}: ${why}`);
     }
     return build;
   }
@@ -150,7 +241,7 @@ export class StackerfileController {
     };
     if (JSON.stringify(next) === JSON.stringify(status)) return;
     const { namespace, name } = splitKey(objectKey(stackerfile));
-    await this.#o.kube.patchStatus('Stackerfile', namespace, name, next);
+    await this.#o.kube.patchStatus('Stackerfile', namespace, name, next, stackerfile.metadata?.resourceVersion);
     const wanted = conditions.find((c) => c.status === 'True');
     const before = wanted === undefined ? undefined : findCondition(status.conditions, wanted.type);
     const changed = before === undefined || before.status !== 'True' || before.reason !== wanted?.reason || before.message !== wanted?.message;

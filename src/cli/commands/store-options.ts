@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
-import { openStore, type OpenStoreOptions } from '../../oci/open.ts';
-import { parseReference } from '../../oci/reference.ts';
 import type { OpenedReference } from '../../engine/images.ts';
+import { openReferences } from '../../engine/open-reference.ts';
 
 export interface StoreOptions {
   insecure?: boolean;
@@ -15,15 +14,10 @@ export function addStoreOptions(command: Command): Command {
     .option('--authfile <file>', 'registry credentials as a docker config.json (default: $REGISTRY_AUTH_FILE, then ~/.docker/config.json)');
 }
 
-/** Parses a reference as the user wrote it and opens its store; stores are shared per registry. */
+/** Parses a reference as the user wrote it and opens its store, with the command's options. */
 export function referenceOpener(options: StoreOptions): (input: string) => OpenedReference {
-  const storeOptions: OpenStoreOptions = {
+  return openReferences({
     ...(options.insecure === true ? { insecure: true } : {}),
     ...(options.authfile === undefined ? {} : { authFile: options.authfile }),
-  };
-  return (input) => {
-    const ref = parseReference(input);
-    const { store, repository, reference } = openStore(ref, storeOptions);
-    return { ref, store, repository, reference, display: input };
-  };
+  });
 }

@@ -1,0 +1,87 @@
+import { createHash } from 'node:crypto';
+import { decide, rebuildAfterRefusal, type DependencyChange, type UpdatePolicy } from '../watch/decide.ts';
+import type { ImageBuild, Stackerfile } from './kube.ts';
+import type { ImageBuildSpec, StackerfileStatus } from './resources.ts';
+
+type PublishedImage = NonNullable<StackerfileStatus['images']>[number];
+
+/** What should happen next to a Stackerfile whose images are published: nothing, or one more ImageBuild. */
+export type UpdatePlan =
+  | { action: 'nothing'; message: string }
+  | { action: 'build'; name: string; spec: Omit<ImageBuildSpec, 'stackerfileRef' | 'recipeGeneration'>; event: string };
+
+export const rebuildAnnotation = 'restack.dev/rebuild';
+
+/**
+ * A name that is the same after a restart (so a build is never created twice) and new along the
+ * history (it chains the previous build), so an input that returns to an earlier digest is still
+ * acted on.
+ */
+export function updateBuildName(stackerfile: string, previous: string, kind: 'swap' | 'build', what: string): string {
+  const hash = createHash('sha256').update(previous).update('\0').update(what).digest('hex').slice(0, 8);
+  return `${stackerfile}-${kind}-${hash}`;
+}
+
+function recorded(image: PublishedImage) {
+  const inputs = image.inputs ?? [];
+  const withDigest = (role: 'from' | 'apply') => inputs.filter((i) => i.role === role && i.digest !== undefined).map((i) => ({ ref: i.ref, digest: i.digest ?? '' }));
+  return { base: withDigest('from')[0] ?? null, applied: withDigest('apply'), recipe: undefined };
+}
+
+/** A swap of this dependency into this image that `latest` refused: a rebuild follows instead. */
+function refusalFor(latest: ImageBuild | undefined, image: string, change: DependencyChange) {
+  return latest?.spec.strategy === 'Swap'
+    ? latest.status?.checks?.find((c) => c.result === 'Refused' && c.image === image && c.dependency === change.ref && c.to === change.to)
+    : undefined;
+}
+
+/**
+ * Decides the next ImageBuild of a Stackerfile whose latest ImageBuild finished: a manual rebuild
+ * requested by annotation, a rebuild when a base changed (or a swap was refused, or the policy
+ * says so), else one swap of every changed applied input into every image that applies it.
+ */
+export function planUpdate(stackerfile: Stackerfile, latest: ImageBuild | undefined, current: ReadonlyMap<string, string>): UpdatePlan {
+  const name = stackerfile.metadata?.name ?? '';
+  const previous = latest?.metadata?.name ?? '';
+  const requested = stackerfile.metadata?.annotations?.[rebuildAnnotation];
+  if (requested !== undefined && requested !== '' && requested !== stackerfile.status?.lastRebuildRequest) {
+    return {
+      action: 'build',
+      name: updateBuildName(name, previous, 'build', `manual\0${requested}`),
+      spec: { strategy: 'Build', reason: 'Manual', cause: `${rebuildAnnotation}: ${requested}` },
+      event: `rebuild requested by the ${rebuildAnnotation} annotation (${requested})`,
+    };
+  }
+  const policy: UpdatePolicy = {
+    onApplyUpdate: stackerfile.spec.updates?.onApplyUpdate ?? 'Swap',
+    onBaseUpdate: stackerfile.spec.updates?.onBaseUpdate ?? 'Rebuild',
+  };
+  const rebuilds: { reason: 'BaseUpdate' | 'ApplyUpdate'; message: string }[] = [];
+  const swaps: { image: string; changes: DependencyChange[] }[] = [];
+  for (const image of stackerfile.status?.images ?? []) {
+    const decision = decide({ name: image.name, recorded: recorded(image), recipe: '', current, policy });
+    if (decision.action === 'rebuild') rebuilds.push({ reason: decision.reason === 'BaseUpdate' ? 'BaseUpdate' : 'ApplyUpdate', message: `${image.name}: ${decision.message}` });
+    if (decision.action !== 'swap') continue;
+    const refused = decision.dependencies.flatMap((change) => {
+      const refusal = refusalFor(latest, image.name, change);
+      return refusal === undefined ? [] : [rebuildAfterRefusal(change, { reason: refusal.reason ?? 'Refused', message: refusal.message })];
+    });
+    if (refused.length > 0) rebuilds.push(...refused.map((r) => ({ reason: 'ApplyUpdate' as const, message: `${image.name}: ${r.message}` })));
+    else swaps.push({ image: image.name, changes: decision.dependencies });
+  }
+  if (rebuilds.length > 0) {
+    const reason = rebuilds.some((r) => r.reason === 'BaseUpdate') ? 'BaseUpdate' : 'ApplyUpdate';
+    const cause = rebuilds.map((r) => r.message).join('\n');
+    return { action: 'build', name: updateBuildName(name, previous, 'build', cause), spec: { strategy: 'Build', reason, cause }, event: `rebuild (${reason}): ${cause}` };
+  }
+  if (swaps.length === 0) return { action: 'nothing', message: 'every input is at the digest its images were made from' };
+  const inputs = new Map(swaps.flatMap((s) => s.changes).map((change) => [`${change.ref}@${change.to}`, { ref: change.ref, role: 'apply' as const, digest: change.to }]));
+  const images = swaps.map((s) => s.image);
+  const cause = swaps.map((s) => `${s.image}: ${s.changes.map((c) => `${c.ref} ${c.from.slice(0, 19)} -> ${c.to.slice(0, 19)}`).join(', ')}`).join('\n');
+  return {
+    action: 'build',
+    name: updateBuildName(name, previous, 'swap', [...inputs.keys()].sort().join('\n')),
+    spec: { strategy: 'Swap', reason: 'ApplyUpdate', inputs: [...inputs.values()], images, cause },
+    event: `swap (ApplyUpdate): ${cause}`,
+  };
+}
