@@ -5,11 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: the registry and independent OCI tools, the builder's tools, etcd for the
-# control-plane tests.
+# control-plane tests, Lua for the Argo CD health checks (docs/argocd/).
 packages=(
   docker-registry skopeo umoci apache2-utils
   lxc uidmap btrfs-progs squashfs-tools busybox-static debootstrap attr
-  etcd-server openssl
+  etcd-server openssl lua5.4
 )
 missing=()
 for package in "${packages[@]}"; do
