@@ -39,8 +39,11 @@ export interface BuildRequest {
   storage: StorageChoice;
   layerType: LayerType;
   noCache: boolean;
-  /** After every layer is built: copy each non-build_only image to `<prefix>/<name>:<tag>`. */
-  push?: { prefix: string; tags: readonly string[] };
+  /**
+   * After every layer is built: copy each non-build_only image to `<prefix>/<name>:<tag>`, or only
+   * the `layers` named (`restack update` rebuilds one image and must not re-push the others).
+   */
+  push?: { prefix: string; tags: readonly string[]; layers?: readonly string[] };
   shellOnFail: boolean;
   sourceDateEpoch: number | undefined;
   /** The environment build_env_passthrough picks from. */
@@ -253,7 +256,7 @@ async function pushOutputs(context: BuildContext, outputs: BuildOutput[], push: 
   const started = Date.now();
   const pushed: PushedBlobs = new Map();
   for (const output of outputs) {
-    if (output.buildOnly) continue;
+    if (output.buildOnly || (push.layers !== undefined && !push.layers.includes(output.name))) continue;
     const [first = 'latest', ...more] = push.tags;
     const ref = pushReference(push.prefix, output.name, first);
     context.request.onEvent({ event: 'step', layer: output.name, step: 'push', message: [ref, ...more.map((tag) => `:${tag}`)].join(' '), elapsedMs: Date.now() - started });

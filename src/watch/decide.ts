@@ -1,7 +1,11 @@
+import type { Decision, DependencyChange, ImageFacts, RecordedInput, SwapRefusal } from '../engine/update.ts';
+
+export type { Decision, DependencyChange, ImageFacts, RebuildReason, RecordedImage, RecordedInput, SwapRefusal } from '../engine/update.ts';
+
 /**
  * The decision for one published image, as kpack's "is a build required" chain: pure, from what
  * the image records about its inputs and what those inputs are now, with a reason a person can
- * read. The operator and `restack update` both act on it.
+ * read. The operator and `restack update` both act on it (the engine defines the vocabulary).
  */
 
 export type ApplyPolicy = 'Swap' | 'Rebuild';
@@ -14,45 +18,9 @@ export interface UpdatePolicy {
 
 export const defaultPolicy: UpdatePolicy = { onApplyUpdate: 'Swap', onBaseUpdate: 'Rebuild' };
 
-export interface RecordedInput {
-  ref: string;
-  digest: string;
-}
-
-/** What a published image says it was made from (its provenance and recipe record). */
-export interface RecordedImage {
-  base: RecordedInput | null;
-  applied: readonly RecordedInput[];
-  /** The layer's recipe as recorded in the image; undefined when the image carries none. */
-  recipe: string | undefined;
-}
-
-export interface DecisionInput {
-  /** The image's layer name, for messages. */
-  name: string;
-  /** undefined: never published (or published without restack provenance). */
-  recorded: RecordedImage | undefined;
-  /** Why `recorded` is missing, for the message; e.g. "has no restack provenance". */
-  missingBecause?: string;
-  /** The layer's recipe as the current recipe file would record it. */
-  recipe: string;
-  /** Each input's current digest by reference; an input not in the map is taken as unchanged. */
-  current: ReadonlyMap<string, string>;
+export interface DecisionInput extends ImageFacts {
   policy: UpdatePolicy;
 }
-
-export type RebuildReason = 'Initial' | 'RecipeChange' | 'BaseUpdate' | 'ApplyUpdate';
-
-export interface DependencyChange {
-  ref: string;
-  from: string;
-  to: string;
-}
-
-export type Decision =
-  | { action: 'nothing'; message: string }
-  | { action: 'swap'; dependencies: DependencyChange[]; message: string }
-  | { action: 'rebuild'; reason: RebuildReason; message: string };
 
 const short = (digest: string) => digest.slice(0, 19);
 
@@ -85,12 +53,6 @@ export function decide(input: DecisionInput): Decision {
     return { action: 'rebuild', reason: 'ApplyUpdate', message: `applied ${described} (onApplyUpdate: Rebuild)${ignoredBase}` };
   }
   return { action: 'swap', dependencies: applied, message: `applied ${described}${ignoredBase}` };
-}
-
-/** Why the swap engine would not swap (its refusal), as SwapOutcome.refusal carries it. */
-export interface SwapRefusal {
-  reason: string;
-  message: string;
 }
 
 /** A refused swap falls back to a rebuild, keeping the engine's reason (the overlapping paths, the changed base). */

@@ -9,7 +9,9 @@ import { registerOperator } from './operator.ts';
 import { registerPlan } from './plan.ts';
 import { registerSetupBtrfs } from './setup-btrfs.ts';
 import { registerSwap } from './swap.ts';
+import { registerUpdate } from './update.ts';
 import { registerValidate } from './validate.ts';
+import { registerWhich } from './which.ts';
 
 export interface CommandContext {
   output: Output;
@@ -19,4 +21,4 @@ export interface CommandContext {
 /** Adds one command to the program; `context` is called when the command runs, after global options are parsed. */
 export type RegisterCommand = (program: Command, context: () => CommandContext) => void;
 
-export const commands: RegisterCommand[] = [registerValidate, registerPlan, registerBuild, registerInspect, registerSwap, registerCompose, registerDoctor, registerSetupBtrfs, registerOperator];
+export const commands: RegisterCommand[] = [registerValidate, registerPlan, registerBuild, registerInspect, registerSwap, registerUpdate, registerWhich, registerCompose, registerDoctor, registerSetupBtrfs, registerOperator];

@@ -285,6 +285,22 @@ export class RegistryStore implements Store {
     // Registries page in storage order (distribution 2.8 does not sort): one order for every caller.
     return tags.sort();
   }
+
+  /**
+   * Every repository the registry lists (`/v2/_catalog`, paged). Registries may refuse or limit the
+   * catalog; token services must grant it without a repository scope.
+   */
+  async listRepositories(): Promise<string[]> {
+    const repositories: string[] = [];
+    let url: URL | string | undefined = `/v2/_catalog${this.#tagPageSize === undefined ? '' : `?n=${this.#tagPageSize}`}`;
+    while (url !== undefined) {
+      const response = await this.#client.call({ method: 'GET', url, scopes: [], subject: `${this.location} catalog`, expect: [200], read: 'buffer' });
+      const page = JSON.parse(Buffer.from(response.body).toString('utf8')) as { repositories?: string[] | null };
+      repositories.push(...(page.repositories ?? []));
+      url = nextLink(response.headers.get('link'), response.url);
+    }
+    return repositories.sort();
+  }
 }
 
 function pull(repository: string): Scope {

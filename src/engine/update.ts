@@ -1,0 +1,238 @@
+import { OciError } from '../oci/errors.ts';
+import type { Platform } from '../oci/types.ts';
+import type { Recipe } from '../stackerfile/parse.ts';
+import { baseReference, type Plan, type PlannedLayer } from '../stackerfile/plan.ts';
+import { readProvenance } from '../swap/image.ts';
+import { buildRecipes, pushReference, type BuildRequest } from './build.ts';
+import type { BuildEvent } from './build/events.ts';
+import { layerRecipeRecord, recipeAnnotation } from './build/image-config.ts';
+import { readPlatformImage } from './compose.ts';
+import { readStoredImage, type OpenedReference, type PlatformImage } from './images.ts';
+import type { LayerChangesCache } from './layer-changes.ts';
+import { swapDependency } from './swap.ts';
+
+// The vocabulary of a decision; watch/decide.ts makes it (watch sits above the engine).
+
+export interface RecordedInput {
+  ref: string;
+  digest: string;
+}
+
+/** What a published image says it was made from (its provenance and recipe record). */
+export interface RecordedImage {
+  base: RecordedInput | null;
+  applied: readonly RecordedInput[];
+  /** The layer's recipe as recorded in the image; undefined when the image carries none. */
+  recipe: string | undefined;
+}
+
+/** Everything a decision about one image looks at. */
+export interface ImageFacts {
+  /** The image's layer name, for messages. */
+  name: string;
+  /** undefined: never published, or published without restack provenance. */
+  recorded: RecordedImage | undefined;
+  /** Why `recorded` is missing, for the message; e.g. "has no restack provenance". */
+  missingBecause?: string;
+  /** The layer's recipe as the current recipe file would record it. */
+  recipe: string;
+  /** Each input's current digest by reference; an input not in the map is taken as unchanged. */
+  current: ReadonlyMap<string, string>;
+}
+
+export type RebuildReason = 'Initial' | 'RecipeChange' | 'BaseUpdate' | 'ApplyUpdate';
+
+export interface DependencyChange {
+  ref: string;
+  from: string;
+  to: string;
+}
+
+export type Decision =
+  | { action: 'nothing'; message: string }
+  | { action: 'swap'; dependencies: DependencyChange[]; message: string }
+  | { action: 'rebuild'; reason: RebuildReason; message: string };
+
+/** Why the swap engine would not swap, as SwapOutcome.refusal carries it. */
+export interface SwapRefusal {
+  reason: string;
+  message: string;
+}
+
+export interface Decider {
+  decide(facts: ImageFacts): Decision;
+  /** The rebuild that replaces a swap the engine refused. */
+  afterRefusal(dependency: DependencyChange, refusal: SwapRefusal): Extract<Decision, { action: 'rebuild' }>;
+}
+
+/** What happened to one image. `swapped` and `rebuilt` moved its tags. */
+export interface UpdateResult {
+  image: string;
+  ref: string;
+  action: 'nothing' | 'swapped' | 'rebuilt';
+  reason?: RebuildReason;
+  message: string;
+  before: string | null;
+  after: string;
+}
+
+export type UpdateEvent =
+  | BuildEvent
+  | { event: 'decision'; image: string; ref: string; action: Decision['action']; reason?: RebuildReason; message: string }
+  | ({ event: 'image-done' } & UpdateResult)
+  | { event: 'update-done'; images: UpdateResult[]; elapsedMs: number };
+
+export interface UpdateRequest {
+  plan: Plan;
+  recipes: readonly Recipe[];
+  /** Where the images are published: `docker://host/prefix` or `oci:DIR` (one layout per image). */
+  prefix: string;
+  tags: readonly string[];
+  decider: Decider;
+  /** How a layer is rebuilt: the build settings except what the update chooses. */
+  build: Omit<BuildRequest, 'plan' | 'recipes' | 'push' | 'open' | 'onEvent'>;
+  /** Opens a reference as written; `insecure` from the recipe's `from.insecure`. */
+  open: (ref: string, insecure: boolean) => OpenedReference;
+  layerChanges: LayerChangesCache;
+  onEvent: (event: UpdateEvent) => void;
+}
+
+interface Published {
+  image: PlatformImage;
+  recorded: RecordedImage | undefined;
+  missingBecause?: string;
+}
+
+function isMissing(error: unknown): boolean {
+  return error instanceof OciError && (error.code === 'MANIFEST_UNKNOWN' || error.code === 'NAME_UNKNOWN');
+}
+
+/** The published image and what it records; undefined when nothing is published at `target`. */
+async function readPublished(target: OpenedReference): Promise<Published | undefined> {
+  let platforms: PlatformImage[];
+  try {
+    platforms = (await readStoredImage(target)).platforms;
+  } catch (error) {
+    if (isMissing(error)) return undefined;
+    throw error;
+  }
+  const [image] = platforms;
+  if (image === undefined) return undefined;
+  const provenance = readProvenance(image.image, target.display);
+  if (provenance === undefined) return { image, recorded: undefined, missingBecause: 'has no restack provenance' };
+  const recipe = image.image.manifest.annotations?.[recipeAnnotation] ?? image.image.config.config?.Labels?.[recipeAnnotation];
+  return {
+    image,
+    recorded: {
+      base: provenance.base === null ? null : { ref: provenance.base.ref, digest: provenance.base.digest },
+      applied: provenance.applied.map(({ ref, digest }) => ({ ref, digest })),
+      recipe,
+    },
+  };
+}
+
+/** The digest each recorded input has now, for the published image's platform (as the build resolved it). */
+async function currentDigests(request: UpdateRequest, planned: PlannedLayer, recorded: RecordedImage, platform: Platform): Promise<Map<string, string>> {
+  const baseRef = baseReference(planned.from);
+  const inputs = [...(recorded.base === null ? [] : [recorded.base]), ...recorded.applied];
+  const current = new Map<string, string>();
+  for (const { ref } of inputs) {
+    const insecure = ref === baseRef && planned.from.insecure === true;
+    current.set(ref, (await readPlatformImage(request.open(ref, insecure), platform)).image.digest);
+  }
+  return current;
+}
+
+/** The layer and every layer of the recipe it is built from, in plan order. */
+function planFor(plan: Plan, name: string): Plan {
+  const byName = new Map(plan.layers.map((layer) => [layer.name, layer]));
+  const needed = new Set<string>();
+  const visit = (layer: string) => {
+    if (needed.has(layer)) return;
+    needed.add(layer);
+    for (const dependency of byName.get(layer)?.dependsOn ?? []) visit(dependency);
+  };
+  visit(name);
+  const layers = plan.layers.filter((layer) => needed.has(layer.name));
+  const inputs = plan.inputs.filter((input) => input.usedBy.some((user) => needed.has(user)));
+  return { order: layers.map((layer) => layer.name), layers, inputs };
+}
+
+async function rebuild(request: UpdateRequest, name: string): Promise<string> {
+  const outputs = await buildRecipes({
+    ...request.build,
+    plan: planFor(request.plan, name),
+    recipes: request.recipes,
+    push: { prefix: request.prefix, tags: request.tags, layers: [name] },
+    open: request.open,
+    // the update reports its own summary; a build's summary would repeat it
+    onEvent: (event) => {
+      if (event.event !== 'build-done') request.onEvent(event);
+    },
+  });
+  const built = outputs.find((output) => output.name === name);
+  if (built === undefined) throw new Error(`update: the build of ${name} produced no image`);
+  return built.digest;
+}
+
+/** Swaps each changed dependency in turn; a refusal becomes the rebuild decision. */
+async function swapAll(request: UpdateRequest, target: OpenedReference, dependencies: DependencyChange[]): Promise<{ after: string } | Extract<Decision, { action: 'rebuild' }>> {
+  let after = '';
+  for (const dependency of dependencies) {
+    const outcome = await swapDependency({
+      target,
+      dependency: request.open(dependency.ref, false),
+      extraTags: request.tags.slice(1),
+      layerChanges: request.layerChanges,
+    });
+    if (outcome.refusal !== undefined) return request.decider.afterRefusal(dependency, outcome.refusal);
+    after = outcome.after;
+  }
+  return { after };
+}
+
+async function updateImage(request: UpdateRequest, planned: PlannedLayer): Promise<UpdateResult> {
+  const ref = pushReference(request.prefix, planned.name, request.tags[0] ?? 'latest');
+  const target = request.open(ref, false);
+  const published = await readPublished(target);
+  const recipe = request.recipes.find((candidate) => candidate.file === planned.recipe);
+  const facts: ImageFacts = {
+    name: planned.name,
+    recorded: published?.recorded,
+    ...(published?.missingBecause === undefined ? {} : { missingBecause: published.missingBecause }),
+    recipe: layerRecipeRecord(planned.name, planned.definition, recipe?.substitutedValues ?? []),
+    current: published?.recorded === undefined ? new Map() : await currentDigests(request, planned, published.recorded, published.image.platform),
+  };
+  let decision = request.decider.decide(facts);
+  const announce = (chosen: Decision) =>
+    request.onEvent({ event: 'decision', image: planned.name, ref, action: chosen.action, ...(chosen.action === 'rebuild' ? { reason: chosen.reason } : {}), message: chosen.message });
+  announce(decision);
+  const before = published === undefined ? null : published.image.descriptor.digest;
+  if (decision.action === 'nothing') return { image: planned.name, ref, action: 'nothing', message: decision.message, before, after: before ?? '' };
+  if (decision.action === 'swap') {
+    const swapped = await swapAll(request, target, decision.dependencies);
+    if ('after' in swapped) return { image: planned.name, ref, action: 'swapped', message: decision.message, before, after: swapped.after };
+    decision = swapped;
+    announce(decision);
+  }
+  const after = await rebuild(request, planned.name);
+  return { image: planned.name, ref, action: 'rebuilt', reason: decision.reason, message: decision.message, before, after };
+}
+
+/**
+ * Brings every published image of the recipe up to date, in plan order so that a rebuilt or
+ * swapped image is already current when the images applying it are looked at (the cascade):
+ * each image is swapped, rebuilt or left alone as the decider says. Stops at the first failure.
+ */
+export async function updateRecipes(request: UpdateRequest): Promise<UpdateResult[]> {
+  const started = Date.now();
+  const results: UpdateResult[] = [];
+  for (const planned of request.plan.layers) {
+    if (planned.buildOnly) continue;
+    const result = await updateImage(request, planned);
+    request.onEvent({ event: 'image-done', ...result });
+    results.push(result);
+  }
+  request.onEvent({ event: 'update-done', images: results, elapsedMs: Date.now() - started });
+  return results;
+}

@@ -1,0 +1,154 @@
+import { normalize } from 'node:path';
+import { formatReference, parseReference, type ImageReference } from '../oci/reference.ts';
+
+export type InputRole = 'from' | 'apply';
+
+/** One input as an owner (a Stackerfile) declares it: the reference as written and its role. */
+export interface OwnedInput {
+  ref: string;
+  role: InputRole;
+}
+
+/** A watched input: one per registry host, repository and tag, whatever the number of owners. */
+export interface IndexedInput {
+  key: string;
+  /** Without digest: what a check resolves. */
+  ref: ImageReference;
+}
+
+/** What `record` learnt: whether the digest differs from the last one seen (the first sighting counts). */
+export interface RecordedDigest {
+  changed: boolean;
+  previous: string | undefined;
+}
+
+/**
+ * The identity of an input: `docker://host/repository:tag` (Docker Hub as docker.io, default tag
+ * `latest`) or `oci:DIR:TAG`; undefined for a reference pinned by digest alone, which cannot change.
+ * Throws the reference parser's error (naming the input) for a malformed reference.
+ */
+export function inputKey(ref: string | ImageReference): string | undefined {
+  return indexedInput(ref)?.key;
+}
+
+/** The input a reference watches: its tag, without digest; undefined when pinned by digest alone. */
+export function indexedInput(ref: string | ImageReference): IndexedInput | undefined {
+  const parsed = typeof ref === 'string' ? parseReference(ref) : ref;
+  if (parsed.tag === undefined) return undefined;
+  const watched: ImageReference =
+    parsed.transport === 'oci'
+      ? { transport: 'oci', dir: normalize(parsed.dir), tag: parsed.tag }
+      : { transport: 'docker', registry: parsed.registry, repository: parsed.repository, tag: parsed.tag };
+  return { key: formatReference(watched), ref: watched };
+}
+
+interface OwnerEntry {
+  schedule: string;
+  inputs: readonly OwnedInput[];
+  keys: ReadonlySet<string>;
+}
+
+interface InputEntry {
+  input: IndexedInput;
+  owners: Set<string>;
+  digest: string | undefined;
+}
+
+/**
+ * Every input of every owner (an opaque key, such as a Stackerfile's "namespace/name"), kept
+ * once per registry, repository and tag, with the last digest seen of each. Pure bookkeeping:
+ * the poller does the I/O.
+ */
+export class InputIndex {
+  readonly #owners = new Map<string, OwnerEntry>();
+  readonly #inputs = new Map<string, InputEntry>();
+
+  /** Declares (or replaces) what an owner watches and on which schedule. Digest-pinned inputs are skipped. */
+  set(owner: string, inputs: readonly OwnedInput[], schedule: string): void {
+    const resolved = new Map<string, IndexedInput>();
+    for (const { ref } of inputs) {
+      const input = indexedInput(ref);
+      if (input !== undefined) resolved.set(input.key, input);
+    }
+    this.remove(owner);
+    this.#owners.set(owner, { schedule, inputs: [...inputs], keys: new Set(resolved.keys()) });
+    for (const [key, input] of resolved) {
+      const entry = this.#inputs.get(key) ?? { input, owners: new Set<string>(), digest: undefined };
+      entry.owners.add(owner);
+      this.#inputs.set(key, entry);
+    }
+  }
+
+  /** Forgets an owner; inputs nobody else watches are dropped with their last digest. */
+  remove(owner: string): void {
+    const entry = this.#owners.get(owner);
+    if (entry === undefined) return;
+    this.#owners.delete(owner);
+    for (const key of entry.keys) {
+      const input = this.#inputs.get(key);
+      input?.owners.delete(owner);
+      if (input?.owners.size === 0) this.#inputs.delete(key);
+    }
+  }
+
+  has(key: string): boolean {
+    return this.#inputs.has(key);
+  }
+
+  get size(): number {
+    return this.#inputs.size;
+  }
+
+  get(key: string): IndexedInput | undefined {
+    return this.#inputs.get(key)?.input;
+  }
+
+  ownersOf(key: string): string[] {
+    return [...(this.#inputs.get(key)?.owners ?? [])];
+  }
+
+  /** The owner's inputs as it declared them (references as written). */
+  inputsOf(owner: string): readonly OwnedInput[] {
+    return this.#owners.get(owner)?.inputs ?? [];
+  }
+
+  /** The keys of the owner's watched inputs. */
+  keysOf(owner: string): string[] {
+    return [...(this.#owners.get(owner)?.keys ?? [])];
+  }
+
+  scheduleOf(owner: string): string | undefined {
+    return this.#owners.get(owner)?.schedule;
+  }
+
+  /** Every distinct schedule expression in use. */
+  schedules(): string[] {
+    return [...new Set([...this.#owners.values()].map((owner) => owner.schedule))];
+  }
+
+  /** The unique inputs of the owners on this schedule: what one tick of it checks. */
+  due(schedule: string): IndexedInput[] {
+    const due = new Map<string, IndexedInput>();
+    for (const owner of this.#owners.values()) {
+      if (owner.schedule !== schedule) continue;
+      for (const key of owner.keys) {
+        const entry = this.#inputs.get(key);
+        if (entry !== undefined) due.set(key, entry.input);
+      }
+    }
+    return [...due.values()];
+  }
+
+  digestOf(key: string): string | undefined {
+    return this.#inputs.get(key)?.digest;
+  }
+
+  /** Remembers the digest a check saw; an input no longer watched is ignored (never a change). */
+  record(key: string, digest: string): RecordedDigest {
+    const entry = this.#inputs.get(key);
+    if (entry === undefined) return { changed: false, previous: undefined };
+    const previous = entry.digest;
+    entry.digest = digest;
+    return { changed: previous !== digest, previous };
+  }
+}
