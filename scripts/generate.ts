@@ -1,4 +1,4 @@
-// Writes the generated files: crds/*.yaml and docs/crd-reference.md, from src/operator/resources.ts.
+// Writes the generated files: the CRDs (crds/, config/crd/, charts/restack/crds/) and docs/crd-reference.md, from src/operator/resources.ts.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generatedFiles } from '../src/operator/generated.ts';

@@ -1,12 +1,16 @@
 import { stringify } from 'yaml';
 import { crdReference, customResourceDefinitions } from './crd.ts';
 
+const crdDirs = ['crds', 'config/crd', 'charts/restack/crds'];
+
 /** Every generated file, by path from the repository root, with its content. */
 export function generatedFiles(): Map<string, string> {
   const files = new Map<string, string>();
   for (const crd of customResourceDefinitions()) {
     const name = String((crd['metadata'] as { name: string }).name).split('.')[0];
-    files.set(`crds/${name}.yaml`, `# Generated from src/operator/resources.ts by npm run generate; do not edit.\n${stringify(crd, { lineWidth: 0 })}`);
+    const text = `# Generated from src/operator/resources.ts by npm run generate; do not edit.\n${stringify(crd, { lineWidth: 0 })}`;
+    // Copies, not references: kustomize loads no file outside a base, and Helm none outside its chart.
+    for (const dir of crdDirs) files.set(`${dir}/${name}.yaml`, text);
   }
   files.set('docs/crd-reference.md', `${crdReference()}\n`);
   return files;

@@ -45,11 +45,11 @@ export const stackerfileSpecSchema = z
       .describe('The target registry.'),
     updates: z
       .object({
-        schedule: z.string().default('*/5 * * * *').describe('How often inputs are checked for new digests (cron, seconds allowed).'),
+        schedule: z.string().optional().describe("How often inputs are checked for new digests (cron, seconds allowed); default: the operator's --default-schedule, every 5 minutes unless changed."),
         onApplyUpdate: z.enum(updatePolicies.apply).default('Swap').describe('When an applied dependency changes: Swap its layers in place (rebuild if unsafe), or always Rebuild.'),
         onBaseUpdate: z.enum(updatePolicies.base).default('Rebuild').describe('When a base image changes: Rebuild, or Ignore.'),
       })
-      .default({ schedule: '*/5 * * * *', onApplyUpdate: 'Swap', onBaseUpdate: 'Rebuild' })
+      .default({ onApplyUpdate: 'Swap', onBaseUpdate: 'Rebuild' })
       .describe('How images are kept current.'),
     builder: z
       .object({

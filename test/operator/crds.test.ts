@@ -40,7 +40,7 @@ describe('the generated CRDs on a real API server', () => {
     const created = (await eventually('a Stackerfile create (the new CRD may answer 429 at first)', () =>
       objects.createNamespacedCustomObject({ group: 'restack.dev', version: 'v1alpha1', namespace: 'default', plural: 'stackerfiles', body }),
     )) as { spec: { updates: unknown; output: { tags: string[] }; history: unknown } };
-    assert.deepEqual(created.spec.updates, { schedule: '*/5 * * * *', onApplyUpdate: 'Swap', onBaseUpdate: 'Rebuild' });
+    assert.deepEqual(created.spec.updates, { onApplyUpdate: 'Swap', onBaseUpdate: 'Rebuild' });
     assert.deepEqual(created.spec.output.tags, ['latest']);
     assert.deepEqual(created.spec.history, { succeeded: 10, failed: 5 });
 

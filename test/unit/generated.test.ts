@@ -29,7 +29,7 @@ test('CRD schemas are structural: no additionalProperties false, every object ty
 
 test('spec defaults fill in the design card policy', () => {
   const spec = stackerfileSpecSchema.parse({ recipe: 'a: {from: {type: scratch}}', output: { registry: 'reg.example/team' } });
-  assert.deepEqual(spec.updates, { schedule: '*/5 * * * *', onApplyUpdate: 'Swap', onBaseUpdate: 'Rebuild' });
+  assert.deepEqual(spec.updates, { onApplyUpdate: 'Swap', onBaseUpdate: 'Rebuild' });
   assert.deepEqual(spec.output.tags, ['latest']);
   assert.deepEqual(spec.history, { succeeded: 10, failed: 5 });
 });

@@ -1,0 +1,224 @@
+import { before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { execa } from 'execa';
+import { parse, parseAllDocuments } from 'yaml';
+import { planRecipes } from '../../src/stackerfile/plan.ts';
+import { describeDiagnostics, validateRecipe } from '../../src/operator/recipe-source.ts';
+import { eventually, useCluster, type Cluster } from '../cluster/harness.ts';
+
+const root = join(import.meta.dirname, '..', '..');
+const chart = join(root, 'charts', 'restack');
+const operatorNamespace = 'restack-system';
+const operatorUser = `system:serviceaccount:${operatorNamespace}:restack-operator`;
+
+interface KubeObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  [field: string]: unknown;
+}
+
+const documents = (text: string): KubeObject[] =>
+  parseAllDocuments(text)
+    .map((document) => document.toJS() as KubeObject | null)
+    .filter((object): object is KubeObject => object !== null);
+const kinds = (objects: readonly KubeObject[]) => objects.map((object) => object.kind);
+const findObject = (objects: readonly KubeObject[], kind: string): KubeObject => {
+  const found = objects.find((object) => object.kind === kind);
+  assert.ok(found, `no ${kind} among ${kinds(objects).join(', ')}`);
+  return found;
+};
+
+/** One question to `kubectl auth can-i`: VERB RESOURCE[/NAME] [--subresource] in a namespace. */
+interface Access {
+  verb: string;
+  resource: string;
+  subresource?: string;
+  namespace?: string;
+}
+const describeAccess = (access: Access) =>
+  `${access.verb} ${access.resource}${access.subresource === undefined ? '' : `/${access.subresource}`} in ${access.namespace ?? 'restack-builds'}`;
+
+// Every call src/operator/ makes, in a build namespace or in its own namespace (the Lease).
+const needed: Access[] = [
+  ...['get', 'list', 'watch'].map((verb) => ({ verb, resource: 'stackerfiles.restack.dev' })),
+  ...['get', 'list', 'watch', 'create', 'delete'].map((verb) => ({ verb, resource: 'imagebuilds.restack.dev' })),
+  ...['stackerfiles.restack.dev', 'imagebuilds.restack.dev'].flatMap((resource) => [
+    ...['get', 'patch', 'update'].map((verb) => ({ verb, resource, subresource: 'status' })),
+    { verb: 'update', resource, subresource: 'finalizers' },
+  ]),
+  { verb: 'create', resource: 'events' },
+  { verb: 'patch', resource: 'events' },
+  ...['get', 'list', 'watch', 'create', 'delete'].map((verb) => ({ verb, resource: 'configmaps' })),
+  { verb: 'get', resource: 'secrets' },
+  ...['get', 'list', 'watch', 'create', 'delete'].map((verb) => ({ verb, resource: 'pods' })),
+  { verb: 'create', resource: 'leases.coordination.k8s.io', namespace: operatorNamespace },
+  { verb: 'get', resource: 'leases.coordination.k8s.io/restack-operator', namespace: operatorNamespace },
+  { verb: 'update', resource: 'leases.coordination.k8s.io/restack-operator', namespace: operatorNamespace },
+];
+// What a least-privilege operator must not be able to do.
+const forbidden: Access[] = [
+  { verb: 'update', resource: 'stackerfiles.restack.dev' },
+  { verb: 'delete', resource: 'stackerfiles.restack.dev' },
+  { verb: 'create', resource: 'pods', subresource: 'exec' },
+  { verb: 'list', resource: 'secrets' },
+  { verb: 'watch', resource: 'secrets' },
+  { verb: 'update', resource: 'configmaps' },
+  { verb: 'get', resource: 'nodes' },
+  { verb: 'create', resource: 'leases.coordination.k8s.io', namespace: 'restack-builds' },
+  { verb: 'update', resource: 'leases.coordination.k8s.io/someone-elses', namespace: operatorNamespace },
+  { verb: 'create', resource: 'clusterrolebindings.rbac.authorization.k8s.io' },
+];
+
+describe('config/ kustomize bases and charts/restack on a real API server', () => {
+  let cluster: Cluster;
+  const kubectl = (args: string[], options: { input?: string; reject?: boolean } = {}) =>
+    execa(join(cluster.binDir, 'kubectl'), ['--kubeconfig', cluster.kubeconfigPath, ...args], options);
+  const helm = (args: string[]) => execa(join(cluster.binDir, 'helm'), args);
+  const helmTemplate = async (values: string[] = []) =>
+    (await helm(['template', 'restack', chart, '--namespace', operatorNamespace, '--include-crds', ...values.flatMap((value) => ['--set', value])])).stdout;
+  const canI = async (access: Access): Promise<boolean> => {
+    const args = ['auth', 'can-i', access.verb, access.resource, '--as', operatorUser, '--namespace', access.namespace ?? 'restack-builds'];
+    if (access.subresource !== undefined) args.push('--subresource', access.subresource);
+    // Exit code 1 means "no".
+    return (await kubectl(args, { reject: false })).stdout.trim() === 'yes';
+  };
+  /** A server-side dry run of the Deployment's pod in restack-system, which enforces the restricted Pod Security level. */
+  const admitOperatorPod = (deployment: KubeObject) => {
+    const template = (deployment as unknown as { spec: { template: { metadata: object; spec: object } } }).spec.template;
+    const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { ...template.metadata, name: 'restack-operator-pod-check', namespace: operatorNamespace }, spec: template.spec };
+    return kubectl(['create', '--dry-run=server', '-f', '-'], { input: JSON.stringify(pod) });
+  };
+
+  /** The operator's namespace and config/rbac, applied for real (can-i and the ServiceAccount admission need them). */
+  const applyOperatorRbac = async () => {
+    await kubectl(['apply', '-f', join(root, 'config', 'manager', 'namespace.yaml')]);
+    await kubectl(['apply', '-k', join(root, 'config', 'rbac')]);
+  };
+
+  before(async () => {
+    cluster = await useCluster();
+  });
+
+  test('kubectl apply -f crds/, then kubectl apply -k config/samples, succeed server-side', async () => {
+    await kubectl(['apply', '--server-side', '-f', join(root, 'crds')]);
+    // A new CRD is served a moment after it is created.
+    await eventually('config/samples applied', () => kubectl(['apply', '--server-side', '-k', join(root, 'config', 'samples')]));
+    const namespace = JSON.parse((await kubectl(['get', 'namespace', 'restack-builds', '-o', 'json'])).stdout) as KubeObject;
+    assert.equal(namespace.metadata.labels?.['restack.dev/builds'], 'true');
+    assert.equal(namespace.metadata.labels?.['pod-security.kubernetes.io/enforce'], 'privileged', 'the level docs/build-pod.md states');
+    const seeds = JSON.parse((await kubectl(['get', 'stackerfile', 'seeds', '--namespace', 'restack-builds', '-o', 'json'])).stdout) as KubeObject;
+    assert.deepEqual((seeds['spec'] as { output: { tags: string[] } }).output.tags, ['latest'], 'defaulted by the CRD');
+  });
+
+  test("the sample's recipe is valid with its substitutions and is the seeds' example: ssl, python3, and A applying both", async () => {
+    const sample = parse(readFileSync(join(root, 'config', 'samples', 'seeds.yaml'), 'utf8')) as { spec: { recipe: string; substitutions: Record<string, string> } };
+    const loaded = await validateRecipe(sample.spec.recipe, 'restack-builds/seeds.stacker.yaml', sample.spec.substitutions);
+    assert.ok(loaded.ok, describeDiagnostics(loaded));
+    const plan = planRecipes(loaded.recipes);
+    assert.deepEqual(plan.order, ['ssl', 'python3', 'A']);
+    assert.deepEqual(plan.layers.find((layer) => layer.name === 'A')?.dependsOn, ['ssl', 'python3']);
+    assert.doesNotMatch(JSON.stringify(plan.inputs), /busybox/);
+  });
+
+  test('config/rbac gives the operator every call it makes and nothing more', async () => {
+    await applyOperatorRbac();
+    // The authorizer's cache sees new bindings a moment later.
+    await eventually('the operator role bound', async () => (await canI({ verb: 'list', resource: 'stackerfiles.restack.dev' })) || undefined);
+    const denied: string[] = [];
+    for (const access of [...needed, ...forbidden]) if (!(await canI(access))) denied.push(describeAccess(access));
+    assert.deepEqual(
+      denied,
+      forbidden.map(describeAccess),
+      'denied: exactly the forbidden calls',
+    );
+  });
+
+  test('kubectl apply -k config/default is accepted by a server-side dry run, and the operator pod meets the restricted level', async () => {
+    await applyOperatorRbac();
+    const applied = await kubectl(['apply', '-k', join(root, 'config', 'default'), '--dry-run=server']);
+    for (const object of ['deployment.apps/restack-operator', 'service/restack-operator-metrics', 'clusterrole.rbac.authorization.k8s.io/restack-operator', 'validatingadmissionpolicy.admissionregistration.k8s.io/restack-build-pods']) {
+      assert.match(applied.stdout, new RegExp(`^${object} `, 'm'));
+    }
+    const objects = documents((await kubectl(['kustomize', join(root, 'config', 'default')])).stdout);
+    await admitOperatorPod(findObject(objects, 'Deployment'));
+  });
+
+  test("docs/install.md's overlay points the operator and its build pods at another image", async () => {
+    const install = readFileSync(join(root, 'docs', 'install.md'), 'utf8');
+    const overlay = /```yaml\n(# my-restack\/kustomization.yaml\n[\s\S]*?)```/.exec(install)?.[1];
+    assert.ok(overlay, 'docs/install.md shows my-restack/kustomization.yaml');
+    const dir = await mkdtemp(join(tmpdir(), 'restack-overlay-'));
+    try {
+      await writeFile(join(dir, 'kustomization.yaml'), overlay.replace('../restack/config/default', relative(dir, join(root, 'config', 'default'))));
+      const deployment = findObject(documents((await kubectl(['kustomize', dir])).stdout), 'Deployment') as unknown as {
+        spec: { template: { spec: { containers: { image: string; args: string[]; env: { name: string; value?: string }[] }[] } } };
+      };
+      const container = deployment.spec.template.spec.containers[0];
+      assert.equal(container?.image, 'registry.mycorp.example/restack/builder:0.1.0');
+      assert.ok(container.args.includes('--builder-image=$(BUILDER_IMAGE)'));
+      assert.deepEqual(container.env.find((env) => env.name === 'BUILDER_IMAGE')?.value, 'registry.mycorp.example/restack/builder:0.1.0');
+      assert.ok(container.env.some((env) => env.name === 'POD_NAMESPACE'), 'the patch merges env by name');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('helm lint charts/restack passes, with default values and with the webhook on', async () => {
+    for (const values of [[], ['--set', 'webhook.enabled=true']]) {
+      const lint = await helm(['lint', '--strict', chart, ...values]);
+      assert.match(lint.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
+    }
+  });
+
+  test('helm template charts/restack is accepted by a server-side dry run, for each toggle of the values', async () => {
+    await kubectl(['apply', '-f', join(root, 'config', 'manager', 'namespace.yaml')]);
+    const variants: { values: string[]; has: string[]; hasNot: string[] }[] = [
+      { values: [], has: ['CustomResourceDefinition', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'Deployment', 'Service', 'ValidatingAdmissionPolicy'], hasNot: ['Secret'] },
+      { values: ['webhook.enabled=true'], has: ['Secret'], hasNot: [] },
+      { values: ['webhook.enabled=true', 'webhook.existingSecret=registry-notifications'], has: [], hasNot: ['Secret'] },
+      { values: ['rbac.create=false', 'serviceAccount.create=false', 'serviceAccount.name=restack-operator', 'admissionPolicy.enabled=false', 'metrics.service.enabled=false'], has: ['Deployment'], hasNot: ['ServiceAccount', 'ClusterRole', 'Role', 'Service', 'ValidatingAdmissionPolicy'] },
+    ];
+    for (const { values, has, hasNot } of variants) {
+      const rendered = await helmTemplate(values);
+      const present = new Set(kinds(documents(rendered)));
+      for (const kind of has) assert.ok(present.has(kind), `${values.join(' ')}: renders a ${kind}`);
+      for (const kind of hasNot) assert.ok(!present.has(kind), `${values.join(' ')}: renders no ${kind}`);
+      await kubectl(['apply', '--dry-run=server', '-f', '-'], { input: rendered });
+    }
+    const webhook = documents(await helmTemplate(['webhook.enabled=true']));
+    const args = JSON.stringify(findObject(webhook, 'Deployment'));
+    assert.match(args, /--webhook-bind-address=:8443/);
+    assert.match(args, /--webhook-secret-file=\/etc\/restack\/webhook\/secret/);
+  });
+
+  test("the chart's operator pod meets the restricted level", async () => {
+    await applyOperatorRbac();
+    const objects = documents(await helmTemplate(['serviceAccount.create=false', 'serviceAccount.name=restack-operator', 'webhook.enabled=true']));
+    await admitOperatorPod(findObject(objects, 'Deployment'));
+  });
+
+  test('the chart grants the rules of config/rbac and ships the policy of config/admission', async () => {
+    const chartObjects = documents(await helmTemplate());
+    const configObjects = documents((await kubectl(['kustomize', join(root, 'config', 'default')])).stdout);
+    for (const kind of ['ClusterRole', 'Role']) {
+      assert.deepEqual(findObject(chartObjects, kind)['rules'], findObject(configObjects, kind)['rules'], `${kind} rules`);
+    }
+    for (const kind of ['ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding']) {
+      assert.deepEqual(findObject(chartObjects, kind), findObject(configObjects, kind), kind);
+    }
+    const chartCrds = chartObjects.filter((object) => object.kind === 'CustomResourceDefinition');
+    assert.deepEqual(chartCrds, configObjects.filter((object) => object.kind === 'CustomResourceDefinition'));
+    assert.equal(chartCrds.length, 2);
+  });
+
+  test('wrong values fail helm template with the value and the fix', async () => {
+    await assert.rejects(helmTemplate(['executor=docker']), /executor: "docker" is not an executor; set it to pod .* or local/);
+    await assert.rejects(helmTemplate(['serviceAccount.create=false']), /serviceAccount.name: with serviceAccount.create=false, name the existing ServiceAccount/);
+    await assert.rejects(helmTemplate(['webhook.enabled=true', 'webhook.secret=s', 'webhook.existingSecret=e']), /webhook: give secret or existingSecret, not both/);
+  });
+});
