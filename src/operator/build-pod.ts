@@ -14,6 +14,8 @@ export interface BuildPodInput {
   /** `docker://host/prefix` the images are pushed to. */
   push: string;
   tags: readonly string[];
+  /** Values for the recipe's ${{NAME}} placeholders. */
+  substitutions: Record<string, string>;
   insecure: boolean;
   /** A kubernetes.io/dockerconfigjson Secret with push credentials. */
   pushSecretName?: string;
@@ -28,8 +30,17 @@ export const buildPodLabels = {
 } as const;
 
 const recipeMount = '/restack/recipe';
+const terminationLog = '/dev/termination-log';
 const storageMount = '/var/lib/restack';
 const authMount = '/restack/auth';
+
+export function buildPodName(imageBuild: string): string {
+  return `${imageBuild}-build`;
+}
+
+export function recipeConfigMapName(imageBuild: string): string {
+  return `${imageBuild}-recipe`;
+}
 
 export function buildPod(input: BuildPodInput): V1Pod {
   const { imageBuild } = input;
@@ -41,14 +52,16 @@ export function buildPod(input: BuildPodInput): V1Pod {
     '--oci-dir', `${storageMount}/oci`,
     '--push', input.push,
     ...input.tags.flatMap((tag) => ['--tag', tag]),
+    ...Object.entries(input.substitutions).flatMap(([key, value]) => ['--substitute', `${key}=${value}`]),
     ...(input.insecure ? ['--insecure'] : []),
+    '--termination-log', terminationLog,
     '--json',
   ];
   return {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: {
-      name: `${imageBuild.name}-build`,
+      name: buildPodName(imageBuild.name),
       namespace: imageBuild.namespace,
       labels: {
         [buildPodLabels.component]: 'restack-build',
@@ -77,8 +90,9 @@ export function buildPod(input: BuildPodInput): V1Pod {
             { name: 'HOME', value: `${storageMount}/home` },
             ...(input.pushSecretName === undefined ? [] : [{ name: 'REGISTRY_AUTH_FILE', value: `${authMount}/config.json` }]),
           ],
-          // The builder writes its compact result (outputs and digests, or the failure) here.
-          terminationMessagePath: '/dev/termination-log',
+          // The builder writes its compact result (outputs and digests, or the failure) here
+          // (src/engine/build/result-message.ts); the log's tail stands in if it writes nothing.
+          terminationMessagePath: terminationLog,
           terminationMessagePolicy: 'FallbackToLogsOnError',
           securityContext: {
             // Root inside the pod's user namespace: unpacking layers keeps their owners.

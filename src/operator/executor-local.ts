@@ -1,69 +1,140 @@
-import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
 import { createInterface } from 'node:readline';
+import { execa } from 'execa';
+import type { BuildEvent } from '../engine/build/events.ts';
+import { errorResult, resultOutputs } from '../engine/build/result-message.ts';
+import { buildResultOf, type BuildProgress, type BuildRequest, type BuildResult, type Executor, type ExecutorContext } from './executor.ts';
 
-export interface BuildRequest {
-  recipe: string;
-  registry: string;
-  tags: string[];
-  substitutions: Record<string, string>;
+interface Run {
+  child?: ChildProcess;
+  result?: BuildResult;
+  /** Where a failed run step left its rootfs mounted (the builder's `error` event says). */
+  keptRootfs?: string;
 }
 
-export interface BuildOutput {
-  name: string;
-  ref: string;
-  digest: string;
-}
-
-export type BuildResult = { ok: true; outputs: BuildOutput[] } | { ok: false; message: string };
+const keptLines = 20;
 
 /**
- * Runs `restack build --json` as a child process on this machine. The command prints one JSON
- * event a line; the last is {event: 'build-done', outputs} or {event: 'error', message}.
+ * Runs `restack build --json` as a child process on the operator's machine (development, tests
+ * without a kubelet). The command prints one JSON event a line; the last is build-done or error.
+ * A build this process does not know is run again: its earlier process is gone with the operator.
  */
-export class LocalExecutor {
+export class LocalExecutor implements Executor {
   /** argv before `build`'s arguments, e.g. [node, src/cli/main.ts, 'build']. */
   readonly #command: readonly string[];
+  /** By ImageBuild UID, until the result is recorded. */
+  readonly #runs = new Map<string, Run>();
+  #context: ExecutorContext | undefined;
+  #stopping = false;
 
   constructor(command: readonly string[]) {
     if (command.length === 0) throw new Error('the builder command is empty; give the restack build command line');
     this.#command = command;
   }
 
-  async run(request: BuildRequest): Promise<BuildResult> {
+  async start(context: ExecutorContext): Promise<void> {
+    this.#context = context;
+    this.#stopping = false;
+  }
+
+  /** Stops the builds under way: a restarted operator runs them again. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    const alive = (child: ChildProcess | undefined): child is ChildProcess => child !== undefined && child.exitCode === null && child.signalCode === null;
+    const children = [...this.#runs.values()].flatMap((run) => (alive(run.child) ? [run.child] : []));
+    await Promise.all(
+      children.map((child) => new Promise((resolve) => {
+        child.once('close', resolve);
+        child.kill('SIGTERM');
+      })),
+    );
+    this.#runs.clear();
+  }
+
+  async step(request: BuildRequest): Promise<BuildProgress> {
+    const known = this.#runs.get(request.imageBuild.uid);
+    if (known?.result !== undefined) return { state: 'done', result: known.result };
+    if (known !== undefined) return { state: 'running' };
+    const run: Run = {};
+    this.#runs.set(request.imageBuild.uid, run);
+    void this.#run(request, run).then((result) => {
+      if (this.#stopping) return;
+      run.result = result;
+      this.#context?.onProgress(`${request.imageBuild.namespace}/${request.imageBuild.name}`);
+    });
+    return { state: 'started' };
+  }
+
+  /** A run still under way (its build was superseded, say) is stopped: its result would not be recorded. */
+  async release(imageBuild: BuildRequest['imageBuild']): Promise<void> {
+    const run = this.#runs.get(imageBuild.uid);
+    this.#runs.delete(imageBuild.uid);
+    if (run?.result === undefined) run?.child?.kill('SIGTERM');
+  }
+
+  async #run(request: BuildRequest, run: Run): Promise<BuildResult> {
     const dir = await mkdtemp(join(tmpdir(), 'restack-build-'));
     try {
+      // The build's storage lives here: the run containers' mapped root must be able to traverse it.
+      await chmod(dir, 0o755);
       const file = join(dir, 'stacker.yaml');
       await writeFile(file, request.recipe);
+      const env = { ...process.env };
+      if (request.pushSecretName !== undefined) {
+        const kube = this.#context?.kube;
+        if (kube === undefined) throw new Error('the local executor was not started');
+        // Written for this run only and removed with its directory below.
+        env['REGISTRY_AUTH_FILE'] = join(dir, 'config.json');
+        await writeFile(env['REGISTRY_AUTH_FILE'], await kube.dockerConfigJson(request.imageBuild.namespace, request.pushSecretName), { mode: 0o600 });
+      }
       const args = [
         ...this.#command.slice(1),
         '-f', file,
         '--push', `docker://${request.registry}`,
         ...request.tags.flatMap((tag) => ['--tag', tag]),
         ...Object.entries(request.substitutions).flatMap(([key, value]) => ['--substitute', `${key}=${value}`]),
+        ...(request.insecure ? ['--insecure'] : []),
         '--json',
       ];
-      return await this.#spawn(this.#command[0] as string, args, dir, request);
+      return await this.#spawn(this.#command[0] as string, args, dir, env, request, run);
+    } catch (error) {
+      return { ok: false, message: error instanceof Error ? error.message : String(error) };
     } finally {
-      await rm(dir, { recursive: true, force: true });
+      await this.#removeDir(dir, run.keptRootfs);
     }
   }
 
-  #spawn(command: string, args: string[], cwd: string, request: BuildRequest): Promise<BuildResult> {
+  /** Best effort: a failed removal must not lose the build's result. */
+  async #removeDir(dir: string, keptRootfs: string | undefined): Promise<void> {
+    try {
+      // A failed run's rootfs stays mounted for inspection; nobody inspects it here.
+      if (keptRootfs?.startsWith(`${dir}/`)) await execa('umount', [keptRootfs]);
+      await rm(dir, { recursive: true, force: true });
+    } catch (error) {
+      this.#context?.logger.warn({ dir, err: error }, 'cannot remove the directory of a local build');
+    }
+  }
+
+  #spawn(command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv, request: BuildRequest, run: Run): Promise<BuildResult> {
     return new Promise((resolve) => {
-      const child = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      run.child = child;
       const tail: string[] = [];
       const remember = (line: string) => {
         tail.push(line);
-        if (tail.length > 20) tail.shift();
+        if (tail.length > keptLines) tail.shift();
       };
-      let last: { event?: string; message?: string; step?: string; outputs?: { name: string; digest: string; ref?: string }[] } | undefined;
+      let last: BuildEvent | undefined;
+      let step: string | undefined;
       createInterface({ input: child.stdout }).on('line', (line) => {
         try {
-          last = JSON.parse(line) as typeof last;
-          if (last?.event !== 'build-done') remember(line);
+          last = JSON.parse(line) as BuildEvent;
+          if (last.event === 'step') step = last.step;
+          if (last.event === 'error' && last.keptRootfs !== undefined) run.keptRootfs = resolvePath(cwd, last.keptRootfs);
+          if (last.event !== 'build-done') remember(line);
         } catch {
           remember(line);
         }
@@ -71,14 +142,13 @@ export class LocalExecutor {
       createInterface({ input: child.stderr }).on('line', remember);
       child.once('error', (error) => resolve({ ok: false, message: `cannot run the builder ${command}: ${error.message}` }));
       child.once('close', (code, signal) => {
-        if (code === 0 && last?.event === 'build-done') {
-          const tag = request.tags[0] ?? 'latest';
-          const outputs = (last.outputs ?? []).map((o) => ({ name: o.name, digest: o.digest, ref: o.ref ?? `${request.registry}/${o.name}:${tag}` }));
-          resolve({ ok: true, outputs });
-          return;
+        try {
+          if (code === 0 && last?.event === 'build-done') resolve(buildResultOf({ v: 1, outputs: resultOutputs(last.outputs) }, request));
+          else if (last?.event === 'error') resolve(buildResultOf(errorResult(last, step), request));
+          else resolve({ ok: false, message: [`the builder exited with ${signal ?? `code ${code}`} without a build-done event`, ...tail].join('\n') });
+        } catch (error) {
+          resolve({ ok: false, message: `the builder ${command}'s last event does not follow restack build --json: ${error instanceof Error ? error.message : String(error)}` });
         }
-        const why = last?.event === 'error' ? (last.message ?? 'error') : `the builder exited with ${signal ?? `code ${code}`} without a build-done event`;
-        resolve({ ok: false, message: `${last?.step === undefined ? '' : `step ${last.step}: `}${why}\n${tail.join('\n')}`.trim() });
       });
     });
   }

@@ -1,16 +1,12 @@
 import type { Logger } from 'pino';
 import type { LayerChangesCache } from '../engine/layer-changes.ts';
 import { setConditions } from './conditions.ts';
-import type { BuildRequest, BuildResult } from './executor-local.ts';
+import type { BuildRequest, BuildResult, Executor } from './executor.ts';
 import { splitKey, type Informer } from './informer.ts';
 import type { ImageBuild, Kube, Stackerfile } from './kube.ts';
 import { readRecipe } from './recipe-source.ts';
 import type { ImageBuildStatus } from './resources.ts';
 import { runSwap, stackerfileOpener } from './swap-runner.ts';
-
-export interface Executor {
-  run(request: BuildRequest): Promise<BuildResult>;
-}
 
 export interface ImageBuildControllerOptions {
   kube: Kube;
@@ -25,15 +21,21 @@ export interface ImageBuildControllerOptions {
 
 const now = () => new Date().toISOString();
 
+function identity(build: ImageBuild): BuildRequest['imageBuild'] {
+  return { name: build.metadata?.name ?? '', namespace: build.metadata?.namespace ?? '', uid: build.metadata?.uid ?? '' };
+}
+
 /**
- * Runs Build ImageBuilds to completion. The queue never hands one key to two workers, so a
- * build runs once per process; a build found Running that this process did not start was
- * interrupted by a restart of the operator and is run again.
+ * Drives ImageBuilds to completion without waiting for them: a Build is handed to the executor,
+ * which answers at once (started, running, done) and re-queues the ImageBuild when its run moves
+ * on. The queue never hands one key to two workers, so a build is stepped once at a time.
  */
 export class ImageBuildController {
   readonly #o: ImageBuildControllerOptions;
   /** UIDs this process finished: the cache may still show them Running for a moment. */
   readonly #finished = new Set<string>();
+  /** What this process recorded of the builds it saw Running: the cache may still show them Pending. */
+  readonly #running = new Map<string, { podName?: string; startTime: string }>();
 
   constructor(options: ImageBuildControllerOptions) {
     this.#o = options;
@@ -44,9 +46,6 @@ export class ImageBuildController {
     if (build === undefined || build.metadata?.deletionTimestamp !== undefined) return;
     const phase = build.status?.phase;
     if (phase === 'Succeeded' || phase === 'Failed' || this.#finished.has(build.metadata?.uid ?? '')) return;
-    if (phase === 'Running') {
-      await this.#o.kube.event(build, 'Warning', 'Restarted', 'the operator restarted while this build ran; running it again');
-    }
     const { namespace } = splitKey(key);
     const stackerfile = this.#o.stackerfiles.get(`${namespace}/${build.spec.stackerfileRef.name}`);
     if (stackerfile === undefined) return this.#finish(build, { ok: false, message: `Stackerfile ${namespace}/${build.spec.stackerfileRef.name} does not exist` });
@@ -57,17 +56,39 @@ export class ImageBuildController {
     const recipe = await readRecipe(this.#o.kube, stackerfile);
     if (!recipe.ok) return this.#finish(build, { ok: false, message: recipe.message });
 
-    const startTime = now();
-    await this.#write(build, { phase: 'Running', startTime, conditions: setConditions(build.status?.conditions, [{ type: 'Succeeded', status: 'Unknown', reason: 'Running', message: 'the build is running' }], undefined, startTime) });
-    await this.#o.kube.event(build, 'Normal', 'Started', `building ${stackerfile.spec.output.registry}`);
-    this.#o.logger.info({ imageBuild: key }, 'build started');
-    const result = await this.#o.executor.run({
+    const { output, builder, substitutions } = stackerfile.spec;
+    const request: BuildRequest = {
+      imageBuild: identity(build),
+      stackerfileName: build.spec.stackerfileRef.name,
       recipe: recipe.text,
-      registry: stackerfile.spec.output.registry,
-      tags: stackerfile.spec.output.tags ?? ['latest'],
-      substitutions: stackerfile.spec.substitutions ?? {},
+      registry: output.registry,
+      tags: output.tags ?? ['latest'],
+      insecure: output.insecure ?? false,
+      substitutions: substitutions ?? {},
+      ...(output.pushSecretRef === undefined ? {} : { pushSecretName: output.pushSecretRef.name }),
+      builder: builder ?? { storage: 'overlay' },
+      ...(build.status?.podName === undefined ? {} : { podName: build.status.podName }),
+    };
+    const progress = await this.#o.executor.step(request);
+    if (progress.state === 'done') return this.#finish(build, progress.result);
+    const uid = request.imageBuild.uid;
+    const wasRunning = phase === 'Running' || this.#running.has(uid);
+    if (wasRunning && progress.state === 'running' && progress.podName === (this.#running.get(uid)?.podName ?? build.status?.podName)) return;
+
+    const startTime = this.#running.get(uid)?.startTime ?? build.status?.startTime ?? now();
+    await this.#write(build, {
+      phase: 'Running',
+      startTime,
+      ...(progress.podName === undefined ? {} : { podName: progress.podName }),
+      conditions: setConditions(build.status?.conditions, [{ type: 'Succeeded', status: 'Unknown', reason: 'Running', message: 'the build is running' }], undefined, startTime),
     });
-    await this.#finish(build, result, startTime);
+    this.#running.set(uid, { startTime, ...(progress.podName === undefined ? {} : { podName: progress.podName }) });
+    if (!wasRunning) {
+      await this.#o.kube.event(build, 'Normal', 'Started', `building ${output.registry}${progress.podName === undefined ? '' : ` in pod ${progress.podName}`}`);
+      this.#o.logger.info({ imageBuild: key, pod: progress.podName }, 'build started');
+    } else if (progress.state === 'started') {
+      await this.#o.kube.event(build, 'Warning', 'Restarted', 'the operator restarted while this build ran and could not follow it; running it again');
+    }
   }
 
   /** A swap runs here, in the operator: no pod, only manifest writes and a tag move. */
@@ -92,8 +113,9 @@ export class ImageBuildController {
     this.#o.onFinished?.('Succeeded');
   }
 
-  async #finish(build: ImageBuild, result: BuildResult, startTime = now()): Promise<void> {
+  async #finish(build: ImageBuild, result: BuildResult): Promise<void> {
     const completionTime = now();
+    const startTime = this.#running.get(build.metadata?.uid ?? '')?.startTime ?? build.status?.startTime ?? completionTime;
     const phase = result.ok ? 'Succeeded' : 'Failed';
     const message = result.ok ? `${result.outputs.length} image(s) pushed` : result.message;
     await this.#write(build, {
@@ -107,7 +129,9 @@ export class ImageBuildController {
     await this.#o.kube.event(build, result.ok ? 'Normal' : 'Warning', phase, message);
     this.#o.logger.info({ imageBuild: build.metadata?.name, phase }, 'build finished');
     this.#finished.add(build.metadata?.uid ?? '');
+    this.#running.delete(build.metadata?.uid ?? '');
     this.#o.onFinished?.(phase);
+    await this.#o.executor.release(identity(build));
   }
 
   async #write(build: ImageBuild, status: ImageBuildStatus): Promise<void> {

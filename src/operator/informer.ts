@@ -16,6 +16,8 @@ export interface InformerOptions<T extends KubernetesObject> {
   /** The watch path, e.g. /apis/restack.dev/v1alpha1/namespaces/ns/stackerfiles. */
   path: string;
   list: () => Promise<KubernetesListObject<T>>;
+  /** Watch only objects with these labels (`list` must select the same). */
+  labelSelector?: string;
   /** Called with the object on every real change (a new resourceVersion) and on deletion. */
   onChange: (object: T, deleted: boolean) => void;
   logger: Logger;
@@ -50,7 +52,7 @@ export class Informer<T extends KubernetesObject> {
       this.#markSynced();
       return listed;
     };
-    this.#informer = makeInformer<T>(options.kubeConfig, options.path, list);
+    this.#informer = makeInformer<T>(options.kubeConfig, options.path, list, options.labelSelector);
     const seen = (object: T) => this.#seen(object);
     this.#informer.on('add', seen);
     this.#informer.on('update', seen);

@@ -4,13 +4,15 @@ import { hostname } from 'node:os';
 import type { KubeConfig, KubernetesListObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { LayerChangesCache } from '../engine/layer-changes.ts';
-import { ImageBuildController, type Executor } from './imagebuild-controller.ts';
+import type { Executor } from './executor.ts';
+import { ImageBuildController } from './imagebuild-controller.ts';
 import { Informer, objectKey } from './informer.ts';
 import { Kube, type ImageBuild, type Kind, type Stackerfile } from './kube.ts';
 import { LeaderElector } from './leader.ts';
 import { OperatorMetrics } from './metrics.ts';
 import { WorkQueue, type Handler } from './queue.ts';
 import { StackerfileController } from './stackerfile-controller.ts';
+import { WatchService, type WatchServiceOptions } from './watch-service.ts';
 
 export interface ManagerOptions {
   kubeConfig: KubeConfig;
@@ -23,6 +25,8 @@ export interface ManagerOptions {
   leaderElection?: { namespace: string; name: string; identity?: string; leaseDurationMs: number; renewEveryMs: number };
   missingRecipeRetryMs?: number;
   retryBaseDelayMs?: number;
+  /** Keep published images current: watch their inputs, swap or rebuild (docs/updates.md). Off when undefined. */
+  updates?: Omit<WatchServiceOptions, 'logger' | 'requeue'> & { defaultSchedule?: string };
 }
 
 /** Wires the caches, queues, controllers, leader election and the health and metrics server. */
@@ -34,6 +38,7 @@ export class Manager {
   readonly #imageBuilds: Informer<ImageBuild>;
   readonly #queues: Record<Kind, WorkQueue>;
   readonly #elector: LeaderElector | undefined;
+  readonly #watch: WatchService | undefined;
   #server: Server | undefined;
   #controllersRunning = false;
 
@@ -54,11 +59,17 @@ export class Manager {
       this.#queues.ImageBuild.add(objectKey(build));
       this.#queues.Stackerfile.add(`${build.metadata?.namespace}/${build.spec.stackerfileRef.name}`);
     });
+    this.#watch =
+      options.updates === undefined
+        ? undefined
+        : new WatchService({ ...options.updates, logger, requeue: (owners) => owners.forEach((owner) => this.#queues.Stackerfile.add(owner)) });
     const stackerfileController = new StackerfileController({
       kube: this.#kube,
       stackerfiles: this.#stackerfiles,
       imageBuilds: this.#imageBuilds,
       logger,
+      ...(this.#watch === undefined ? {} : { inputs: this.#watch }),
+      ...(options.updates?.defaultSchedule === undefined ? {} : { defaultSchedule: options.updates.defaultSchedule }),
       ...(options.missingRecipeRetryMs === undefined ? {} : { missingRecipeRetryMs: options.missingRecipeRetryMs }),
     });
     const imageBuildController = new ImageBuildController({
@@ -106,7 +117,12 @@ export class Manager {
 
   async start(): Promise<void> {
     await this.#listen();
-    await Promise.all([this.#stackerfiles.start(), this.#imageBuilds.start()]);
+    const { kubeConfig, namespace, logger } = this.#o;
+    await Promise.all([
+      this.#stackerfiles.start(),
+      this.#imageBuilds.start(),
+      this.#o.executor.start({ kube: this.#kube, kubeConfig, logger, ...(namespace === undefined ? {} : { namespace }), onProgress: (key) => this.#queues.ImageBuild.add(key) }),
+    ]);
     this.#o.logger.info({ namespace: this.#o.namespace ?? '(all)' }, 'caches synced');
     if (this.#elector === undefined) this.#startControllers();
     else this.#elector.start();
@@ -115,7 +131,7 @@ export class Manager {
   async stop(): Promise<void> {
     await this.#elector?.stop();
     await this.#stopControllers();
-    await Promise.all([this.#stackerfiles.stop(), this.#imageBuilds.stop()]);
+    await Promise.all([this.#stackerfiles.stop(), this.#imageBuilds.stop(), this.#o.executor.stop()]);
     await new Promise<void>((resolve) => (this.#server === undefined ? resolve() : this.#server.close(() => resolve())));
   }
 
@@ -137,6 +153,7 @@ export class Manager {
     this.metrics.leader.set(1);
     this.#o.logger.info('starting controllers');
     for (const queue of Object.values(this.#queues)) queue.start();
+    this.#watch?.start().catch((error: unknown) => this.#o.logger.error({ err: error }, 'cannot receive registry notifications'));
     for (const sf of this.#stackerfiles.list()) this.#queues.Stackerfile.add(objectKey(sf));
     for (const build of this.#imageBuilds.list()) this.#queues.ImageBuild.add(objectKey(build));
   }
@@ -146,6 +163,7 @@ export class Manager {
     this.#controllersRunning = false;
     this.metrics.leader.set(0);
     this.#o.logger.info('stopping controllers');
+    await this.#watch?.stop();
     await Promise.all(Object.values(this.#queues).map((queue) => queue.stop()));
   }
 

@@ -8,6 +8,7 @@ import type { Result } from './queue.ts';
 import { describeDiagnostics, readRecipe, validateRecipe } from './recipe-source.ts';
 import { group, version, type ImageBuildSpec, type StackerfileStatus } from './resources.ts';
 import { planUpdate, rebuildAnnotation } from './updates.ts';
+import { defaultSchedule } from '../watch/scheduler.ts';
 
 export interface StackerfileControllerOptions {
   kube: Kube;
@@ -16,6 +17,8 @@ export interface StackerfileControllerOptions {
   logger: Logger;
   /** Watches the inputs of published images; without it, images are built but never updated. */
   inputs?: InputWatcher;
+  /** For Stackerfiles without spec.updates.schedule. */
+  defaultSchedule?: string;
   /** How long to wait before looking again for a missing ConfigMap. */
   missingRecipeRetryMs?: number;
   now?: () => string;
@@ -70,6 +73,11 @@ export function imagesAfter(images: StackerfileStatus['images'], build: ImageBui
     });
   }
   return [...byName.values()];
+}
+
+/** Status records where images are published as `host/repository:tag`; inputs are written as references. */
+function asReference(published: string): string {
+  return published.startsWith('docker://') || published.startsWith('oci:') ? published : `docker://${published}`;
 }
 
 /** The same change planned again after it failed: not retried until something else changes. */
@@ -148,7 +156,9 @@ export class StackerfileController {
     this.#watchInputs(key, published, stackerfile.status?.images);
     const problems = this.#o.inputs?.problems(key);
     const inputConditions = problems === undefined ? [] : [{ type: 'InputsAvailable', status: problems.ok ? 'True' : 'False', reason: problems.reason, message: problems.message } as const];
-    const plan = stackerfile.spec.suspend || this.#o.inputs === undefined ? undefined : planUpdate(published, latest, this.#o.inputs.currentDigests(key));
+    // In a cycle every update would trigger another: none is made until the cycle is broken.
+    const updating = !stackerfile.spec.suspend && problems?.reason !== 'DependencyCycle';
+    const plan = !updating || this.#o.inputs === undefined ? undefined : planUpdate(published, latest, this.#o.inputs.currentDigests(key));
     const imagesStatus = { images, imageCount: images.length, latestImageBuild: latestName };
     if (plan === undefined || plan.action === 'nothing' || (phase === 'Failed' && sameWork(latest.spec, plan.spec))) {
       const state =
@@ -193,11 +203,11 @@ export class StackerfileController {
     const images = stackerfile.status?.images ?? [];
     watcher.watch(key, {
       inputs: images.flatMap((image) => (image.inputs ?? []).map((input) => ({ ref: input.ref, role: input.role }))),
-      outputs: images.map((image) => image.ref),
-      schedule: stackerfile.spec.updates?.schedule ?? '*/5 * * * *',
+      outputs: images.map((image) => asReference(image.ref)),
+      schedule: stackerfile.spec.updates?.schedule ?? this.#o.defaultSchedule ?? defaultSchedule,
     });
     const previous = new Map((before ?? []).map((image) => [image.ref, image.digest]));
-    const changed = images.filter((image) => previous.get(image.ref) !== image.digest).map((image) => image.ref);
+    const changed = images.filter((image) => previous.get(image.ref) !== image.digest).map((image) => asReference(image.ref));
     if (changed.length > 0) watcher.published(changed);
   }
 

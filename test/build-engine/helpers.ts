@@ -20,9 +20,9 @@ export async function writeBusyboxTarball(path: string): Promise<void> {
   await writeFile(path, gzipSync(await tarBytes(busyboxLayerEntries(await readFile(busyboxPath)))));
 }
 
-/** The same rootfs as a one-layer image in a registry or layout, for `from: {type: docker}`. */
-export async function pushBusyboxBase(ref: string): Promise<string> {
-  const files: Record<string, LayerEntry> = {};
+/** The same rootfs as a one-layer image in a registry or layout, for `from: {type: docker}`; `extra` files make another version of it. */
+export async function pushBusyboxBase(ref: string, extra: Record<string, LayerEntry> = {}): Promise<string> {
+  const files: Record<string, LayerEntry> = { ...extra };
   for (const entry of busyboxLayerEntries(await readFile(busyboxPath))) {
     if (entry.type === 'directory') files[entry.name] = { type: 'directory', mode: entry.mode ?? 0o755 };
     else if (entry.type === 'symlink') files[entry.name] = { type: 'symlink', target: entry.linkname as string };

@@ -14,6 +14,7 @@ const input: BuildPodInput = {
   recipeConfigMap: 'seeds-1-abc12-recipe',
   push: 'docker://registry.example/team',
   tags: ['latest', 'v1'],
+  substitutions: { PYVER: '3.12' },
   insecure: false,
   pushSecretName: 'regcred',
   resources: { limits: { memory: '2Gi' } },
@@ -45,8 +46,10 @@ test('the build pod, field by field', () => {
   assert.ok(spec.volumes?.every((v) => v.hostPath === undefined));
   assert.deepEqual(container.args, [
     'build', '--file', '/restack/recipe/stacker.yaml', '--storage', 'overlay', '--roots-dir', '/var/lib/restack/roots',
-    '--oci-dir', '/var/lib/restack/oci', '--push', 'docker://registry.example/team', '--tag', 'latest', '--tag', 'v1', '--json',
+    '--oci-dir', '/var/lib/restack/oci', '--push', 'docker://registry.example/team', '--tag', 'latest', '--tag', 'v1',
+    '--substitute', 'PYVER=3.12', '--termination-log', '/dev/termination-log', '--json',
   ]);
+  assert.equal(container.terminationMessagePath, '/dev/termination-log', 'where --termination-log writes the result');
   assert.deepEqual(container.env, [
     { name: 'HOME', value: '/var/lib/restack/home' },
     { name: 'REGISTRY_AUTH_FILE', value: '/restack/auth/config.json' },

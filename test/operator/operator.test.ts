@@ -26,8 +26,13 @@ async function fakeBuilder(dir: string): Promise<string> {
     path,
     `#!/usr/bin/env node
 const args = process.argv.slice(2);
+const push = args[args.indexOf('--push') + 1];
 console.log(JSON.stringify({ event: 'build-start', args }));
-const outputs = ['ssl', 'python3', 'A'].map((name, i) => ({ name, digest: 'sha256:' + String(i).repeat(64) }));
+const provenance = { version: 1, base: null, applied: [], own: { layers: { start: 0, count: 1 } } };
+const outputs = ['ssl', 'python3', 'A'].map((name, i) => {
+  const digest = 'sha256:' + String(i).repeat(64);
+  return { name, ref: 'oci:oci:' + name, digest, buildOnly: false, cached: false, provenance, pushed: [push + '/' + name.toLowerCase() + ':latest@' + digest] };
+});
 console.log(JSON.stringify({ event: 'build-done', outputs }));
 `,
   );
@@ -128,6 +133,7 @@ describe('the operator against a real API server', () => {
     assert.equal(builds[0]?.spec.recipeGeneration, 2);
     assert.equal(builds[0]?.status?.phase, 'Succeeded');
     assert.deepEqual(ready.status?.images?.map((i) => i.name).sort(), ['A', 'python3', 'ssl']);
+    assert.equal(ready.status?.images?.find((i) => i.name === 'A')?.ref, '127.0.0.1:5000/team/a:latest', 'where the builder pushed it');
     assert.equal(condition(ready, 'Stalled')?.status, 'False');
     assert.equal(await metric(manager, /restack_builds_total\{result="Succeeded"\} (\d+)/), 1);
   });

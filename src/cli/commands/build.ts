@@ -1,3 +1,4 @@
+import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Option } from 'commander';
 import { sourceDateEpochFrom } from '../../build/layer-writer.ts';
@@ -5,6 +6,7 @@ import type { StorageChoice } from '../../build/storage/open.ts';
 import { buildRecipes, type LayerType } from '../../engine/build.ts';
 import { LayerBuildError } from '../../engine/build/errors.ts';
 import { describeEvent, summarizeOutputs, type BuildEvent } from '../../engine/build/events.ts';
+import { encodeResultMessage, errorResult, resultOutputs, type ResultMessage } from '../../engine/build/result-message.ts';
 import { planRecipes } from '../../stackerfile/plan.ts';
 import { describeError, UserError } from '../errors.ts';
 import type { Output } from '../output.ts';
@@ -22,12 +24,15 @@ interface BuildOptions extends RecipeOptions, StoreOptions {
   tag: string[];
   json?: boolean;
   shellFail?: boolean;
+  terminationLog?: string;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
+type ErrorEvent = Extract<BuildEvent, { event: 'error' }>;
+
 /** The failure as an `error` event (for --json) and as text for a person. */
-function describeFailure(error: unknown): { event: BuildEvent; text: string; exitCode: number } {
+function describeFailure(error: unknown): { event: ErrorEvent; text: string; exitCode: number } {
   if (error instanceof LayerBuildError) {
     const kept = error.run?.keptRootfs === undefined ? '' : `\n  kept rootfs: ${error.run.keptRootfs}`;
     return {
@@ -70,16 +75,27 @@ export const registerBuild: RegisterCommand = (program, context) => {
     .option('--tag <tag>', 'a tag to push (repeatable; default latest)', collect, [])
     .option('--json', 'print one JSON event per line on stdout (layer-start, step, output, warning, layer-done, build-done, error)')
     .option('--shell-fail', 'when a run step fails, open a shell in its container')
+    .option('--termination-log <path>', 'also write the result there, compact (under 4096 bytes): the build pod\'s termination message')
     .action(async (options: BuildOptions) => {
       const { output } = context();
       const json = options.json === true;
-      const print = eventPrinter(output, json);
+      const printEvent = eventPrinter(output, json);
+      let step: string | undefined;
+      const print = (event: BuildEvent) => {
+        if (event.event === 'step') step = event.step;
+        printEvent(event);
+      };
+      const record = async (result: ResultMessage) => {
+        if (options.terminationLog !== undefined) await writeFile(options.terminationLog, encodeResultMessage(result));
+      };
       const loaded = await loadAndReport(options, output, {
         STACKER_OCI_DIR: resolve(options.ociDir),
         STACKER_ROOTFS_DIR: resolve(options.rootsDir),
       });
       if (loaded === undefined) {
-        if (json) print({ event: 'error', code: 'RECIPE_INVALID', message: `${options.file} has errors (listed on stderr)`, hint: 'restack validate -f FILE lists them' });
+        const event: ErrorEvent = { event: 'error', code: 'RECIPE_INVALID', message: `${options.file} has errors (listed on stderr)`, hint: 'restack validate -f FILE lists them' };
+        if (json) print(event);
+        await record(errorResult(event, undefined));
         return;
       }
       try {
@@ -104,11 +120,13 @@ export const registerBuild: RegisterCommand = (program, context) => {
           onEvent: print,
         });
         if (!json) output.out(summarizeOutputs(outputs));
+        await record({ v: 1, outputs: resultOutputs(outputs) });
       } catch (error) {
         const failure = describeFailure(error);
         if (json) print(failure.event);
         output.err(failure.text);
         process.exitCode = failure.exitCode;
+        await record(errorResult(failure.event, step));
       }
     });
 };

@@ -1,6 +1,13 @@
+import { readFile } from 'node:fs/promises';
 import { KubeConfig } from '@kubernetes/client-node';
+import { Option } from 'commander';
+import type { Executor } from '../../operator/executor.ts';
 import { LocalExecutor } from '../../operator/executor-local.ts';
-import { Manager } from '../../operator/manager.ts';
+import { PodExecutor } from '../../operator/executor-pod.ts';
+import { reuseConnections } from '../../operator/kube-connections.ts';
+import { Manager, type ManagerOptions } from '../../operator/manager.ts';
+import { defaultSchedule, validateSchedule } from '../../watch/scheduler.ts';
+import { UserError } from '../errors.ts';
 import type { RegisterCommand } from './index.ts';
 
 interface OperatorOptions {
@@ -8,7 +15,75 @@ interface OperatorOptions {
   leaderElect: boolean;
   leaderElectionNamespace: string;
   metricsBindAddress: string;
+  executor: 'pod' | 'local';
+  builderImage?: string;
   builder?: string;
+  leaseDuration: string;
+  leaseRenewPeriod: string;
+  updates: boolean;
+  defaultSchedule: string;
+  scheduleJitter: string;
+  insecureRegistry: string[];
+  webhookBindAddress?: string;
+  webhookSecretFile?: string;
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+/** HOST:PORT or :PORT, as the metrics address is written. */
+function hostPort(flag: string, address: string): { host: string; port: number } {
+  const colon = address.lastIndexOf(':');
+  const port = Number(address.slice(colon + 1));
+  if (colon < 0 || !Number.isInteger(port)) throw new UserError(`${flag} ${address}: not HOST:PORT`, 'give HOST:PORT or :PORT, e.g. :8443');
+  return { host: address.slice(0, colon) === '' ? '0.0.0.0' : address.slice(0, colon), port };
+}
+
+/** What the watcher needs from the flags; undefined with --no-updates. */
+async function updateOptions(options: OperatorOptions): Promise<ManagerOptions['updates']> {
+  if (!options.updates) return undefined;
+  validateSchedule(options.defaultSchedule);
+  const jitterSeconds = Number(options.scheduleJitter);
+  if (!Number.isFinite(jitterSeconds) || jitterSeconds < 0) throw new UserError(`--schedule-jitter ${options.scheduleJitter}: not a number of seconds`, 'give seconds, e.g. 30, or 0 for none');
+  let webhook;
+  if (options.webhookBindAddress !== undefined) {
+    if (options.webhookSecretFile === undefined) throw new UserError('--webhook-bind-address needs --webhook-secret-file', 'give the file holding the shared secret the registry sends as a bearer token');
+    const secret = (await readFile(options.webhookSecretFile, 'utf8')).trim();
+    webhook = { ...hostPort('--webhook-bind-address', options.webhookBindAddress), secret };
+  }
+  return {
+    defaultSchedule: options.defaultSchedule,
+    jitterWindowMs: jitterSeconds * 1000,
+    insecureRegistries: options.insecureRegistry,
+    ...(webhook === undefined ? {} : { webhook }),
+  };
+}
+
+/** The executor the flags choose: build pods (the default) or child processes of the operator. */
+function executorOf(options: OperatorOptions): Executor {
+  if (options.executor === 'local') {
+    return new LocalExecutor(options.builder?.split(' ').filter((word) => word !== '') ?? [process.execPath, process.argv[1] ?? 'restack', 'build']);
+  }
+  if (options.builder !== undefined) throw new UserError('--builder is the command of --executor local', 'add --executor local, or drop --builder and give --builder-image for build pods');
+  if (options.builderImage === undefined) throw new UserError('--executor pod needs --builder-image', 'give the image build pods run (images/builder/), e.g. --builder-image registry.example/restack/builder:0.1.0, or use --executor local');
+  return new PodExecutor({ builderImage: options.builderImage });
+}
+
+/** The Lease timings in ms from the two flags (seconds); the renew period must leave room for a failed renewal. */
+function leaseTimings(options: Pick<OperatorOptions, 'leaseDuration' | 'leaseRenewPeriod'>): { leaseDurationMs: number; renewEveryMs: number } {
+  const seconds = (flag: string, value: string) => {
+    const parsed = Number(value);
+    if (!Number.isFinite(parsed) || parsed <= 0) throw new UserError(`${flag} ${value}: give a positive number of seconds`, `e.g. ${flag} 15`);
+    return parsed * 1000;
+  };
+  const leaseDurationMs = seconds('--lease-duration', options.leaseDuration);
+  const renewEveryMs = seconds('--lease-renew-period', options.leaseRenewPeriod);
+  if (renewEveryMs >= leaseDurationMs) {
+    throw new UserError(
+      `--lease-renew-period ${options.leaseRenewPeriod} is not shorter than --lease-duration ${options.leaseDuration}: the lease would expire between renewals`,
+      'make the renew period at most two thirds of the lease duration, e.g. --lease-duration 15 --lease-renew-period 10',
+    );
+  }
+  return { leaseDurationMs, renewEveryMs };
 }
 
 export const registerOperator: RegisterCommand = (program, context) => {
@@ -18,21 +93,34 @@ export const registerOperator: RegisterCommand = (program, context) => {
     .option('--namespace <ns>', 'watch only this namespace (default: all)')
     .option('--leader-elect', 'elect one active replica through the Lease restack-operator', false)
     .option('--leader-election-namespace <ns>', 'namespace of the Lease (default: --namespace, else default)')
+    .option('--lease-duration <seconds>', 'how long a Lease not renewed keeps standbys waiting (a standby takes over about this long after the leader dies)', '15')
+    .option('--lease-renew-period <seconds>', 'how often the leader renews the Lease; shorter than --lease-duration', '10')
     .option('--metrics-bind-address <addr>', 'serves /healthz, /readyz and /metrics', ':8080')
-    .option('--builder <command>', 'the build command, split on spaces (default: this restack build)')
+    .addOption(new Option('--executor <kind>', 'where builds run: pod (a build pod per ImageBuild) or local (a child process of the operator, for development)').choices(['pod', 'local']).default('pod'))
+    .option('--builder-image <image>', 'the image of build pods (executor pod; a Stackerfile\'s spec.builder.image wins)')
+    .option('--builder <command>', 'executor local: the build command, split on spaces (default: this restack build)')
+    .option('--no-updates', 'build only: do not watch inputs, swap or rebuild (docs/updates.md)')
+    .option('--default-schedule <cron>', 'input checks for Stackerfiles without spec.updates.schedule', defaultSchedule)
+    .option('--schedule-jitter <seconds>', 'widest delay after a schedule fires, so schedules spread out', '30')
+    .option('--insecure-registry <host>', 'check inputs in this registry over plain http (repeatable; loopback always is)', collect, [])
+    .option('--webhook-bind-address <addr>', 'receive registry push notifications on HOST:PORT at /webhook/registry')
+    .option('--webhook-secret-file <file>', 'the shared secret registries send as Authorization: Bearer <secret>')
     .action(async (options: OperatorOptions) => {
       const { logger } = context();
-      const kubeConfig = new KubeConfig();
+      const timings = leaseTimings(options);
+      const kubeConfig = reuseConnections(new KubeConfig());
       kubeConfig.loadFromDefault();
-      const builder = options.builder?.split(' ').filter((word) => word !== '') ?? [process.execPath, process.argv[1] ?? 'restack', 'build'];
+      const executor = executorOf(options);
+      const updates = await updateOptions(options);
       const manager = new Manager({
         kubeConfig,
         logger,
-        executor: new LocalExecutor(builder),
+        executor,
         ...(options.namespace === undefined ? {} : { namespace: options.namespace }),
         metricsBindAddress: options.metricsBindAddress,
+        ...(updates === undefined ? {} : { updates }),
         ...(options.leaderElect
-          ? { leaderElection: { namespace: options.leaderElectionNamespace ?? options.namespace ?? 'default', name: 'restack-operator', leaseDurationMs: 15_000, renewEveryMs: 10_000 } }
+          ? { leaderElection: { namespace: options.leaderElectionNamespace ?? options.namespace ?? 'default', name: 'restack-operator', ...timings } }
           : {}),
       });
       await manager.start();

@@ -1,0 +1,193 @@
+import type { Logger } from 'pino';
+import { CascadeGraph } from '../watch/graph.ts';
+import { InputIndex, inputKey } from '../watch/input-index.ts';
+import { Poller, registryOf, type CheckResult } from '../watch/poller.ts';
+import { Scheduler, validateSchedule } from '../watch/scheduler.ts';
+import { startWebhook, type WebhookReceiver } from '../watch/webhook.ts';
+import type { InputProblems, InputWatcher, WatchedStackerfile } from './input-watcher.ts';
+
+export interface WatchServiceOptions {
+  logger: Logger;
+  /** Re-queues Stackerfiles (namespace/name) whose inputs changed or whose input problems did. */
+  requeue: (owners: readonly string[]) => void;
+  /** Widest delay after a schedule's tick, so many schedules do not fire at once (default 30 s). */
+  jitterWindowMs?: number;
+  /** Registry hosts spoken to over plain http (loopback ones already are). */
+  insecureRegistries?: readonly string[];
+  /** Receive the registry's push notifications here. */
+  webhook?: { host: string; port: number; secret: string };
+}
+
+function describe(problems: InputProblems | undefined): string {
+  return problems === undefined ? '' : `${problems.reason}\0${problems.message}`;
+}
+
+/**
+ * The watcher of the operator: the inputs of every Stackerfile's published images in one index,
+ * checked on their schedules, on registry push notifications and right after a Stackerfile
+ * publishes (the cascade). Runs only while this replica leads.
+ */
+export class WatchService implements InputWatcher {
+  readonly #o: WatchServiceOptions;
+  readonly #index = new InputIndex();
+  readonly #graph = new CascadeGraph();
+  #poller: Poller;
+  #scheduler: Scheduler;
+  #stopped = false;
+  readonly #watched = new Map<string, string>();
+  readonly #invalidSchedules = new Map<string, string>();
+  /** What each owner's problems were when it was last re-queued for them. */
+  readonly #reported = new Map<string, string>();
+  #webhook: WebhookReceiver | undefined;
+
+  constructor(options: WatchServiceOptions) {
+    this.#o = options;
+    this.#poller = this.#newPoller();
+    this.#scheduler = this.#newScheduler();
+  }
+
+  #newPoller(): Poller {
+    const { logger, requeue, insecureRegistries } = this.#o;
+    return new Poller({
+      index: this.#index,
+      ...(insecureRegistries === undefined ? {} : { insecureRegistries }),
+      onChange: (key, previous, current, owners) => {
+        logger.info({ input: key, previous, current, stackerfiles: owners.length }, previous === undefined ? 'input checked' : 'input changed');
+        requeue(owners);
+      },
+      onError: (error) => logger.warn({ err: error }, 'input check failed'),
+    });
+  }
+
+  #newScheduler(): Scheduler {
+    return new Scheduler({
+      onTick: (schedule) => this.#checked(this.#poller.poll(schedule)),
+      onError: (schedule, error) => this.#o.logger.warn({ schedule, err: error }, 'scheduled input check failed'),
+      ...(this.#o.jitterWindowMs === undefined ? {} : { jitterWindowMs: this.#o.jitterWindowMs }),
+    });
+  }
+
+  /** The webhook receiver's URL, when one was asked for. */
+  get webhookUrl(): string | undefined {
+    return this.#webhook?.url;
+  }
+
+  /** Starts polling (again, after stop: a replica that leads anew) and the webhook receiver. */
+  async start(): Promise<void> {
+    if (this.#stopped) {
+      this.#stopped = false;
+      this.#poller = this.#newPoller();
+      this.#scheduler = this.#newScheduler();
+      this.#scheduler.sync(this.#index.schedules());
+    }
+    const webhook = this.#o.webhook;
+    if (webhook === undefined || this.#webhook !== undefined) return;
+    this.#webhook = await startWebhook({
+      secret: webhook.secret,
+      host: webhook.host,
+      port: webhook.port,
+      isWatched: (key) => this.#index.has(key),
+      // The registry notifies before it moves the tag: the poller looks again until it shows the announced digest.
+      onPush: (keys, announced) => this.#checked(this.#poller.triggerNow(keys, announced)),
+      onError: (error) => this.#o.logger.warn({ err: error }, 'registry notification failed'),
+    });
+    this.#o.logger.info({ url: this.#webhook.url }, 'receiving registry notifications');
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#poller.stop();
+    await this.#scheduler.stop();
+    await this.#webhook?.close();
+    this.#webhook = undefined;
+  }
+
+  watch(owner: string, watched: WatchedStackerfile): void {
+    // Reconciles repeat: only a change of what is watched touches the index, the graph and the schedules.
+    const fingerprint = JSON.stringify(watched);
+    if (this.#watched.get(owner) === fingerprint) return;
+    this.#watched.set(owner, fingerprint);
+    try {
+      validateSchedule(watched.schedule);
+      this.#invalidSchedules.delete(owner);
+    } catch (error) {
+      this.#invalidSchedules.set(owner, error instanceof Error ? error.message : String(error));
+      this.#forgetInputs(owner);
+      return;
+    }
+    const known = new Set(this.#index.keysOf(owner));
+    this.#index.set(owner, watched.inputs, watched.schedule);
+    const cyclesBefore = JSON.stringify(this.#graph.cycles());
+    this.#graph.set(owner, { inputs: watched.inputs.map((input) => input.ref), outputs: watched.outputs });
+    this.#scheduler.sync(this.#index.schedules());
+    if (JSON.stringify(this.#graph.cycles()) !== cyclesBefore) this.#requeueChanged(this.#graph.cycles().flat());
+    // Inputs never checked are checked now, not at the next tick: a new Stackerfile, or one restarted.
+    const unchecked = this.#index.keysOf(owner).filter((key) => !known.has(key) && this.#index.digestOf(key) === undefined);
+    if (unchecked.length > 0) void this.#checked(this.#poller.triggerNow(unchecked));
+  }
+
+  forget(owner: string): void {
+    this.#watched.delete(owner);
+    this.#invalidSchedules.delete(owner);
+    this.#reported.delete(owner);
+    this.#forgetInputs(owner);
+  }
+
+  currentDigests(owner: string): ReadonlyMap<string, string> {
+    const digests = new Map<string, string>();
+    for (const input of this.#index.inputsOf(owner)) {
+      const key = inputKey(input.ref);
+      const digest = key === undefined ? undefined : this.#index.digestOf(key);
+      if (digest !== undefined) digests.set(input.ref, digest);
+    }
+    return digests;
+  }
+
+  problems(owner: string): InputProblems | undefined {
+    const invalid = this.#invalidSchedules.get(owner);
+    if (invalid !== undefined) return { ok: false, reason: 'InvalidSchedule', message: invalid };
+    const cycle = this.#graph.cycleOf(owner);
+    if (cycle !== undefined) {
+      return { ok: false, reason: 'DependencyCycle', message: `Stackerfiles ${cycle.join(', ')} use each other's images: no update is made until the cycle is broken` };
+    }
+    const health = this.#poller.health();
+    const registries = [...new Set(this.#index.keysOf(owner).flatMap((key) => this.#index.get(key)?.ref ?? []).map(registryOf))];
+    const unreachable = registries.flatMap((registry) => {
+      const state = health.get(registry);
+      return state?.reachable === false ? [`${registry} (since ${state.since.toISOString()}): ${state.message}`] : [];
+    });
+    if (unreachable.length > 0) return { ok: false, reason: 'RegistryUnreachable', message: `not answering, retried with backoff: ${unreachable.join('; ')}` };
+    if (registries.length === 0 || registries.some((registry) => health.get(registry) === undefined)) return undefined;
+    return { ok: true, reason: 'Checked', message: `the registries of all ${this.#index.keysOf(owner).length} input(s) answered the last check` };
+  }
+
+  published(refs: readonly string[]): void {
+    const keys = refs.flatMap((ref) => {
+      const key = inputKey(ref);
+      return key !== undefined && this.#index.has(key) ? [key] : [];
+    });
+    if (keys.length > 0) void this.#checked(this.#poller.triggerNow(keys));
+  }
+
+  #forgetInputs(owner: string): void {
+    this.#index.remove(owner);
+    this.#graph.remove(owner);
+    this.#scheduler.sync(this.#index.schedules());
+  }
+
+  /** After a check: owners whose problems changed (a registry went down or came back) are re-queued for their condition. */
+  async #checked(check: Promise<Map<string, CheckResult>>): Promise<void> {
+    const results = await check;
+    this.#requeueChanged([...results.keys()].flatMap((key) => this.#index.ownersOf(key)));
+  }
+
+  #requeueChanged(owners: readonly string[]): void {
+    const changed = [...new Set(owners)].filter((owner) => {
+      const now = describe(this.problems(owner));
+      if (this.#reported.get(owner) === now) return false;
+      this.#reported.set(owner, now);
+      return true;
+    });
+    if (changed.length > 0) this.#o.requeue(changed);
+  }
+}

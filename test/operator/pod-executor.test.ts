@@ -1,0 +1,318 @@
+/**
+ * The executors against the real control plane: build pods followed to their termination message
+ * (kwok plays the kubelet of a node of this test's own, finishing each pod the way the test
+ * annotates it), and one real `restack build` under the local executor, pushing to docker-registry.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, realpath, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { execa } from 'execa';
+import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
+import { pino } from 'pino';
+import { encodeResultMessage } from '../../src/engine/build/result-message.ts';
+import { buildPodLabels } from '../../src/operator/build-pod.ts';
+import type { BuildRequest, Executor } from '../../src/operator/executor.ts';
+import { LocalExecutor } from '../../src/operator/executor-local.ts';
+import { PodExecutor, podProgress } from '../../src/operator/executor-pod.ts';
+import type { ImageBuild, Stackerfile } from '../../src/operator/kube.ts';
+import { Manager } from '../../src/operator/manager.ts';
+import { pushBusyboxBase, suiteDir } from '../build-engine/helpers.ts';
+import { eventually, useCluster, type Cluster } from '../cluster/harness.ts';
+import { startOrSkip, startRegistry, type RunningRegistry } from '../services/registry.ts';
+import { spawnService, type ChildService } from '../services/service.ts';
+import { installCrds } from './install-crds.ts';
+
+const root = join(import.meta.dirname, '..', '..');
+const cli = join(root, 'src', 'cli', 'main.ts');
+const seeds = await readFile(join(root, 'test', 'fixtures', 'recipes', 'seeds-example.yaml'), 'utf8');
+const api = { group: 'restack.dev', version: 'v1alpha1' };
+const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+const logger = pino({ level: process.env['RESTACK_TEST_LOG'] ?? 'silent' });
+const digest = (n: number) => `sha256:${String(n).repeat(64)}`;
+
+/** Annotations this test puts on a running build pod to have kwok end it (see outcomeStage). */
+const outcome = { exitCode: 'restack.test/exit-code', reason: 'restack.test/reason', message: 'restack.test/message' };
+
+/**
+ * A kwok Stage: a running pod that carries outcome.exitCode terminates with that exit code, reason
+ * and termination message, Succeeded on 0 and Failed otherwise, as a kubelet reports a container
+ * that wrote /dev/termination-log and exited.
+ */
+const outcomeStage = `---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: restack-test-pod-outcome
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.phase'
+      operator: 'In'
+      values: ['Running']
+    - key: '.metadata.annotations["${outcome.exitCode}"]'
+      operator: 'Exists'
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      {{ $annotations := or .metadata.annotations dict }}
+      {{ $code := index $annotations "${outcome.exitCode}" }}
+      containerStatuses:
+      {{ range .spec.containers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: false
+        restartCount: 0
+        started: false
+        state:
+          terminated:
+            exitCode: {{ $code }}
+            reason: {{ or ( index $annotations "${outcome.reason}" ) "Completed" | Quote }}
+            message: {{ or ( index $annotations "${outcome.message}" ) "" | Quote }}
+            startedAt: {{ $now | Quote }}
+            finishedAt: {{ $now | Quote }}
+      {{ end }}
+      phase: {{ if eq $code "0" }}Succeeded{{ else }}Failed{{ end }}
+`;
+
+interface Api {
+  cluster: Cluster;
+  core: CoreV1Api;
+  objects: CustomObjectsApi;
+}
+
+function apiOf(cluster: Cluster): Api {
+  return { cluster, core: cluster.kubeConfig.makeApiClient(CoreV1Api), objects: cluster.kubeConfig.makeApiClient(CustomObjectsApi) };
+}
+
+const createStackerfile = ({ objects }: Api, namespace: string, name: string, spec: object) =>
+  eventually('Stackerfile create', () => objects.createNamespacedCustomObject({ ...api, namespace, plural: 'stackerfiles', body: { apiVersion: 'restack.dev/v1alpha1', kind: 'Stackerfile', metadata: { name }, spec } }));
+const getStackerfile = async ({ objects }: Api, namespace: string, name: string) => (await objects.getNamespacedCustomObject({ ...api, namespace, plural: 'stackerfiles', name })) as Stackerfile;
+const buildsOf = async ({ objects }: Api, namespace: string, stackerfile: string) =>
+  ((await objects.listNamespacedCustomObject({ ...api, namespace, plural: 'imagebuilds' })) as { items: ImageBuild[] }).items.filter((build) => build.spec.stackerfileRef.name === stackerfile);
+/** The one ImageBuild of a Stackerfile, once `ready` holds for it. */
+const eventuallyBuild = (a: Api, namespace: string, stackerfile: string, what: string, ready: (build: ImageBuild) => boolean, timeoutMs?: number) =>
+  eventually(
+    `${stackerfile}'s ImageBuild ${what}`,
+    async () => {
+      const [build] = await buildsOf(a, namespace, stackerfile);
+      return build !== undefined && ready(build) ? build : undefined;
+    },
+    timeoutMs,
+  );
+const podsOf = async ({ core }: Api, namespace: string, imageBuild: string) => (await core.listNamespacedPod({ namespace, labelSelector: `${buildPodLabels.imageBuild}=${imageBuild}` })).items;
+
+function startManager(cluster: Cluster, namespace: string, executor: Executor): Promise<Manager> {
+  const manager = new Manager({ kubeConfig: cluster.kubeConfig, logger, executor, namespace, metricsBindAddress: '127.0.0.1:0' });
+  return manager.start().then(() => manager);
+}
+
+describe('a build pod read from its status', () => {
+  const request: BuildRequest = {
+    imageBuild: { name: 'app-1-abcdef', namespace: 'team', uid: 'u' },
+    stackerfileName: 'app',
+    recipe: '',
+    registry: 'registry.example/team',
+    tags: ['latest'],
+    insecure: false,
+    substitutions: {},
+    builder: { storage: 'overlay' },
+  };
+  const pod = (status: V1Pod['status'], deleting = false): V1Pod => ({ metadata: { name: 'app-1-abcdef-build', ...(deleting ? { deletionTimestamp: new Date() } : {}) }, status });
+
+  test('pending or running is running; a container that cannot start, or a pod being deleted, is a failure that says why', () => {
+    assert.deepEqual(podProgress(pod({ phase: 'Pending' }), request), { state: 'running', podName: 'app-1-abcdef-build' });
+    const pull = podProgress(pod({ phase: 'Pending', containerStatuses: [{ name: 'build', image: 'x', imageID: '', ready: false, restartCount: 0, state: { waiting: { reason: 'ImagePullBackOff', message: 'Back-off pulling image "x"' } } }] }), request);
+    assert.deepEqual(pull, { state: 'done', result: { ok: false, message: 'the build pod team/app-1-abcdef-build cannot start: ImagePullBackOff: Back-off pulling image "x"; check spec.builder.image and the operator\'s --builder-image' } });
+    assert.deepEqual(podProgress(pod({ phase: 'Running' }, true), request), { state: 'done', result: { ok: false, message: 'the build pod team/app-1-abcdef-build was deleted before it finished' } });
+    assert.deepEqual(podProgress(pod({ phase: 'Failed', reason: 'Evicted', message: 'The node was low on resource: memory.' }), request), {
+      state: 'done',
+      result: { ok: false, message: 'the build pod team/app-1-abcdef-build is Failed without a result: Evicted: The node was low on resource: memory.' },
+    });
+  });
+
+  test('a terminated container without our result reports the kubelet\'s fallback: the log tail', () => {
+    const killed = podProgress(pod({ phase: 'Failed', containerStatuses: [{ name: 'build', image: 'x', imageID: '', ready: false, restartCount: 0, state: { terminated: { exitCode: 1, reason: 'Error', message: 'node: cannot open /restack/recipe/stacker.yaml' } } }] }), request);
+    assert.deepEqual(killed, { state: 'done', result: { ok: false, message: 'the build pod team/app-1-abcdef-build ended without a result: Error (exit code 1)\nnode: cannot open /restack/recipe/stacker.yaml' } });
+  });
+});
+
+describe('the pod executor with kwok as the kubelet', () => {
+  const ns = 'builds';
+  let a: Api;
+  let kwok: ChildService | undefined;
+  let manager: Manager | undefined;
+  let stagesDir: string;
+  const podExecutor = () => new PodExecutor({ builderImage: 'registry.example/restack/builder:test' });
+
+  /** Has kwok end the running build pod of `imageBuild` with this exit code, reason and termination message. */
+  const endPod = async (imageBuild: ImageBuild, exitCode: number, reason: string, message: string) => {
+    const name = imageBuild.status?.podName ?? '';
+    await eventually(`pod ${name} Running`, async () => ((await a.core.readNamespacedPod({ namespace: ns, name })).status?.phase === 'Running' ? true : undefined));
+    await a.core.patchNamespacedPod({ namespace: ns, name, body: { metadata: { annotations: { [outcome.exitCode]: String(exitCode), [outcome.reason]: reason, [outcome.message]: message } } } }, mergePatch);
+  };
+
+  before(async () => {
+    a = apiOf(await useCluster());
+    const { cluster, core } = a;
+    await installCrds(cluster);
+    await execa(join(cluster.binDir, 'kubectl'), ['--kubeconfig', cluster.kubeconfigPath, 'apply', '-f', join(root, 'config', 'admission')]);
+    // The level docs/build-pod.md states, and the label the admission policy's binding selects.
+    await core.createNamespace({ body: { metadata: { name: ns, labels: { 'pod-security.kubernetes.io/enforce': 'privileged', 'restack.dev/builds': 'true' } } } });
+
+    // A node of this test's own, run by a kwok with the outcome stage on top of the standard ones;
+    // the cluster's node is cordoned so every build pod lands here.
+    stagesDir = await suiteDir('restack-kwok-');
+    const standardStages = join(dirname(await realpath(join(cluster.binDir, 'kwok'))), '..', 'stages.yaml');
+    await writeFile(join(stagesDir, 'stages.yaml'), `${await readFile(standardStages, 'utf8')}\n${outcomeStage}`);
+    kwok = spawnService(join(cluster.binDir, 'kwok'), [
+      '--kubeconfig', cluster.kubeconfigPath, '--config', join(stagesDir, 'stages.yaml'),
+      '--manage-all-nodes=false', '--manage-nodes-with-annotation-selector', 'restack.dev/test-kwok=builds',
+    ]);
+    await core.patchNode({ name: 'kwok-node', body: { spec: { unschedulable: true } } }, mergePatch);
+    await core.createNode({ body: { metadata: { name: 'build-node', annotations: { 'restack.dev/test-kwok': 'builds' }, labels: { 'kubernetes.io/hostname': 'build-node', 'kubernetes.io/os': 'linux', type: 'kwok' } } } });
+    await eventually('node build-node Ready', async () => ((await core.readNode({ name: 'build-node' })).status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? true : undefined), 60_000);
+    manager = await startManager(cluster, ns, podExecutor());
+  });
+  after(async () => {
+    await manager?.stop();
+    await kwok?.stop();
+    if (stagesDir !== undefined) await rm(stagesDir, { recursive: true, force: true });
+  });
+
+  test('the ImageBuild writes its recipe ConfigMap and an admitted pod; the result in its termination message makes it Succeeded', async () => {
+    await createStackerfile(a, ns, 'ok', { recipe: seeds, substitutions: { PYVER: '3.12' }, output: { registry: '127.0.0.1:5000/team', tags: ['v1'] } });
+    const running = await eventuallyBuild(a, ns, 'ok', 'Running with a pod', (build) => build.status?.phase === 'Running' && build.status.podName !== undefined);
+    const name = running.metadata?.name ?? '';
+    assert.equal(running.status?.podName, `${name}-build`);
+
+    const configMap = await a.core.readNamespacedConfigMap({ namespace: ns, name: `${name}-recipe` });
+    assert.equal(configMap.data?.['stacker.yaml'], seeds);
+    assert.equal(configMap.metadata?.ownerReferences?.[0]?.uid, running.metadata?.uid, 'owned by the ImageBuild: deleting it cleans up');
+
+    const [pod, ...others] = await podsOf(a, ns, name);
+    assert.equal(others.length, 0);
+    assert.equal(pod?.spec?.hostUsers, false);
+    assert.equal(pod?.spec?.nodeName, 'build-node', 'admitted under Pod Security and the policy, and scheduled');
+    assert.equal(pod?.spec?.containers[0]?.image, 'registry.example/restack/builder:test');
+    const args = pod?.spec?.containers[0]?.args ?? [];
+    assert.deepEqual(args.slice(args.indexOf('--push')), ['--push', 'docker://127.0.0.1:5000/team', '--tag', 'v1', '--substitute', 'PYVER=3.12', '--termination-log', '/dev/termination-log', '--json']);
+
+    const inputs = [{ ref: 'docker://centos:latest', role: 'from' as const, digest: digest(9) }];
+    const outputs = ['ssl', 'python3', 'A'].map((layer, i) => ({ name: layer, digest: digest(i), ref: `127.0.0.1:5000/team/${layer.toLowerCase()}:v1`, inputs }));
+    await endPod(running, 0, 'Completed', encodeResultMessage({ v: 1, outputs }));
+
+    const succeeded = await eventuallyBuild(a, ns, 'ok', 'Succeeded', (build) => build.status?.phase === 'Succeeded');
+    assert.deepEqual(succeeded.status?.outputs, outputs);
+    const stackerfile = await eventually('Ready', async () => {
+      const sf = await getStackerfile(a, ns, 'ok');
+      return sf.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? sf : undefined;
+    });
+    assert.deepEqual(stackerfile.status?.images?.find((image) => image.name === 'A')?.inputs, inputs);
+    await eventually('the recipe ConfigMap released', () => a.core.readNamespacedConfigMap({ namespace: ns, name: `${name}-recipe` }).then(() => undefined, () => true));
+  });
+
+  test('a pod that fails: with the builder\'s error, or killed without a result, gives a Failed ImageBuild saying what happened', async () => {
+    await createStackerfile(a, ns, 'broken-run', { recipe: seeds, output: { registry: '127.0.0.1:5000/team' } });
+    await createStackerfile(a, ns, 'oom', { recipe: seeds, output: { registry: '127.0.0.1:5000/team' } });
+    const error = { step: 'run', layer: 'A', code: 'RUN_FAILED', message: 'the run step exited with 2', lastLines: ['./A/install: line 3: make: not found'] };
+    await endPod(await eventuallyBuild(a, ns, 'broken-run', 'Running', (b) => b.status?.podName !== undefined), 1, 'Error', encodeResultMessage({ v: 1, error }));
+    await endPod(await eventuallyBuild(a, ns, 'oom', 'Running', (b) => b.status?.podName !== undefined), 137, 'OOMKilled', '');
+
+    const broken = await eventuallyBuild(a, ns, 'broken-run', 'Failed', (b) => b.status?.phase === 'Failed');
+    assert.equal(broken.status?.message, 'layer A, step run: RUN_FAILED: the run step exited with 2\n./A/install: line 3: make: not found');
+    const oom = await eventuallyBuild(a, ns, 'oom', 'Failed', (b) => b.status?.phase === 'Failed');
+    assert.match(oom.status?.message ?? '', /^the build pod builds\/oom-1-[0-9a-f]{6}-build ended without a result: OOMKilled \(exit code 137\)$/);
+    assert.equal(oom.status?.conditions?.find((c) => c.type === 'Succeeded')?.status, 'False');
+    const stalled = await eventually('Stalled', async () => {
+      const sf = await getStackerfile(a, ns, 'oom');
+      return sf.status?.conditions?.find((c) => c.type === 'Stalled' && c.status === 'True');
+    });
+    assert.match(stalled.message, /OOMKilled/);
+  });
+
+  test('an operator restarted while the pod runs follows the same pod: no second pod, no restart', async () => {
+    await createStackerfile(a, ns, 'long', { recipe: seeds, output: { registry: '127.0.0.1:5000/team' } });
+    const running = await eventuallyBuild(a, ns, 'long', 'Running', (b) => b.status?.podName !== undefined);
+    const name = running.metadata?.name ?? '';
+    const [pod] = await podsOf(a, ns, name);
+    await manager?.stop();
+    manager = await startManager(a.cluster, ns, podExecutor());
+    await endPod(running, 0, 'Completed', encodeResultMessage({ v: 1, outputs: [{ name: 'A', digest: digest(7) }] }));
+
+    const succeeded = await eventuallyBuild(a, ns, 'long', 'Succeeded', (b) => b.status?.phase === 'Succeeded');
+    assert.deepEqual(succeeded.status?.outputs, [{ name: 'A', digest: digest(7), ref: '127.0.0.1:5000/team/a:latest' }], 'a ref the result left out comes from the registry and tag');
+    assert.equal(succeeded.status?.startTime, running.status?.startTime);
+    const pods: V1Pod[] = await podsOf(a, ns, name);
+    assert.deepEqual(pods.map((p) => p.metadata?.uid), [pod?.metadata?.uid]);
+    const events = await a.core.listNamespacedEvent({ namespace: ns, fieldSelector: `involvedObject.name=${name}` });
+    assert.deepEqual(events.items.map((e) => e.reason).sort(), ['Started', 'Succeeded']);
+  });
+
+  test('a missing push Secret fails the build before any pod, naming spec.output.pushSecretRef and the fix', async () => {
+    await createStackerfile(a, ns, 'no-secret', { recipe: seeds, output: { registry: '127.0.0.1:5000/team', pushSecretRef: { name: 'regcred' } } });
+    const failed = await eventuallyBuild(a, ns, 'no-secret', 'Failed', (b) => b.status?.phase === 'Failed');
+    assert.match(failed.status?.message ?? '', /^spec\.output\.pushSecretRef: Secret builds\/regcred does not exist; create it \(kubectl create secret docker-registry regcred/);
+    assert.deepEqual(await podsOf(a, ns, failed.metadata?.name ?? ''), []);
+  });
+});
+
+const { service: registry, skip } = await startOrSkip(() => startRegistry());
+const pushUser = { name: 'builder', password: 'push-secret' };
+const { service: securedRegistry, skip: securedSkip } = await startOrSkip(() => startRegistry({ htpasswd: { [pushUser.name]: pushUser.password } }));
+
+describe('the local executor runs the real restack build', { skip: skip ?? securedSkip }, () => {
+  const ns = 'local-build';
+  const running = registry as RunningRegistry;
+  const secured = securedRegistry as RunningRegistry;
+  let a: Api;
+  let manager: Manager | undefined;
+  after(async () => {
+    await manager?.stop();
+    await running.stop();
+    await secured.stop();
+    await a?.cluster.stop();
+  });
+
+  test('a busybox recipe builds and pushes; the ImageBuild records digests that exist in the registry', async () => {
+    a = apiOf(await useCluster());
+    await installCrds(a.cluster);
+    await a.core.createNamespace({ body: { metadata: { name: ns } } });
+    const base = await pushBusyboxBase(`docker://${running.host}/base/busybox:latest`);
+    manager = await startManager(a.cluster, ns, new LocalExecutor([process.execPath, cli, 'build']));
+    const recipe = `hello:\n  from: {type: docker, url: "docker://${running.host}/base/busybox:latest"}\n  run: ["echo \${{GREETING}} > /hello"]\n`;
+    await createStackerfile(a, ns, 'hello', { recipe, substitutions: { GREETING: 'hi' }, output: { registry: `${running.host}/team`, tags: ['v1'] } });
+
+    const build = await eventuallyBuild(a, ns, 'hello', 'finished', (b) => b.status?.phase === 'Succeeded' || b.status?.phase === 'Failed', 180_000);
+    assert.equal(build.status?.phase, 'Succeeded', build.status?.message);
+    const [output, ...more] = build.status?.outputs ?? [];
+    assert.equal(more.length, 0);
+    assert.equal(output?.ref, `${running.host}/team/hello:v1`);
+    assert.deepEqual(output?.inputs, [{ ref: `docker://${running.host}/base/busybox:latest`, role: 'from', digest: base }]);
+    const manifest = await fetch(`${running.url}/v2/team/hello/manifests/${output?.digest}`, { method: 'HEAD', headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    assert.equal(manifest.status, 200);
+    assert.equal(manifest.headers.get('docker-content-digest'), output?.digest);
+    const tagged = await fetch(`${running.url}/v2/team/hello/manifests/v1`, { method: 'HEAD', headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    assert.equal(tagged.headers.get('docker-content-digest'), output?.digest);
+  });
+
+  test('spec.output.pushSecretRef: the Secret\'s docker config lets the build push to a registry that needs a login', async () => {
+    const auth = Buffer.from(`${pushUser.name}:${pushUser.password}`).toString('base64');
+    const dockerConfig = JSON.stringify({ auths: { [secured.host]: { auth } } });
+    await a.core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'regcred' }, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': Buffer.from(dockerConfig).toString('base64') } } });
+    const recipe = `hello:\n  from: {type: docker, url: "docker://${running.host}/base/busybox:latest"}\n  run: ["echo secured > /hello"]\n`;
+    await createStackerfile(a, ns, 'secured', { recipe, output: { registry: `${secured.host}/team`, pushSecretRef: { name: 'regcred' } } });
+
+    const build = await eventuallyBuild(a, ns, 'secured', 'finished', (b) => b.status?.phase === 'Succeeded' || b.status?.phase === 'Failed', 180_000);
+    assert.equal(build.status?.phase, 'Succeeded', build.status?.message);
+    const digestPushed = build.status?.outputs?.[0]?.digest ?? '';
+    const head = (headers: Record<string, string>) => fetch(`${secured.url}/v2/team/hello/manifests/${digestPushed}`, { method: 'HEAD', headers: { Accept: 'application/vnd.oci.image.manifest.v1+json', ...headers } });
+    assert.equal((await head({})).status, 401, 'the registry needs the login');
+    assert.equal((await head({ Authorization: `Basic ${auth}` })).status, 200);
+  });
+});
