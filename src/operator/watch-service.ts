@@ -35,6 +35,9 @@ export class WatchService implements InputWatcher {
   #scheduler: Scheduler;
   #stopped = false;
   readonly #watched = new Map<string, string>();
+  /** The dependency cycles as last found, and their members. */
+  #cycles: string[][] = [];
+  #inCycles = new Set<string>();
   readonly #invalidSchedules = new Map<string, string>();
   /** What each owner's problems were when it was last re-queued for them. */
   readonly #reported = new Map<string, string>();
@@ -117,10 +120,9 @@ export class WatchService implements InputWatcher {
     }
     const known = new Set(this.#index.keysOf(owner));
     this.#index.set(owner, watched.inputs, watched.schedule);
-    const cyclesBefore = JSON.stringify(this.#graph.cycles());
     this.#graph.set(owner, { inputs: watched.inputs.map((input) => input.ref), outputs: watched.outputs });
     this.#scheduler.sync(this.#index.schedules());
-    if (JSON.stringify(this.#graph.cycles()) !== cyclesBefore) this.#requeueChanged(this.#graph.cycles().flat());
+    this.#updateCycles(owner);
     // Inputs never checked are checked now, not at the next tick: a new Stackerfile, or one restarted.
     const unchecked = this.#index.keysOf(owner).filter((key) => !known.has(key) && this.#index.digestOf(key) === undefined);
     if (unchecked.length > 0) void this.#checked(this.#poller.triggerNow(unchecked));
@@ -146,7 +148,7 @@ export class WatchService implements InputWatcher {
   problems(owner: string): InputProblems | undefined {
     const invalid = this.#invalidSchedules.get(owner);
     if (invalid !== undefined) return { ok: false, reason: 'InvalidSchedule', message: invalid };
-    const cycle = this.#graph.cycleOf(owner);
+    const cycle = this.#inCycles.has(owner) ? this.#cycles.find((members) => members.includes(owner)) : undefined;
     if (cycle !== undefined) {
       return { ok: false, reason: 'DependencyCycle', message: `Stackerfiles ${cycle.join(', ')} use each other's images: no update is made until the cycle is broken` };
     }
@@ -173,6 +175,21 @@ export class WatchService implements InputWatcher {
     this.#index.remove(owner);
     this.#graph.remove(owner);
     this.#scheduler.sync(this.#index.schedules());
+    this.#updateCycles(owner);
+  }
+
+  /**
+   * Finds the cycles again after `owner`'s edges changed, only when it can be in one (something
+   * uses its images) or was in one: over thousands of Stackerfiles whose images nobody else
+   * uses, a search of the whole graph per Stackerfile would cost the square of their number.
+   */
+  #updateCycles(owner: string): void {
+    if (!this.#inCycles.has(owner) && this.#graph.successorsOf(owner).length === 0) return;
+    this.#cycles = this.#graph.cycles();
+    const members = new Set(this.#cycles.flat());
+    const affected = [...new Set([...this.#inCycles, ...members])].filter((member) => this.#inCycles.has(member) !== members.has(member));
+    this.#inCycles = members;
+    if (affected.length > 0) this.#requeueChanged(affected);
   }
 
   /** After a check: owners whose problems changed (a registry went down or came back) are re-queued for their condition. */

@@ -1,0 +1,195 @@
+// Keeping images current, end to end: the operator with the real builder (`restack build` as a
+// child process), a real registry and the real API server. python3+1 is swapped into A with no
+// rebuild; an overlap and a base change rebuild; a registry that stops answering is a condition,
+// not a build.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { ApiextensionsV1Api, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { pino } from 'pino';
+import { eventually, useCluster, type Cluster } from '../cluster/harness.ts';
+import { pushBusyboxBase } from '../build-engine/helpers.ts';
+import { open } from '../swap/seeds.ts';
+import { startFaultyProxy, type FaultyProxy } from '../services/faulty-proxy.ts';
+import { startOrSkip, startRegistry, type RunningRegistry } from '../services/registry.ts';
+import { readStoredImage } from '../../src/engine/images.ts';
+import { LocalExecutor } from '../../src/operator/executor-local.ts';
+import type { ImageBuild, Stackerfile } from '../../src/operator/kube.ts';
+import { Manager } from '../../src/operator/manager.ts';
+
+const root = join(import.meta.dirname, '..', '..');
+const cli = join(root, 'src', 'cli', 'main.ts');
+const api = { group: 'restack.dev', version: 'v1alpha1' };
+const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+const ns = 'updates';
+
+function depsRecipe(base: string, python: string, extra = ''): string {
+  return [
+    `ssl:\n  from: {type: docker, url: "${base}"}\n  run: |\n    mkdir -p /usr/lib/ssl\n    echo "openssl 3.0.13" > /usr/lib/ssl/version\n`,
+    `python3:\n  from: {type: docker, url: "${base}"}\n  run: |\n    mkdir -p /usr/bin\n    echo "#!/bin/sh" > /usr/bin/python3\n    echo "echo Python ${python}" >> /usr/bin/python3\n    chmod +x /usr/bin/python3\n${extra}`,
+  ].join('');
+}
+
+function appRecipe(base: string, prefix: string): string {
+  return `A:\n  from: {type: docker, url: "${base}"}\n  apply:\n    - docker://${prefix}/ssl:latest\n    - docker://${prefix}/python3:latest\n  run: |\n    mkdir -p /srv/A\n    echo "A" > /srv/A/README\n`;
+}
+
+const { service: started, skip } = await startOrSkip(() => startRegistry());
+
+describe('the operator keeps images current', { timeout: 600_000, ...(skip === undefined ? {} : { skip }) }, () => {
+  let cluster: Cluster;
+  let registry: RunningRegistry;
+  let proxy: FaultyProxy;
+  let objects: CustomObjectsApi;
+  let core: CoreV1Api;
+  let manager: Manager;
+  let prefix: string;
+  let base: string;
+
+  const stackerfile = (name: string, recipe: string): Stackerfile => ({
+    apiVersion: 'restack.dev/v1alpha1',
+    kind: 'Stackerfile',
+    metadata: { name, namespace: ns },
+    spec: { recipe, output: { registry: prefix, tags: ['latest'], insecure: true }, updates: { schedule: '*/2 * * * * *', onApplyUpdate: 'Swap', onBaseUpdate: 'Rebuild' } } as Stackerfile['spec'],
+  });
+  const get = async (name: string) => (await objects.getNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', name })) as Stackerfile;
+  const builds = async (name: string) =>
+    ((await objects.listNamespacedCustomObject({ ...api, namespace: ns, plural: 'imagebuilds', labelSelector: `restack.dev/stackerfile=${name}` })) as { items: ImageBuild[] }).items.sort((a, b) =>
+      (a.metadata?.creationTimestamp?.toString() ?? '').localeCompare(b.metadata?.creationTimestamp?.toString() ?? ''),
+    );
+  const condition = (sf: Stackerfile, type: string) => sf.status?.conditions?.find((c) => c.type === type);
+  /** Ready on the latest ImageBuild, which `accept` approves. */
+  const readyAfter = async (name: string, accept: (build: ImageBuild, all: ImageBuild[]) => boolean) => {
+    let seen = 'nothing yet';
+    try {
+      return await eventually(
+        `${name} Ready after the expected ImageBuild`,
+        async () => {
+          const sf = await get(name);
+          const all = await builds(name);
+          const latest = all.find((b) => b.metadata?.name === sf.status?.latestImageBuild);
+          const state = (['Ready', 'Reconciling', 'Stalled'] as const).map((type) => `${type}=${condition(sf, type)?.status}`).join(' ');
+          seen = `${state} (${condition(sf, 'Ready')?.message}); builds: ${all.map((b) => `${b.spec.strategy}/${b.spec.reason}/${b.status?.phase}`).join(', ')}`;
+          return condition(sf, 'Ready')?.status === 'True' && latest !== undefined && accept(latest, all) ? { sf, latest, all } : undefined;
+        },
+        240_000,
+      );
+    } catch (error) {
+      throw new Error(`${error instanceof Error ? error.message : String(error)}; last seen: ${seen}`);
+    }
+  };
+  const layersOf = async (image: string) => (await readStoredImage(open(`docker://${prefix}/${image}:latest`))).platforms[0]?.image.manifest.layers.map((l) => l.digest) ?? [];
+
+  before(async () => {
+    registry = started as RunningRegistry;
+    proxy = await startFaultyProxy(registry.url);
+    prefix = `${proxy.host}/demo`;
+    base = `docker://${prefix}/base:latest`;
+    await pushBusyboxBase(base);
+    cluster = await useCluster();
+    objects = cluster.kubeConfig.makeApiClient(CustomObjectsApi);
+    core = cluster.kubeConfig.makeApiClient(CoreV1Api);
+    await execa(join(cluster.binDir, 'kubectl'), ['--kubeconfig', cluster.kubeconfigPath, 'apply', '-f', join(root, 'crds')]);
+    const crds = cluster.kubeConfig.makeApiClient(ApiextensionsV1Api);
+    for (const name of ['stackerfiles.restack.dev', 'imagebuilds.restack.dev']) {
+      await eventually(`${name} Established`, async () => (await crds.readCustomResourceDefinition({ name })).status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True') || undefined);
+    }
+    await core.createNamespace({ body: { metadata: { name: ns } } });
+    // Reproducible layers: ssl rebuilt unchanged has the same digest.
+    process.env['SOURCE_DATE_EPOCH'] = '1700000000';
+    manager = new Manager({
+      kubeConfig: cluster.kubeConfig,
+      logger: pino({ level: process.env['RESTACK_TEST_LOG'] ?? 'silent' }),
+      executor: new LocalExecutor([process.execPath, cli, 'build']),
+      namespace: ns,
+      metricsBindAddress: '127.0.0.1:0',
+      updates: { jitterWindowMs: 0 },
+    });
+    await manager.start();
+  });
+  after(async () => {
+    await manager?.stop();
+    await proxy?.stop();
+    await registry?.stop();
+    await cluster?.stop();
+  });
+
+  let before1: { a: string[]; python3: string[] };
+
+  test('the seeds are built: ssl and python3, then A from them, with their inputs recorded', async () => {
+    await objects.createNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', body: stackerfile('deps', depsRecipe(base, '3.11.9')) });
+    await readyAfter('deps', (b) => b.spec.reason === 'Initial');
+    await objects.createNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', body: stackerfile('app', appRecipe(base, prefix)) });
+    const { sf } = await readyAfter('app', (b) => b.spec.reason === 'Initial');
+    const a = sf.status?.images?.find((image) => image.name === 'A');
+    assert.deepEqual(a?.inputs?.map((i) => `${i.role} ${i.ref}`).sort(), [`apply docker://${prefix}/python3:latest`, `apply docker://${prefix}/ssl:latest`, `from ${base}`]);
+    before1 = { a: await layersOf('a'), python3: await layersOf('python3') };
+    assert.equal(before1.a.length, 4, 'base, ssl, python3, own');
+  });
+
+  test('python3+1 is swapped into A within a poll: no build of A, a Swap ImageBuild records it', async () => {
+    await objects.patchNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', name: 'deps', body: { spec: { recipe: depsRecipe(base, '3.12.4') } } }, mergePatch);
+    await readyAfter('deps', (b) => b.spec.reason === 'RecipeChange');
+    const python3 = await layersOf('python3');
+    const { sf, latest, all } = await readyAfter('app', (b) => b.spec.strategy === 'Swap');
+    assert.deepEqual(all.map((b) => `${b.spec.strategy}/${b.spec.reason}`), ['Build/Initial', 'Swap/ApplyUpdate'], 'A was not rebuilt');
+    const after = await layersOf('a');
+    assert.deepEqual(after, [before1.a[0], before1.a[1], python3.at(-1), before1.a[3]], "[base, ssl, python3+1, A's own unchanged]");
+    const check = latest.status?.checks?.find((c) => c.dependency.endsWith('/python3:latest'));
+    assert.equal(check?.result, 'Swapped');
+    assert.notEqual(check?.from, check?.to);
+    const a = sf.status?.images?.find((image) => image.name === 'A');
+    assert.equal(a?.lastChange?.strategy, 'Swap');
+    assert.equal(a?.inputs?.find((i) => i.ref.endsWith('/python3:latest'))?.digest, check?.to);
+    assert.equal(latest.status?.outputs?.[0]?.before, all[0]?.status?.outputs?.find((o) => o.name === 'A')?.digest);
+  });
+
+  test("python3 touching a path A's own layer changed is a rebuild that names the path", async () => {
+    const overlap = '    mkdir -p /srv/A\n    echo "python3 owns this" > /srv/A/README\n';
+    await objects.patchNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', name: 'deps', body: { spec: { recipe: depsRecipe(base, '3.12.5', overlap) } } }, mergePatch);
+    const { latest, all } = await readyAfter('app', (b) => b.spec.strategy === 'Build' && b.spec.reason === 'ApplyUpdate');
+    const refused = all.find((b) => b.spec.strategy === 'Swap' && b.status?.checks?.some((c) => c.result === 'Refused'));
+    assert.equal(refused?.status?.checks?.find((c) => c.result === 'Refused')?.reason, 'Overlap');
+    assert.match(latest.spec.cause ?? '', /srv\/A\/README/);
+  });
+
+  test('a new base rebuilds ssl, python3 and A with reason BaseUpdate', async () => {
+    await pushBusyboxBase(base, { 'etc/motd': { type: 'file', content: Buffer.from('a new base\n') } });
+    const deps = await readyAfter('deps', (b) => b.spec.reason === 'BaseUpdate');
+    assert.equal(deps.latest.spec.strategy, 'Build');
+    // A may be rebuilt before or after deps publish ssl and python3 on the new base: after, in one
+    // rebuild; before, in a rebuild then an update for the new ssl and python3. Either ends current.
+    const app = await readyAfter('app', (_, all) => all.some((b) => b.spec.reason === 'BaseUpdate' && b.status?.phase === 'Succeeded'));
+    const rebuilt = app.all.find((b) => b.spec.reason === 'BaseUpdate');
+    assert.equal(rebuilt?.spec.strategy, 'Build');
+    assert.match(rebuilt?.spec.cause ?? '', /base/);
+    const a = app.sf.status?.images?.find((image) => image.name === 'A');
+    for (const dep of (await get('deps')).status?.images ?? []) {
+      assert.equal(a?.inputs?.find((i) => i.ref.endsWith(`/${dep.name}:latest`))?.digest, dep.digest, `A is at the current ${dep.name}`);
+    }
+  });
+
+  test('a registry that stops answering is a condition, and no build starts', async () => {
+    // The base change may still cascade (deps' new ssl and python3 into A): let it settle first.
+    const settled = async () => {
+      const ready = await Promise.all(['deps', 'app'].map(async (name) => condition(await get(name), 'Ready')?.status === 'True'));
+      return ready.every(Boolean) ? (await builds('app')).length + (await builds('deps')).length : undefined;
+    };
+    const count = await eventually('no more updates', async () => {
+      const before = await settled();
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      return before !== undefined && (await settled()) === before ? before : undefined;
+    }, 120_000);
+    proxy.inject({ path: '/', fault: { kind: 'status', status: 503 } });
+    const down = await eventually('InputsAvailable=False', async () => {
+      const sf = await get('app');
+      return condition(sf, 'InputsAvailable')?.status === 'False' ? sf : undefined;
+    });
+    assert.match(condition(down, 'InputsAvailable')?.message ?? '', new RegExp(proxy.host.replace(/\./g, '\\.')));
+    assert.equal(condition(down, 'Ready')?.status, 'True', `the images are still there: ${condition(down, 'Ready')?.message}`);
+    proxy.clear();
+    await eventually('InputsAvailable=True', async () => (condition(await get('app'), 'InputsAvailable')?.status === 'True' ? true : undefined));
+    assert.equal((await builds('app')).length + (await builds('deps')).length, count);
+  });
+});
