@@ -24,8 +24,8 @@ export function mayAcquire(lease: V1Lease | undefined, identity: string, nowMs: 
 
 /**
  * Leader election over a coordination.k8s.io/v1 Lease, as client-go's: writes are optimistic
- * (resourceVersion), so of two candidates only one wins; a leader that cannot renew within the
- * lease duration stops leading before another may take over.
+ * (resourceVersion), so of two candidates only one wins; a leader that cannot renew stops
+ * leading just before the lease expires, before another may take over.
  */
 export class LeaderElector {
   readonly #o: LeaderElectionOptions;
@@ -33,6 +33,7 @@ export class LeaderElector {
   #leading = false;
   #lastRenewMs = 0;
   #timer: NodeJS.Timeout | undefined;
+  #deadline: NodeJS.Timeout | undefined;
   #stopped = false;
   /** True while the last attempt reached the API server (a standby that can talk is healthy). */
   healthy = true;
@@ -55,6 +56,7 @@ export class LeaderElector {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    clearTimeout(this.#deadline);
     if (!this.#leading) return;
     this.#setLeading(false);
     try {
@@ -69,7 +71,6 @@ export class LeaderElector {
   }
 
   async #tick(): Promise<void> {
-    const retry = this.#leading ? this.#o.renewEveryMs : Math.max(1000, this.#o.renewEveryMs / 2);
     try {
       await this.#tryAcquireOrRenew();
       this.healthy = true;
@@ -77,11 +78,25 @@ export class LeaderElector {
       this.healthy = false;
       this.#o.logger.warn({ err: error }, 'leader election: the lease could not be read or written');
     }
-    if (this.#leading && Date.now() - this.#lastRenewMs > this.#o.leaseDurationMs) {
-      this.#o.logger.error('lost the leader lease: stopping reconciling');
-      this.#setLeading(false);
-    }
+    // A leader that failed to renew tries again soon: its deadline is running.
+    const renewed = this.#leading && Date.now() - this.#lastRenewMs < this.#o.renewEveryMs;
+    const retry = renewed ? this.#o.renewEveryMs : this.#leading ? Math.min(1000, this.#o.renewEveryMs) : Math.max(1000, this.#o.renewEveryMs / 2);
     if (!this.#stopped) this.#timer = setTimeout(() => void this.#tick(), retry);
+  }
+
+  /**
+   * client-go's renew deadline: a leader that has not renewed stops leading a little before the
+   * lease expires, so it has stopped before a standby (which waits the whole lease duration from
+   * the last renewal) may take over. Two leaders never overlap, clock skew aside.
+   */
+  #armRenewDeadline(): void {
+    clearTimeout(this.#deadline);
+    const margin = Math.min(1000, this.#o.leaseDurationMs / 4);
+    this.#deadline = setTimeout(() => {
+      if (!this.#leading) return;
+      this.#o.logger.error('could not renew the leader lease before its deadline: stopping reconciling');
+      this.#setLeading(false);
+    }, this.#o.leaseDurationMs - margin);
   }
 
   async #tryAcquireOrRenew(): Promise<void> {
@@ -115,6 +130,7 @@ export class LeaderElector {
       throw error;
     }
     this.#lastRenewMs = Date.now();
+    this.#armRenewDeadline();
     if (!this.#leading) this.#setLeading(true);
   }
 

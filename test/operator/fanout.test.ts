@@ -5,9 +5,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { execa } from 'execa';
-import { ApiextensionsV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { eventually, useCluster, type Cluster } from '../cluster/harness.ts';
+import { installCrds } from './install-crds.ts';
 import { startOrSkip, startRegistry, type RunningRegistry } from '../services/registry.ts';
 import { validateImage } from '../services/images.ts';
 import { open } from '../swap/seeds.ts';
@@ -47,11 +47,7 @@ describe('a fan-out interrupted by SIGKILL', { timeout: 600_000, ...(skip === un
   before(async () => {
     cluster = await useCluster();
     objects = cluster.kubeConfig.makeApiClient(CustomObjectsApi);
-    await execa(join(cluster.binDir, 'kubectl'), ['--kubeconfig', cluster.kubeconfigPath, 'apply', '-f', join(root, 'crds')]);
-    const crds = cluster.kubeConfig.makeApiClient(ApiextensionsV1Api);
-    for (const name of ['stackerfiles.restack.dev', 'imagebuilds.restack.dev']) {
-      await eventually(`${name} Established`, async () => (await crds.readCustomResourceDefinition({ name })).status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True') || undefined);
-    }
+    await installCrds(cluster);
     await cluster.kubeConfig.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: ns } } });
     prefix = `${registry.host}/fleet`;
     fleet = await pushFleetInputs(prefix);

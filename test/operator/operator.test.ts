@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import { chmod, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execa } from 'execa';
-import { ApiextensionsV1Api, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { eventually, useCluster, type Cluster } from '../cluster/harness.ts';
+import { installCrds } from './install-crds.ts';
 import { LocalExecutor } from '../../src/operator/executor-local.ts';
 import { Manager, type ManagerOptions } from '../../src/operator/manager.ts';
 import type { ImageBuild, Stackerfile } from '../../src/operator/kube.ts';
@@ -81,11 +81,7 @@ describe('the operator against a real API server', () => {
     objects = cluster.kubeConfig.makeApiClient(CustomObjectsApi);
     core = cluster.kubeConfig.makeApiClient(CoreV1Api);
     builder = await fakeBuilder(await mkdtemp(join(tmpdir(), 'restack-operator-test-')));
-    await execa(join(cluster.binDir, 'kubectl'), ['--kubeconfig', cluster.kubeconfigPath, 'apply', '-f', join(root, 'crds')]);
-    const crds = cluster.kubeConfig.makeApiClient(ApiextensionsV1Api);
-    for (const name of ['stackerfiles.restack.dev', 'imagebuilds.restack.dev']) {
-      await eventually(`${name} Established`, async () => (await crds.readCustomResourceDefinition({ name })).status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True') || undefined);
-    }
+    await installCrds(cluster);
   });
   after(async () => {
     await Promise.all(managers.map((m) => m.stop()));

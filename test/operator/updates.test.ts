@@ -5,10 +5,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { execa } from 'execa';
-import { ApiextensionsV1Api, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { eventually, useCluster, type Cluster } from '../cluster/harness.ts';
+import { installCrds } from './install-crds.ts';
 import { pushBusyboxBase } from '../build-engine/helpers.ts';
 import { open } from '../swap/seeds.ts';
 import { startFaultyProxy, type FaultyProxy } from '../services/faulty-proxy.ts';
@@ -90,11 +90,7 @@ describe('the operator keeps images current', { timeout: 600_000, ...(skip === u
     cluster = await useCluster();
     objects = cluster.kubeConfig.makeApiClient(CustomObjectsApi);
     core = cluster.kubeConfig.makeApiClient(CoreV1Api);
-    await execa(join(cluster.binDir, 'kubectl'), ['--kubeconfig', cluster.kubeconfigPath, 'apply', '-f', join(root, 'crds')]);
-    const crds = cluster.kubeConfig.makeApiClient(ApiextensionsV1Api);
-    for (const name of ['stackerfiles.restack.dev', 'imagebuilds.restack.dev']) {
-      await eventually(`${name} Established`, async () => (await crds.readCustomResourceDefinition({ name })).status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True') || undefined);
-    }
+    await installCrds(cluster);
     await core.createNamespace({ body: { metadata: { name: ns } } });
     // Reproducible layers: ssl rebuilt unchanged has the same digest.
     process.env['SOURCE_DATE_EPOCH'] = '1700000000';
