@@ -112,24 +112,32 @@ async function overlayCheck(storageRoot: string | undefined, required: boolean):
   const check = 'overlayfs with userxattr';
   const parent = storageRoot ?? tmpdir();
   let dir: string | undefined;
+  let result: DoctorCheck;
   try {
     await mkdir(parent, { recursive: true });
     dir = await mkdtemp(join(parent, '.doctor-'));
     for (const sub of ['lower', 'upper', 'work', 'merged']) await mkdir(join(dir, sub));
     await mountOverlay({ lower: ['lower'], upper: 'upper', work: 'work', target: join(dir, 'merged'), cwd: dir });
     await unmount(join(dir, 'merged'));
-    return { check, ok: true, detail: `mounted and unmounted an overlay in ${parent}`, required };
+    result = { check, ok: true, detail: `mounted and unmounted an overlay in ${parent}`, required };
   } catch (error) {
-    return {
+    result = {
       check,
       ok: false,
       detail: `could not mount an overlay in ${parent}: ${(error as Error).message}`,
       fix: 'overlayfs in a user namespace needs Linux 5.11 or later (modprobe overlay); or use the btrfs driver: restack setup-btrfs --size 20G <dir>',
       required,
     };
-  } finally {
-    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   }
+  // A cleanup that fails (an overlay left mounted when umount cannot work, e.g. without /proc) is
+  // reported with the check, never thrown over its result.
+  if (dir !== undefined) {
+    const left = dir;
+    await rm(left, { recursive: true, force: true }).catch((error: unknown) => {
+      result = { ...result, ok: false, detail: `${result.detail}; then could not remove ${left}: ${(error as Error).message}`, fix: `umount ${join(left, 'merged')} && rm -r ${left}; is /proc mounted?` };
+    });
+  }
+  return result;
 }
 
 async function loopCheck(): Promise<DoctorCheck> {
