@@ -1,6 +1,7 @@
 // npm run demo: the seeds' example end to end on a local registry. Builds base, ssl, python3 and A
-// from a busybox base made here, bumps python3 (python3+1), and swaps it into A without a
-// rebuild, showing A's layers and their origins before and after. Cleans up after itself.
+// from a busybox base made here, bumps python3 (python3+1), and lets `restack update` decide:
+// it swaps python3+1 into A without a rebuild. Shows A's layers and their origins before and
+// after. Cleans up after itself.
 import { access, chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -116,8 +117,8 @@ try {
   await writeRecipes('3.12.4');
   await build('deps.yaml');
 
-  step('swapping python3+1 into A: no rebuild of A, no layer bytes pushed');
-  console.log(await restack(['swap', `${push}/a:latest`, '--dependency', `${push}/python3:latest`], { quiet: true }));
+  step('restack update: A applies python3, which changed, so python3+1 is swapped into A (no rebuild, no layer bytes pushed)');
+  console.log(await restack(['update', '-f', join(work, 'app.yaml'), '--push', push, '--oci-dir', join(work, 'oci'), '--roots-dir', join(work, 'roots'), '--storage', 'overlay'], { quiet: true }));
   const after = JSON.parse(await restack(['inspect', `${push}/a:latest`, '--json'], { quiet: true })) as Inspected;
 
   step("A's layers before and after");
