@@ -2,13 +2,19 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { CoreV1Api, CustomObjectsApi, Watch } from '@kubernetes/client-node';
+import { readStoredImage } from '../src/engine/images.ts';
 import type { ImageBuild, Stackerfile } from '../src/operator/kube.ts';
-import { useCluster } from '../test/cluster/harness.ts';
-import { pushFleetInputs, seedFleet } from '../test/operator/fleet.ts';
+import { InputIndex } from '../src/watch/input-index.ts';
+import { Poller } from '../src/watch/poller.ts';
+import { useCluster, type Cluster } from '../test/cluster/harness.ts';
+import { bumpPython3, pushFleetInputs, python3Flavour, seedFleet } from '../test/operator/fleet.ts';
 import { installCrds } from '../test/operator/install-crds.ts';
-import { counterTotal, standInBuilderCommand, startOperatorProcess } from '../test/operator/operator-process.ts';
+import { counterTotal, standInBuilderCommand, startOperatorProcess, type OperatorProcess } from '../test/operator/operator-process.ts';
+import { startFaultyProxy, type FaultyProxy, type ProxiedRequest } from '../test/services/faulty-proxy.ts';
 import { startRegistry } from '../test/services/registry.ts';
+import { open } from '../test/swap/seeds.ts';
 import { timed, type BenchRow } from './report.ts';
+import { swapFanOut } from './swap.ts';
 
 const count = Number(process.env['RESTACK_BENCH_STACKERFILES'] ?? 2000);
 const concurrency = Number(process.env['RESTACK_BENCH_CONCURRENCY'] ?? 16);
@@ -27,6 +33,31 @@ async function peakRss(pid: number): Promise<number> {
   const kib = status.match(/^VmHWM:\s+(\d+) kB$/m)?.[1];
   if (kib === undefined) throw new Error(`/proc/${pid}/status has no VmHWM line`);
   return Number(kib) * 1024;
+}
+
+/**
+ * Follows a namespace's Stackerfiles through a watch, so the bench does not load the API server
+ * with lists: `reached` resolves once `count` of them satisfy `done`.
+ */
+async function followStackerfiles(cluster: Cluster, objects: CustomObjectsApi, namespace: string, count: number, done: (sf: Stackerfile) => boolean) {
+  const listed = (await objects.listNamespacedCustomObject({ ...api, namespace, plural: 'stackerfiles' })) as { items: Stackerfile[]; metadata?: { resourceVersion?: string } };
+  const reachedBy = new Set(listed.items.filter(done).map((sf) => sf.metadata?.name));
+  let resolve: () => void = () => {};
+  const reached = new Promise<void>((settle) => (resolve = settle));
+  if (reachedBy.size === count) resolve();
+  const watch = await new Watch(cluster.kubeConfig).watch(
+    `/apis/${api.group}/${api.version}/namespaces/${namespace}/stackerfiles`,
+    { resourceVersion: listed.metadata?.resourceVersion, allowWatchBookmarks: false },
+    (_phase, sf: Stackerfile) => {
+      if (done(sf)) reachedBy.add(sf.metadata?.name);
+      else reachedBy.delete(sf.metadata?.name);
+      if (reachedBy.size === count) resolve();
+    },
+    (error: unknown) => {
+      if (reachedBy.size < count && error !== null && error !== undefined) console.error(`bench operator: the watch of Stackerfiles in ${namespace} ended: ${String(error)}`);
+    },
+  );
+  return { reached, abort: () => watch.abort() };
 }
 
 /**
@@ -50,23 +81,7 @@ export async function operatorBench(): Promise<BenchRow[]> {
     const listBuilds = async () => ((await objects.listNamespacedCustomObject({ ...api, namespace, plural: 'imagebuilds' })) as { items: ImageBuild[] }).items.length;
     const buildsBefore = await listBuilds();
 
-    // Readiness is followed through a watch, so the bench does not load the API server with lists.
-    const listed = (await objects.listNamespacedCustomObject({ ...api, namespace, plural: 'stackerfiles' })) as { items: Stackerfile[]; metadata?: { resourceVersion?: string } };
-    const ready = new Set(listed.items.filter(isReady).map((sf) => sf.metadata?.name));
-    let allReady: () => void = () => {};
-    const allReadyPromise = new Promise<void>((resolve) => (allReady = resolve));
-    const watch = await new Watch(cluster.kubeConfig).watch(
-      `/apis/${api.group}/${api.version}/namespaces/${namespace}/stackerfiles`,
-      { resourceVersion: listed.metadata?.resourceVersion, allowWatchBookmarks: false },
-      (_phase, sf: Stackerfile) => {
-        if (isReady(sf)) ready.add(sf.metadata?.name);
-        else ready.delete(sf.metadata?.name);
-        if (ready.size === count) allReady();
-      },
-      (error: unknown) => {
-        if (ready.size < count && error !== null && error !== undefined) console.error(`bench operator: the watch of Stackerfiles ended: ${String(error)}`);
-      },
-    );
+    const readiness = await followStackerfiles(cluster, objects, namespace, count, isReady);
 
     const started = process.hrtime.bigint();
     const operator = await startOperatorProcess({
@@ -76,9 +91,9 @@ export async function operatorBench(): Promise<BenchRow[]> {
     });
     try {
       const readyAfter = Number(process.hrtime.bigint() - started) / 1e9;
-      await allReadyPromise;
+      await readiness.reached;
       const allReadyAfter = Number(process.hrtime.bigint() - started) / 1e9;
-      watch.abort();
+      readiness.abort();
       const peak = await peakRss(operator.pid);
       const metrics = await operator.metrics();
       const rebuilt = (await listBuilds()) - buildsBefore + counterTotal(metrics, 'restack_builds_total');
@@ -96,6 +111,189 @@ export async function operatorBench(): Promise<BenchRow[]> {
       await operator.exited;
     }
   } finally {
+    await registry.stop();
+    await cluster.stop();
+  }
+}
+
+const fanOutCount = Number(process.env['RESTACK_BENCH_FANOUT'] ?? 1000);
+const pollCount = Number(process.env['RESTACK_BENCH_POLL_STACKERFILES'] ?? 1000);
+/** Distinct inputs of the polled fleet: base, ssl and (this - 2) flavours of python3. */
+const pollInputs = Math.max(3, Number(process.env['RESTACK_BENCH_POLL_INPUTS'] ?? 10));
+const pollCycles = Number(process.env['RESTACK_BENCH_POLL_CYCLES'] ?? 5);
+/** Every 2 seconds: a poll happens soon after a push, and cycles are short to count. */
+const everyTwoSeconds = '*/2 * * * * *';
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** The repository a proxied registry request is about (`/v2/<repository>/manifests|blobs|tags/…`), or '' for the /v2/ ping. */
+function repositoryOf(path: string): string {
+  return path.match(/^\/v2\/(.+?)\/(?:manifests|blobs|tags)\//)?.[1] ?? '';
+}
+
+function countBy<T>(items: readonly T[], key: (item: T) => string): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const item of items) counts[key(item)] = (counts[key(item)] ?? 0) + 1;
+  return counts;
+}
+
+/** The watcher's input checks (a HEAD of a tag's manifest) and /v2/ pings: the part that does not grow with the images. */
+const isFixed = (request: ProxiedRequest) => request.path === '/v2/' || (request.method === 'HEAD' && /\/manifests\/[^/:@]+$/.test(request.path));
+
+/** A fan-out's requests: per image (everything but the fixed part, over the images), the fixed part, and a breakdown for the log. */
+function perImage(requests: readonly ProxiedRequest[], imagePrefix: string, images: number) {
+  const fixed = requests.filter(isFixed).length;
+  const kind = (request: ProxiedRequest) => {
+    const repository = repositoryOf(request.path);
+    const what = request.path.match(/\/(manifests|blobs\/uploads|blobs)\//)?.[1] ?? request.path;
+    return repository === '' ? `${request.method} ${request.path}` : `${request.method} ${repository.startsWith(imagePrefix) ? 'image' : repository} ${what}`;
+  };
+  return { perImage: (requests.length - fixed) / images, fixed, breakdown: JSON.stringify(countBy(requests, kind)) };
+}
+
+interface UpdatesSetup {
+  cluster: Cluster;
+  objects: CustomObjectsApi;
+  /** The registry's own address, for reads that must not be counted. */
+  registryHost: string;
+  proxy: FaultyProxy;
+}
+
+async function startOperatorOn(cluster: Cluster, namespace: string): Promise<OperatorProcess> {
+  return startOperatorProcess({
+    kubeconfigPath: cluster.kubeconfigPath,
+    args: ['--namespace', namespace, '--executor', 'local', '--builder', standInBuilderCommand, '--schedule-jitter', '0'],
+    nodeArgs: cpuProfileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', cpuProfileDir],
+  });
+}
+
+async function stopOperator(operator: OperatorProcess): Promise<void> {
+  // SIGTERM: a clean exit, which is when node writes the CPU profile.
+  operator.signal('SIGTERM');
+  await operator.exited;
+}
+
+const python3DigestOf = (sf: Stackerfile, ref: string) => sf.status?.images?.[0]?.inputs?.find((input) => input.ref === ref)?.digest;
+
+/**
+ * 1. python3+1 fanned out by the operator process to images that are up to date and apply
+ * python3: the time from the push until every Stackerfile's status shows python3+1 (its tag was
+ * moved before), and the registry requests per image. Reference: the same swaps by the engine
+ * alone (bench/swap.ts's fan-out) on the same images, for python3+2.
+ */
+async function fanOutBench({ cluster, objects, registryHost, proxy }: UpdatesSetup): Promise<BenchRow[]> {
+  const namespace = 'bench-fanout';
+  await cluster.kubeConfig.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: namespace } } });
+  // Through the counting proxy: the operator sees the registry at the proxy's address.
+  const prefix = `${proxy.host}/fanout`;
+  const fleet = await pushFleetInputs(prefix);
+  const names = Array.from({ length: fanOutCount }, (_, index) => `app-${String(index).padStart(4, '0')}`);
+  const setup = await timed(() => seedFleet({ objects, namespace, prefix, fleet, names, schedule: everyTwoSeconds, concurrency }));
+  const allReady = await followStackerfiles(cluster, objects, namespace, fanOutCount, isReady);
+  const operator = await startOperatorOn(cluster, namespace);
+  let swapped: { seconds: number; requests: ProxiedRequest[] };
+  try {
+    await allReady.reached;
+    allReady.abort();
+    const python3Next = await bumpPython3(prefix, fleet, '3.12.0');
+    const mark = proxy.requests.length;
+    const started = process.hrtime.bigint();
+    const current = await followStackerfiles(cluster, objects, namespace, fanOutCount, (sf) => isReady(sf) && python3DigestOf(sf, fleet.refs.python3) === python3Next);
+    await current.reached;
+    swapped = { seconds: Number(process.hrtime.bigint() - started) / 1e9, requests: proxy.requests.slice(mark) };
+    current.abort();
+    console.error(`bench operator-updates: ${counterTotal(await operator.metrics(), 'restack_reconcile_total')} reconciles`);
+  } finally {
+    await stopOperator(operator);
+  }
+
+  // Every tag points at python3+1's layer, read from the registry itself (not counted).
+  const newLayer = (await readStoredImage(open(fleet.refs.python3))).platforms[0]?.image.manifest.layers.at(-1)?.digest;
+  let atNew = 0;
+  for (const name of names) {
+    const image = await readStoredImage(open(`docker://${registryHost}/fanout/${name}:latest`));
+    if (image.platforms[0]?.image.manifest.layers[2]?.digest === newLayer) atNew++;
+  }
+
+  await bumpPython3(prefix, fleet, '3.13.0');
+  const mark = proxy.requests.length;
+  const engine = await timed(() => swapFanOut(`docker://${prefix}`, names, fleet.refs.python3, concurrency));
+  const engineRequests = perImage(proxy.requests.slice(mark), 'fanout/app-', fanOutCount);
+  const operatorRequests = perImage(swapped.requests, 'fanout/app-', fanOutCount);
+  console.error(`bench operator-updates: fan-out requests by kind, operator: ${operatorRequests.breakdown}; engine alone: ${engineRequests.breakdown}`);
+  return [
+    { bench: 'op fan-out', metric: `setup: seed ${fanOutCount} Stackerfiles`, value: setup.seconds, unit: 's' },
+    { bench: 'op fan-out', metric: `python3+1 to ${fanOutCount} images`, value: swapped.seconds, unit: 's', reference: { name: 'engine swaps alone', value: engine.seconds }, target: '< 30 s', met: swapped.seconds < 30 },
+    { bench: 'op fan-out', metric: `requests/image (+${operatorRequests.fixed} fixed)`, value: operatorRequests.perImage, unit: 'req', reference: { name: `engine alone (+${engineRequests.fixed} fixed)`, value: engineRequests.perImage } },
+    { bench: 'op fan-out', metric: 'tags at python3+1 after it', value: atNew, unit: 'images', target: `${fanOutCount}`, met: atNew === fanOutCount },
+  ];
+}
+
+/**
+ * 2. The input checks of Stackerfiles on a few distinct inputs, once settled: registry requests
+ * per poll cycle through the operator process. Reference: the poller alone over the same inputs.
+ */
+async function pollCostBench({ cluster, objects, proxy }: UpdatesSetup): Promise<BenchRow[]> {
+  const namespace = 'bench-poll';
+  await cluster.kubeConfig.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: namespace } } });
+  const prefix = `${proxy.host}/poll`;
+  const fleet = await pushFleetInputs(prefix);
+  const flavours = await Promise.all(Array.from({ length: pollInputs - 2 }, (_, index) => python3Flavour(prefix, fleet, `python3-${index}`)));
+  const names = Array.from({ length: pollCount }, (_, index) => `app-${String(index).padStart(4, '0')}`);
+  const index = new InputIndex();
+  for (const [flavour, fleetOf] of flavours.entries()) {
+    const owned = names.filter((_, position) => position % flavours.length === flavour);
+    await seedFleet({ objects, namespace, prefix, fleet: fleetOf, names: owned, schedule: everyTwoSeconds, concurrency });
+    const inputs = [fleetOf.refs.base, fleetOf.refs.ssl, fleetOf.refs.python3].map((ref, position) => ({ ref, role: position === 0 ? ('from' as const) : ('apply' as const) }));
+    for (const name of owned) index.set(`${namespace}/${name}`, inputs, everyTwoSeconds);
+  }
+
+  const allReady = await followStackerfiles(cluster, objects, namespace, pollCount, isReady);
+  const operator = await startOperatorOn(cluster, namespace);
+  let window: ProxiedRequest[];
+  try {
+    await allReady.reached;
+    allReady.abort();
+    // Settled: a cycle after all are Ready. The window starts half way between ticks (even seconds)
+    // and spans whole cycles, so it holds exactly `pollCycles` of them.
+    await sleep(2000);
+    await sleep(2000 - (Date.now() % 2000) + 1000);
+    const mark = proxy.requests.length;
+    await sleep(pollCycles * 2000);
+    window = proxy.requests.slice(mark);
+  } finally {
+    await stopOperator(operator);
+  }
+  const byKind = countBy(window, (request) => `${request.method} ${/\/manifests\//.test(request.path) ? 'manifest' : request.path === '/v2/' ? '/v2/' : 'other'}`);
+  console.error(`bench operator-updates: poll requests over ${pollCycles} cycles by kind: ${JSON.stringify(byKind)}`);
+
+  const poller = new Poller({ index });
+  await poller.poll(everyTwoSeconds);
+  const mark = proxy.requests.length;
+  await poller.poll(everyTwoSeconds);
+  poller.stop();
+  const alone = proxy.requests.length - mark;
+  const perCycle = window.length / pollCycles;
+  return [
+    { bench: 'op poll', metric: `poll: ${pollCount} Stackerfiles, ${pollInputs} inputs`, value: perCycle, unit: 'req/cycle', reference: { name: 'poller alone', value: alone }, target: `${pollInputs} a cycle`, met: perCycle === pollInputs },
+  ];
+}
+
+/**
+ * The operator keeping images current (issue 7): a python3 bump fanned out to many images, and
+ * the registry requests of polling many Stackerfiles on few inputs. The registry is behind a
+ * counting proxy, on tmpfs.
+ */
+export async function operatorUpdatesBench(): Promise<BenchRow[]> {
+  const cluster = await useCluster();
+  const registry = await startRegistry({ parentDirectory: '/dev/shm' });
+  const proxy = await startFaultyProxy(registry.url);
+  try {
+    const objects = cluster.kubeConfig.makeApiClient(CustomObjectsApi);
+    await installCrds(cluster);
+    const setup = { cluster, objects, registryHost: registry.host, proxy };
+    return [...(await fanOutBench(setup)), ...(await pollCostBench(setup))];
+  } finally {
+    await proxy.stop();
     await registry.stop();
     await cluster.stop();
   }

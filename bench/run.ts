@@ -1,13 +1,14 @@
 // npm run bench: every benchmark, each printing ratios against a reference measured in the same run.
 import { printRows, type BenchRow } from './report.ts';
 import { buildBench } from './build.ts';
-import { operatorBench } from './operator.ts';
+import { operatorBench, operatorUpdatesBench } from './operator.ts';
 import { swapBench } from './swap.ts';
 
 const benches: [string, () => Promise<BenchRow[]>][] = [
   ['swap', swapBench],
   ['build', buildBench],
   ['operator', operatorBench],
+  ['operator-updates', operatorUpdatesBench],
 ];
 const only = process.argv.slice(2);
 for (const [name, run] of benches) {

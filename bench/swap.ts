@@ -3,7 +3,7 @@ import { execa } from 'execa';
 import { composeToStore } from '../src/engine/compose.ts';
 import { readStoredImage } from '../src/engine/images.ts';
 import { LayerChangesCache } from '../src/engine/layer-changes.ts';
-import { swapDependency } from '../src/engine/swap.ts';
+import { swapDependency, type SwapOutcome } from '../src/engine/swap.ts';
 import { RegistryStore } from '../src/oci/registry/store.ts';
 import { makeLayer, type BuiltLayer } from '../test/services/images.ts';
 import { startRegistry } from '../test/services/registry.ts';
@@ -20,6 +20,28 @@ async function eachLimited<T>(items: readonly T[], limit: number, work: (item: T
   await Promise.all(Array.from({ length: limit }, async () => {
     while (next < items.length) await work(items[next++] as T);
   }));
+}
+
+/**
+ * One dependency bump swapped into `<prefix>/<name>:latest` for every name, `limit` at a time, by
+ * the engine alone: the dependency is read once and its layer listings are shared. Throws on the
+ * first image not swapped; `afterSharedRead` runs once the dependency is read. Returns the first
+ * outcome (every image of a fan-out has the same slices).
+ */
+export async function swapFanOut(prefix: string, names: readonly string[], dependencyRef: string, limit: number, afterSharedRead: () => void = () => {}): Promise<SwapOutcome> {
+  const layerChanges = new LayerChangesCache();
+  const dependency = open(dependencyRef);
+  const dependencyImage = await readStoredImage(dependency);
+  afterSharedRead();
+  const outcomes: SwapOutcome[] = [];
+  await eachLimited(names, limit, async (name) => {
+    const outcome = await swapDependency({ target: open(`${prefix}/${name}:latest`), dependency, dependencyImage, layerChanges });
+    if (outcome.status !== 'swapped') throw new Error(`${name}: ${outcome.refusal?.message ?? outcome.status}`);
+    outcomes.push(outcome);
+  });
+  const [first] = outcomes;
+  if (first === undefined) throw new Error('a fan-out needs at least one image');
+  return first;
 }
 
 function registryStats(ref: string) {
@@ -106,20 +128,11 @@ export async function swapBench(): Promise<BenchRow[]> {
     const setup = await timed(() => eachLimited(names, concurrency, (name) => composeA(name, 64 << 10)));
     await pushLayered(prefix, 'python3', [base, python3Next]);
     stats.reset();
-    const layerChanges = new LayerChangesCache();
-    const dependency = open(`${prefix}/python3:latest`);
     // Once per fan-out, not per image: reading the dependency, and listing its old and new slice
     // (the listings are cached by digest).
     let sharedRequests = 0;
-    const fanOut = await timed(async () => {
-      const dependencyImage = await readStoredImage(dependency);
-      sharedRequests = stats.requests;
-      await eachLimited(names, concurrency, async (name) => {
-        const outcome = await swapDependency({ target: open(`${prefix}/${name}:latest`), dependency, dependencyImage, layerChanges });
-        if (outcome.status !== 'swapped') throw new Error(`${name}: ${outcome.refusal?.message ?? outcome.status}`);
-        if (name === names[0]) sharedRequests += outcome.platforms.reduce((sum, platform) => sum + platform.oldSlice.length + platform.newSlice.length, 0);
-      });
-    });
+    const fanOut = await timed(() => swapFanOut(prefix, names, `${prefix}/python3:latest`, concurrency, () => (sharedRequests = stats.requests)));
+    sharedRequests += fanOut.result.platforms.reduce((sum, platform) => sum + platform.oldSlice.length + platform.newSlice.length, 0);
     const fanOutStats = stats.snapshot();
     rows.push(
       { bench: 'fan-out', metric: `setup: compose ${fanOutImages} images`, value: setup.seconds, unit: 's' },

@@ -1,10 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
 import type { BuildEvent } from '../engine/build/events.ts';
+import { Semaphore } from '../oci/registry/semaphore.ts';
 import { errorResult, resultOutputs } from '../engine/build/result-message.ts';
 import { buildResultOf, type BuildProgress, type BuildRequest, type BuildResult, type Executor, type ExecutorContext } from './executor.ts';
 
@@ -27,12 +28,15 @@ export class LocalExecutor implements Executor {
   readonly #command: readonly string[];
   /** By ImageBuild UID, until the result is recorded. */
   readonly #runs = new Map<string, Run>();
+  /** Builds started wait for a slot: many ImageBuilds at once must not start as many builders on one machine. */
+  readonly #slots: Semaphore;
   #context: ExecutorContext | undefined;
   #stopping = false;
 
-  constructor(command: readonly string[]) {
+  constructor(command: readonly string[], maxParallel = availableParallelism()) {
     if (command.length === 0) throw new Error('the builder command is empty; give the restack build command line');
     this.#command = command;
+    this.#slots = new Semaphore(maxParallel);
   }
 
   async start(context: ExecutorContext): Promise<void> {
@@ -76,6 +80,17 @@ export class LocalExecutor implements Executor {
   }
 
   async #run(request: BuildRequest, run: Run): Promise<BuildResult> {
+    const release = await this.#slots.acquire();
+    try {
+      // Released (the build superseded) or stopped while waiting for a slot: nothing to run.
+      if (this.#stopping || this.#runs.get(request.imageBuild.uid) !== run) return { ok: false, message: 'the build was stopped before it started' };
+      return await this.#build(request, run);
+    } finally {
+      release();
+    }
+  }
+
+  async #build(request: BuildRequest, run: Run): Promise<BuildResult> {
     const dir = await mkdtemp(join(tmpdir(), 'restack-build-'));
     try {
       // The build's storage lives here: the run containers' mapped root must be able to traverse it.

@@ -6,7 +6,7 @@ import { splitKey, type Informer } from './informer.ts';
 import type { ImageBuild, Kube, Stackerfile } from './kube.ts';
 import { readRecipe } from './recipe-source.ts';
 import type { ImageBuildStatus } from './resources.ts';
-import { runSwap, stackerfileOpener } from './swap-runner.ts';
+import { DependencyImages, runSwap, stackerfileOpener } from './swap-runner.ts';
 
 export interface ImageBuildControllerOptions {
   kube: Kube;
@@ -34,6 +34,7 @@ export class ImageBuildController {
   readonly #o: ImageBuildControllerOptions;
   /** UIDs this process finished: the cache may still show them Running for a moment. */
   readonly #finished = new Set<string>();
+  readonly #dependencies = new DependencyImages();
   /** What this process recorded of the builds it saw Running: the cache may still show them Pending. */
   readonly #running = new Map<string, { podName?: string; startTime: string }>();
 
@@ -94,7 +95,7 @@ export class ImageBuildController {
   /** A swap runs here, in the operator: no pod, only manifest writes and a tag move. */
   async #swap(build: ImageBuild, stackerfile: Stackerfile): Promise<void> {
     const startTime = now();
-    const run = await runSwap(build, stackerfile, await stackerfileOpener(this.#o.kube, stackerfile), this.#o.layerChanges);
+    const run = await runSwap(build, stackerfile, await stackerfileOpener(this.#o.kube, stackerfile), this.#o.layerChanges, this.#dependencies);
     const completionTime = now();
     const count = (result: string) => run.checks.filter((check) => check.result === result).length;
     const refused = run.checks.filter((check) => check.result === 'Refused');

@@ -1,4 +1,4 @@
-import type { OpenedReference } from '../engine/images.ts';
+import { readStoredImage, type OpenedReference, type StoredImage } from '../engine/images.ts';
 import { openReferences } from '../engine/open-reference.ts';
 import type { LayerChangesCache } from '../engine/layer-changes.ts';
 import { swapDependency } from '../engine/swap.ts';
@@ -19,6 +19,32 @@ export interface SwapRun {
 /** Opens references of one Stackerfile's registry (its insecure flag, its push credentials). */
 export type Opener = (ref: string) => OpenedReference;
 
+/**
+ * The dependencies of recent swaps as read, by pinned reference: a fan-out swaps one version into
+ * many images, and a digest's content never changes, so it is read once, not once per image.
+ */
+export class DependencyImages {
+  readonly #images = new Map<string, Promise<StoredImage>>();
+  readonly #capacity: number;
+
+  constructor(capacity = 64) {
+    this.#capacity = capacity;
+  }
+
+  get(pinnedDependency: OpenedReference): Promise<StoredImage> {
+    const key = pinnedDependency.display;
+    let image = this.#images.get(key);
+    if (image === undefined) {
+      image = readStoredImage(pinnedDependency);
+      image.catch(() => this.#images.delete(key));
+      this.#images.set(key, image);
+      const oldest = this.#images.keys().next().value;
+      if (this.#images.size > this.#capacity && oldest !== undefined) this.#images.delete(oldest);
+    }
+    return image;
+  }
+}
+
 /** The reference pinned to the digest the watcher saw, so every image of a fan-out gets the same version. */
 export function pinned(ref: string, digest: string): string {
   return formatReference(withDigest(parseReference(ref), digest));
@@ -31,7 +57,7 @@ export function pinned(ref: string, digest: string): string {
  * (the images already swapped report UpToDate). A refused swap leaves the image as it was and
  * says why; the Stackerfile controller then starts a rebuild.
  */
-export async function runSwap(build: ImageBuild, stackerfile: Stackerfile, open: Opener, layerChanges: LayerChangesCache): Promise<SwapRun> {
+export async function runSwap(build: ImageBuild, stackerfile: Stackerfile, open: Opener, layerChanges: LayerChangesCache, dependencies: DependencyImages): Promise<SwapRun> {
   const published = new Map((stackerfile.status?.images ?? []).map((image) => [image.name, image]));
   const changed = (build.spec.inputs ?? []).filter((input) => input.role === 'apply' && input.digest !== undefined);
   const run: SwapRun = { outputs: [], checks: [] };
@@ -43,7 +69,7 @@ export async function runSwap(build: ImageBuild, stackerfile: Stackerfile, open:
       }
       continue;
     }
-    const output = await swapImage(image, changed, open, layerChanges, run.checks);
+    const output = await swapImage(image, changed, open, { layerChanges, dependencies }, run.checks);
     if (output !== undefined) run.outputs.push(output);
   }
   return run;
@@ -53,7 +79,7 @@ async function swapImage(
   image: PublishedImage,
   changed: readonly { ref: string; digest?: string | undefined }[],
   open: Opener,
-  layerChanges: LayerChangesCache,
+  caches: { layerChanges: LayerChangesCache; dependencies: DependencyImages },
   checks: Check[],
 ): Promise<Output | undefined> {
   let inputs = image.inputs ?? [];
@@ -62,7 +88,13 @@ async function swapImage(
   for (const input of changed) {
     const recorded = inputs.find((candidate) => candidate.ref === input.ref && candidate.role === 'apply');
     if (recorded === undefined || input.digest === undefined) continue;
-    const outcome = await swapDependency({ target: open(image.ref), dependency: open(pinned(input.ref, input.digest)), layerChanges });
+    const dependency = open(pinned(input.ref, input.digest));
+    const outcome = await swapDependency({
+      target: open(image.ref),
+      dependency,
+      dependencyImage: await caches.dependencies.get(dependency),
+      layerChanges: caches.layerChanges,
+    });
     const check = { image: image.name, dependency: input.ref, from: recorded.digest ?? '', to: input.digest };
     if (outcome.refusal !== undefined) {
       checks.push({ ...check, result: 'Refused', reason: outcome.refusal.reason, message: outcome.refusal.message });

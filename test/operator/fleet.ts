@@ -40,6 +40,16 @@ export async function bumpPython3(prefix: string, fleet: FleetInputs, version: s
   return pushLayered(`docker://${prefix}`, 'python3', [fleet.base, python3]);
 }
 
+/**
+ * Another python3 (base + a layer of its own) pushed as `<prefix>/<repository>:latest`: the same
+ * fleet with that as its python3, for fleets whose Stackerfiles watch more distinct inputs.
+ */
+export async function python3Flavour(prefix: string, fleet: FleetInputs, repository: string): Promise<FleetInputs> {
+  const python3 = await makeLayer({ 'usr/bin/python3': `python 3.11 (${repository})\n` });
+  const digest = await pushLayered(`docker://${prefix}`, repository, [fleet.base, python3]);
+  return { ...fleet, python3, digests: { ...fleet.digests, python3: digest }, refs: { ...fleet.refs, python3: `docker://${prefix}/${repository}:latest` } };
+}
+
 export function appRecipe(name: string, fleet: FleetInputs): string {
   return `${name}:\n  from: {type: docker, url: "${fleet.refs.base}"}\n  apply:\n    - ${fleet.refs.ssl}\n    - ${fleet.refs.python3}\n  run: echo ${name} > /srv/${name}\n`;
 }
