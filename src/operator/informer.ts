@@ -23,6 +23,8 @@ export interface InformerOptions<T extends KubernetesObject> {
   logger: Logger;
   /** Wait before restarting a watch that failed with something other than 410 Gone. */
   restartDelayMs?: number;
+  /** A secondary key (such as the owner's uid), so `indexed` finds an object's peers without scanning the cache. */
+  indexBy?: (object: T) => string | undefined;
 }
 
 /**
@@ -33,6 +35,7 @@ export interface InformerOptions<T extends KubernetesObject> {
 export class Informer<T extends KubernetesObject> {
   readonly #options: InformerOptions<T>;
   readonly #cache = new Map<string, T>();
+  readonly #index = new Map<string, Set<string>>();
   readonly #informer;
   #synced = false;
   #markSynced: () => void = () => {};
@@ -57,7 +60,9 @@ export class Informer<T extends KubernetesObject> {
     this.#informer.on('add', seen);
     this.#informer.on('update', seen);
     this.#informer.on('delete', (object) => {
-      this.#cache.delete(objectKey(object));
+      const key = objectKey(object);
+      this.#unindex(key);
+      this.#cache.delete(key);
       options.onChange(object, true);
     });
     this.#informer.on('error', (error: unknown) => this.#failed(error));
@@ -88,13 +93,30 @@ export class Informer<T extends KubernetesObject> {
     return [...this.#cache.values()].filter((object) => namespace === undefined || object.metadata?.namespace === namespace);
   }
 
+  /** The cached objects whose `indexBy` key is `indexKey`. */
+  indexed(indexKey: string): T[] {
+    return [...(this.#index.get(indexKey) ?? [])].flatMap((key) => this.#cache.get(key) ?? []);
+  }
+
   #seen(object: T): void {
     const key = objectKey(object);
     const known = this.#cache.get(key);
+    this.#unindex(key);
     this.#cache.set(key, object);
+    const indexKey = this.#options.indexBy?.(object);
+    if (indexKey !== undefined) this.#index.set(indexKey, (this.#index.get(indexKey) ?? new Set()).add(key));
     const version = object.metadata?.resourceVersion;
     if (known !== undefined && version !== undefined && known.metadata?.resourceVersion === version) return;
     this.#options.onChange(object, false);
+  }
+
+  #unindex(key: string): void {
+    const known = this.#cache.get(key);
+    const indexKey = known === undefined ? undefined : this.#options.indexBy?.(known);
+    if (indexKey === undefined) return;
+    const peers = this.#index.get(indexKey);
+    peers?.delete(key);
+    if (peers?.size === 0) this.#index.delete(indexKey);
   }
 
   #failed(error: unknown): void {

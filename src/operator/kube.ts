@@ -1,4 +1,4 @@
-import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { group, version, type ImageBuildSpec, type ImageBuildStatus, type StackerfileSpec, type StackerfileStatus } from './resources.ts';
 
 export interface Stackerfile extends KubernetesObject {
@@ -12,6 +12,9 @@ export interface ImageBuild extends KubernetesObject {
 
 export const plurals = { Stackerfile: 'stackerfiles', ImageBuild: 'imagebuilds' } as const;
 export type Kind = keyof typeof plurals;
+
+/** client-go's pager default. */
+const listPageSize = 500;
 
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
@@ -31,11 +34,25 @@ export class Kube {
     return `/apis/${group}/${version}${namespace === undefined ? '' : `/namespaces/${namespace}`}/${plurals[kind]}`;
   }
 
-  list(kind: Kind, namespace: string | undefined) {
+  /**
+   * Every object of a kind, read in pages of `pageSize` (one consistent snapshot, as client-go's
+   * pager does), so the operator never holds one response of thousands of objects at once.
+   */
+  async list(kind: Kind, namespace: string | undefined, pageSize = listPageSize): Promise<KubernetesListObject<KubernetesObject>> {
     const plural = plurals[kind];
-    return namespace === undefined
-      ? this.objects.listClusterCustomObject({ group, version, plural })
-      : this.objects.listNamespacedCustomObject({ group, version, namespace, plural });
+    const items: KubernetesObject[] = [];
+    let page: KubernetesListObject<KubernetesObject>;
+    let next: string | undefined;
+    do {
+      const paging = { limit: pageSize, ...(next === undefined ? {} : { _continue: next }) };
+      page = await (namespace === undefined
+        ? this.objects.listClusterCustomObject({ group, version, plural, ...paging })
+        : this.objects.listNamespacedCustomObject({ group, version, namespace, plural, ...paging }));
+      items.push(...page.items);
+      // Custom objects come back as the server's JSON, where the token is `continue` (typed lists say `_continue`).
+      next = (page.metadata as { continue?: string } | undefined)?.continue || undefined;
+    } while (next !== undefined);
+    return { ...page, items };
   }
 
   /** With `resourceVersion`, the write fails with 409 Conflict when the object changed since it was read (a stale cache). */

@@ -11,7 +11,7 @@ import { Kube, type ImageBuild, type Kind, type Stackerfile } from './kube.ts';
 import { LeaderElector } from './leader.ts';
 import { OperatorMetrics } from './metrics.ts';
 import { WorkQueue, type Handler } from './queue.ts';
-import { StackerfileController } from './stackerfile-controller.ts';
+import { controllerUid, StackerfileController } from './stackerfile-controller.ts';
 import { WatchService, type WatchServiceOptions } from './watch-service.ts';
 
 export interface ManagerOptions {
@@ -46,19 +46,20 @@ export class Manager {
     this.#o = options;
     const { kubeConfig, logger, namespace } = options;
     this.#kube = new Kube(kubeConfig);
-    const informer = <T extends Stackerfile | ImageBuild>(kind: Kind, onChange: (object: T) => void) =>
+    const informer = <T extends Stackerfile | ImageBuild>(kind: Kind, onChange: (object: T) => void, indexBy?: (object: T) => string | undefined) =>
       new Informer<T>({
         kubeConfig,
         logger,
         path: this.#kube.listPath(kind, namespace),
         list: async () => (await this.#kube.list(kind, namespace)) as KubernetesListObject<T>,
         onChange,
+        ...(indexBy === undefined ? {} : { indexBy }),
       });
     this.#stackerfiles = informer<Stackerfile>('Stackerfile', (sf) => this.#queues.Stackerfile.add(objectKey(sf)));
     this.#imageBuilds = informer<ImageBuild>('ImageBuild', (build) => {
       this.#queues.ImageBuild.add(objectKey(build));
       this.#queues.Stackerfile.add(`${build.metadata?.namespace}/${build.spec.stackerfileRef.name}`);
-    });
+    }, controllerUid);
     this.#watch =
       options.updates === undefined
         ? undefined

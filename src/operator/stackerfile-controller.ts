@@ -40,10 +40,9 @@ export function buildReason(stackerfile: Stackerfile): 'Initial' | 'RecipeChange
   return (stackerfile.metadata?.generation ?? 1) <= 1 || (stackerfile.status?.images ?? []).length === 0 ? 'Initial' : 'RecipeChange';
 }
 
-/** The ImageBuilds of a Stackerfile (by controller owner reference). */
-export function ownedBuilds(stackerfile: Stackerfile, builds: readonly ImageBuild[]): ImageBuild[] {
-  const uid = stackerfile.metadata?.uid;
-  return builds.filter((build) => build.metadata?.ownerReferences?.some((owner) => owner.controller === true && owner.uid === uid));
+/** The uid of an object's controller (the Stackerfile of an ImageBuild): the ImageBuild cache is indexed by it. */
+export function controllerUid(object: ImageBuild): string | undefined {
+  return object.metadata?.ownerReferences?.find((owner) => owner.controller === true)?.uid;
 }
 
 /** Finished builds beyond the history limits, oldest first; the builds of the current generation in use are kept. */
@@ -78,6 +77,13 @@ export function imagesAfter(images: StackerfileStatus['images'], build: ImageBui
 /** Status records where images are published as `host/repository:tag`; inputs are written as references. */
 function asReference(published: string): string {
   return published.startsWith('docker://') || published.startsWith('oci:') ? published : `docker://${published}`;
+}
+
+/** Reconciling while an ImageBuild is pending or running; what it is for is in its spec.cause and the Event that created it. */
+function underWay(build: ImageBuild): ConditionInput[] {
+  const swap = build.spec.strategy === 'Swap';
+  const message = `ImageBuild ${build.metadata?.name ?? ''} (${swap ? 'swap' : 'build'}, ${build.spec.reason}) is ${build.status?.phase ?? 'Pending'}`;
+  return kstatus('Reconciling', swap ? 'Swapping' : 'Building', message);
 }
 
 /** The same change planned again after it failed: not retried until something else changes. */
@@ -122,7 +128,7 @@ export class StackerfileController {
       return;
     }
 
-    const builds = ownedBuilds(stackerfile, this.#o.imageBuilds.list(namespace));
+    const builds = this.#o.imageBuilds.indexed(stackerfile.metadata?.uid ?? '');
     const generationBuildName = imageBuildName(stackerfile, recipe.text);
     let generationBuild = builds.find((build) => build.metadata?.name === generationBuildName);
     if (generationBuild === undefined && stackerfile.spec.suspend) {
@@ -141,8 +147,7 @@ export class StackerfileController {
     const latestName = latest.metadata?.name ?? '';
     const phase = latest.status?.phase;
     if (phase !== 'Succeeded' && phase !== 'Failed') {
-      const what = latest.spec.strategy === 'Swap' ? 'swap' : 'build';
-      await this.#report(stackerfile, kstatus('Reconciling', latest.spec.strategy === 'Swap' ? 'Swapping' : 'Building', `ImageBuild ${latestName} (${what}, ${latest.spec.reason}) is ${phase ?? 'Pending'}`), undefined, { latestImageBuild: latestName });
+      await this.#report(stackerfile, underWay(latest), undefined, { latestImageBuild: latestName });
       return;
     }
     if (phase === 'Failed' && latest === generationBuild) {
@@ -171,7 +176,8 @@ export class StackerfileController {
     // The build's name is deterministic, so creating it before recording it cannot make two.
     const next = await this.#createBuild(published, plan.name, plan.spec, plan.event);
     const requested = plan.spec.reason === 'Manual' ? stackerfile.metadata?.annotations?.[rebuildAnnotation] : undefined;
-    await this.#report(stackerfile, [...kstatus('Reconciling', 'Updating', plan.event), ...inputConditions], undefined, {
+    // The same conditions the next reconcile reports while the build is pending, so that one writes nothing.
+    await this.#report(stackerfile, [...underWay(next), ...inputConditions], undefined, {
       ...imagesStatus,
       latestImageBuild: next.metadata?.name ?? '',
       ...(requested === undefined ? {} : { lastRebuildRequest: requested }),

@@ -67,11 +67,6 @@ export class CascadeGraph {
       .sort((a, b) => (a[0] ?? '').localeCompare(b[0] ?? ''));
     return this.#cycles;
   }
-
-  /** The members of the cycle `owner` is in (itself included), or undefined. */
-  cycleOf(owner: string): string[] | undefined {
-    return this.cycles().find((cycle) => cycle.includes(owner));
-  }
 }
 
 function keysOf(refs: readonly string[]): Set<string> {

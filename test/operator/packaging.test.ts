@@ -194,6 +194,9 @@ describe('config/ kustomize bases and charts/restack on a real API server', () =
     const args = JSON.stringify(findObject(webhook, 'Deployment'));
     assert.match(args, /--webhook-bind-address=:8443/);
     assert.match(args, /--webhook-secret-file=\/etc\/restack\/webhook\/secret/);
+    assert.match(args, /--lease-duration=15","--lease-renew-period=10"/);
+    const shortLease = JSON.stringify(findObject(documents(await helmTemplate(['leaderElection.leaseDurationSeconds=6', 'leaderElection.renewPeriodSeconds=4'])), 'Deployment'));
+    assert.match(shortLease, /--lease-duration=6","--lease-renew-period=4"/);
   });
 
   test("the chart's operator pod meets the restricted level", async () => {
@@ -217,7 +220,10 @@ describe('config/ kustomize bases and charts/restack on a real API server', () =
   });
 
   test('wrong values fail helm template with the value and the fix', async () => {
-    await assert.rejects(helmTemplate(['executor=docker']), /executor: "docker" is not an executor; set it to pod .* or local/);
+    // values.schema.json: an unknown value or a misspelt key is refused with its path.
+    await assert.rejects(helmTemplate(['executor=docker']), /'\/executor': value must be one of 'pod', 'local'/);
+    await assert.rejects(helmTemplate(['replica=2']), /additional properties 'replica' not allowed/);
+    await assert.rejects(helmTemplate(['leaderElection.renewPeriodSeconds=20']), /leaderElection.renewPeriodSeconds: 20 is not shorter than leaderElection.leaseDurationSeconds \(15\)/);
     await assert.rejects(helmTemplate(['serviceAccount.create=false']), /serviceAccount.name: with serviceAccount.create=false, name the existing ServiceAccount/);
     await assert.rejects(helmTemplate(['webhook.enabled=true', 'webhook.secret=s', 'webhook.existingSecret=e']), /webhook: give secret or existingSecret, not both/);
   });
