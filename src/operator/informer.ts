@@ -99,6 +99,10 @@ export class Informer<T extends KubernetesObject> {
   }
 
   #seen(object: T): void {
+    // Nothing here reads managedFields, and they are often the larger part of an object with a big
+    // status: dropped from the cached object (which client-node's cache shares), as
+    // controller-runtime's TransformStripManagedFields does.
+    delete object.metadata?.managedFields;
     const key = objectKey(object);
     const known = this.#cache.get(key);
     this.#unindex(key);
