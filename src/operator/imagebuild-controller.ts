@@ -138,6 +138,6 @@ export class ImageBuildController {
   }
 
   async #write(build: ImageBuild, status: ImageBuildStatus): Promise<void> {
-    await this.#o.kube.patchStatus('ImageBuild', build.metadata?.namespace ?? 'default', build.metadata?.name ?? '', status);
+    this.#o.imageBuilds.remember((await this.#o.kube.patchStatus('ImageBuild', build.metadata?.namespace ?? 'default', build.metadata?.name ?? '', status)) as ImageBuild);
   }
 }

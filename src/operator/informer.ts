@@ -11,6 +11,18 @@ export function splitKey(key: string): { namespace: string; name: string } {
   return { namespace: key.slice(0, slash), name: key.slice(slash + 1) };
 }
 
+/**
+ * Whether `object` is an older version than `known`. Resource versions are opaque to clients, but
+ * the API server's are etcd revisions: integers that grow, which client-go's mutation cache relies
+ * on too. Only `remember` can put a version in the cache before the watch delivers the ones before it.
+ */
+function isOlder(object: KubernetesObject, known: KubernetesObject): boolean {
+  const version = object.metadata?.resourceVersion;
+  const knownVersion = known.metadata?.resourceVersion;
+  if (version === undefined || knownVersion === undefined || !/^\d+$/.test(version) || !/^\d+$/.test(knownVersion)) return false;
+  return BigInt(version) < BigInt(knownVersion);
+}
+
 export interface InformerOptions<T extends KubernetesObject> {
   kubeConfig: KubeConfig;
   /** The watch path, e.g. /apis/restack.dev/v1alpha1/namespaces/ns/stackerfiles. */
@@ -93,6 +105,15 @@ export class Informer<T extends KubernetesObject> {
     return [...this.#cache.values()].filter((object) => namespace === undefined || object.metadata?.namespace === namespace);
   }
 
+  /**
+   * An object this process just wrote, as the API server returned it: cached at once (and
+   * reported like a watch event), so the reconciles that follow do not act on the version before
+   * the write and fail with 409 Conflict; the watch's echo of it then changes nothing.
+   */
+  remember(object: T): void {
+    this.#seen(object);
+  }
+
   /** The cached objects whose `indexBy` key is `indexKey`. */
   indexed(indexKey: string): T[] {
     return [...(this.#index.get(indexKey) ?? [])].flatMap((key) => this.#cache.get(key) ?? []);
@@ -105,6 +126,7 @@ export class Informer<T extends KubernetesObject> {
     delete object.metadata?.managedFields;
     const key = objectKey(object);
     const known = this.#cache.get(key);
+    if (known !== undefined && isOlder(object, known)) return;
     this.#unindex(key);
     this.#cache.set(key, object);
     const indexKey = this.#options.indexBy?.(object);

@@ -56,22 +56,22 @@ export class Kube {
   }
 
   /** With `resourceVersion`, the write fails with 409 Conflict when the object changed since it was read (a stale cache). */
-  async patchStatus(kind: Kind, namespace: string, name: string, status: object, resourceVersion?: string): Promise<void> {
+  /** Returns the object as written, for the caller's cache. */
+  async patchStatus(kind: Kind, namespace: string, name: string, status: object, resourceVersion?: string): Promise<KubernetesObject> {
     const body = { ...(resourceVersion === undefined ? {} : { metadata: { resourceVersion } }), status };
-    await this.objects.patchNamespacedCustomObjectStatus({ group, version, namespace, plural: plurals[kind], name, body }, mergePatch);
+    return (await this.objects.patchNamespacedCustomObjectStatus({ group, version, namespace, plural: plurals[kind], name, body }, mergePatch)) as KubernetesObject;
   }
 
   async getImageBuild(namespace: string, name: string): Promise<ImageBuild> {
     return (await this.objects.getNamespacedCustomObject({ group, version, namespace, plural: plurals.ImageBuild, name })) as ImageBuild;
   }
 
-  /** Creates the ImageBuild; false if one of that name exists already. */
-  async createImageBuild(namespace: string, body: ImageBuild): Promise<boolean> {
+  /** Creates the ImageBuild and returns it as created; undefined if one of that name exists already. */
+  async createImageBuild(namespace: string, body: ImageBuild): Promise<ImageBuild | undefined> {
     try {
-      await this.objects.createNamespacedCustomObject({ group, version, namespace, plural: plurals.ImageBuild, body });
-      return true;
+      return (await this.objects.createNamespacedCustomObject({ group, version, namespace, plural: plurals.ImageBuild, body })) as ImageBuild;
     } catch (error) {
-      if (statusCode(error) === 409) return false;
+      if (statusCode(error) === 409) return undefined;
       throw error;
     }
   }

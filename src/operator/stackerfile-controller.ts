@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { findCondition, kstatus, setConditions, type ConditionInput } from './conditions.ts';
 import { objectKey, splitKey, type Informer } from './informer.ts';
@@ -94,6 +95,8 @@ function sameWork(a: ImageBuildSpec, b: Omit<ImageBuildSpec, 'stackerfileRef' | 
 /** Reconciles one Stackerfile: validates its recipe, starts a build per generation, reports in status. */
 export class StackerfileController {
   readonly #o: StackerfileControllerOptions;
+  /** Per Stackerfile: the recipe, file and substitutions last validated, and the verdict. */
+  readonly #validated = new Map<string, { fingerprint: string; errors: string | undefined }>();
 
   constructor(options: StackerfileControllerOptions) {
     this.#o = options;
@@ -113,6 +116,7 @@ export class StackerfileController {
     const stackerfile = this.#o.stackerfiles.get(key);
     if (stackerfile === undefined || stackerfile.metadata?.deletionTimestamp !== undefined) {
       this.#o.inputs?.forget(key);
+      this.#validated.delete(key);
       return;
     }
     const { namespace } = splitKey(key);
@@ -121,10 +125,10 @@ export class StackerfileController {
       await this.#report(stackerfile, kstatus('Stalled', 'RecipeNotFound', recipe.message), { type: 'Warning', reason: 'RecipeNotFound' });
       return { requeueAfterMs: this.#o.missingRecipeRetryMs ?? 30_000 };
     }
-    const loaded = await validateRecipe(recipe.text, recipe.file, stackerfile.spec.substitutions);
-    if (!loaded.ok) {
+    const recipeErrors = await this.#recipeErrors(key, recipe.text, recipe.file, stackerfile.spec.substitutions);
+    if (recipeErrors !== undefined) {
       // No retry: the recipe only changes with the spec, which brings a new reconcile.
-      await this.#report(stackerfile, kstatus('Stalled', 'InvalidRecipe', describeDiagnostics(loaded)), { type: 'Warning', reason: 'InvalidRecipe' });
+      await this.#report(stackerfile, kstatus('Stalled', 'InvalidRecipe', recipeErrors), { type: 'Warning', reason: 'InvalidRecipe' });
       return;
     }
 
@@ -185,6 +189,21 @@ export class StackerfileController {
   }
 
   /**
+   * The recipe's errors, one a line, or undefined when it is valid. Most reconciles answer the
+   * operator's own writes (status, ImageBuilds) and see the same recipe: the last verdict on each
+   * Stackerfile's recipe is kept, so a fan-out does not parse every recipe seven times.
+   */
+  async #recipeErrors(key: string, text: string, file: string, substitutions: Record<string, string> | undefined): Promise<string | undefined> {
+    const fingerprint = JSON.stringify([text, file, substitutions ?? {}]);
+    const known = this.#validated.get(key);
+    if (known?.fingerprint === fingerprint) return known.errors;
+    const loaded = await validateRecipe(text, file, substitutions);
+    const errors = loaded.ok ? undefined : describeDiagnostics(loaded);
+    this.#validated.set(key, { fingerprint, errors });
+    return errors;
+  }
+
+  /**
    * The newest ImageBuild of the current generation (status.latestImageBuild), else the
    * generation's build. A build just created may not be in the cache yet: it is then read from
    * the API server; undefined means "not visible yet, look again shortly".
@@ -232,12 +251,14 @@ export class StackerfileController {
       },
       spec: { stackerfileRef: { name: meta.name ?? '' }, ...spec, recipeGeneration: meta.generation ?? 0 },
     };
-    if (await this.#o.kube.createImageBuild(build.metadata?.namespace ?? 'default', build)) {
+    const created = await this.#o.kube.createImageBuild(build.metadata?.namespace ?? 'default', build);
+    if (created !== undefined) {
+      this.#o.imageBuilds.remember(created);
       this.#o.logger.info({ stackerfile: objectKey(stackerfile), imageBuild: name, strategy: spec.strategy, reason: spec.reason }, 'created ImageBuild');
       const kind = spec.strategy === 'Swap' ? 'SwapCreated' : 'BuildCreated';
       await this.#o.kube.event(stackerfile, 'Normal', kind, `created ImageBuild ${name}: ${why}`);
     }
-    return build;
+    return created ?? build;
   }
 
   /** Writes status only when it changed; emits the Event only when the condition is new. */
@@ -255,9 +276,11 @@ export class StackerfileController {
       ...(generation === undefined ? {} : { observedGeneration: generation }),
       conditions: setConditions(status.conditions, conditions, generation, (this.#o.now ?? (() => new Date().toISOString()))()),
     };
-    if (JSON.stringify(next) === JSON.stringify(status)) return;
+    // Not a comparison of JSON text: the API server returns keys sorted, so the echo of a write
+    // would differ from what was written and be written again.
+    if (isDeepStrictEqual(next, status)) return;
     const { namespace, name } = splitKey(objectKey(stackerfile));
-    await this.#o.kube.patchStatus('Stackerfile', namespace, name, next, stackerfile.metadata?.resourceVersion);
+    this.#o.stackerfiles.remember((await this.#o.kube.patchStatus('Stackerfile', namespace, name, next, stackerfile.metadata?.resourceVersion)) as Stackerfile);
     const wanted = conditions.find((c) => c.status === 'True');
     const before = wanted === undefined ? undefined : findCondition(status.conditions, wanted.type);
     const changed = before === undefined || before.status !== 'True' || before.reason !== wanted?.reason || before.message !== wanted?.message;
