@@ -181,6 +181,7 @@ describe('config/ kustomize bases and charts/restack on a real API server', () =
       { values: [], has: ['CustomResourceDefinition', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'Deployment', 'Service', 'ValidatingAdmissionPolicy'], hasNot: ['Secret'] },
       { values: ['webhook.enabled=true'], has: ['Secret'], hasNot: [] },
       { values: ['webhook.enabled=true', 'webhook.existingSecret=registry-notifications'], has: [], hasNot: ['Secret'] },
+      { values: ['registryCredentialsSecret=regcred'], has: ['Deployment'], hasNot: ['Secret'] },
       { values: ['rbac.create=false', 'serviceAccount.create=false', 'serviceAccount.name=restack-operator', 'admissionPolicy.enabled=false', 'metrics.service.enabled=false'], has: ['Deployment'], hasNot: ['ServiceAccount', 'ClusterRole', 'Role', 'Service', 'ValidatingAdmissionPolicy'] },
     ];
     for (const { values, has, hasNot } of variants) {
@@ -195,6 +196,10 @@ describe('config/ kustomize bases and charts/restack on a real API server', () =
     assert.match(args, /--webhook-bind-address=:8443/);
     assert.match(args, /--webhook-secret-file=\/etc\/restack\/webhook\/secret/);
     assert.match(args, /--lease-duration=15","--lease-renew-period=10"/);
+    const withCredentials = JSON.stringify(findObject(documents(await helmTemplate(['registryCredentialsSecret=regcred'])), 'Deployment'));
+    assert.match(withCredentials, /"name":"REGISTRY_AUTH_FILE","value":"\/etc\/restack\/registry\/config.json"/);
+    assert.match(withCredentials, /"secretName":"regcred","items":\[\{"key":".dockerconfigjson","path":"config.json"\}\]/);
+    assert.doesNotMatch(args, /REGISTRY_AUTH_FILE/);
     const shortLease = JSON.stringify(findObject(documents(await helmTemplate(['leaderElection.leaseDurationSeconds=6', 'leaderElection.renewPeriodSeconds=4'])), 'Deployment'));
     assert.match(shortLease, /--lease-duration=6","--lease-renew-period=4"/);
   });
