@@ -52,6 +52,15 @@ describe('registry with htpasswd (plain Basic auth)', { skip: basic.skip }, () =
     await pushAndRead(store(credentialsFromEnvironment({ REGISTRY_AUTH_FILE: path, HOME: scratch })), 'basic/authfile');
   });
 
+  test('a rotated $REGISTRY_AUTH_FILE is read again after a 401, by the same store', async () => {
+    const path = join(scratch, 'rotating.json');
+    await writeFile(path, dockerConfig(`http://${host()}`, 'alice', 'expired'));
+    const rotating = store(credentialsFromEnvironment({ REGISTRY_AUTH_FILE: path, HOME: scratch }, 0));
+    await assert.rejects(rotating.resolve('basic/rotated', 'v1'), unauthorized(/basic\/rotated:v1/));
+    await writeFile(path, dockerConfig(`http://${host()}`, 'alice', users.alice));
+    await pushAndRead(rotating, 'basic/rotated');
+  });
+
   test('credentials from a docker-credential helper named in credHelpers', async () => {
     const bin = join(scratch, 'bin');
     const helper = join(bin, 'docker-credential-restacktest');

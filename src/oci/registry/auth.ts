@@ -93,12 +93,14 @@ export class Authenticator {
 
   /**
    * After a 401: takes the challenge of that answer (a registry may only ask for auth on
-   * repositories), forgets tokens for these scopes, and returns a fresh header.
+   * repositories), forgets tokens for these scopes and the credential used (it may have been
+   * rotated since: the provider is asked again), and returns a fresh header.
    */
   async reauthenticate(scopes: Scope[], wwwAuthenticate: string | null): Promise<string | undefined> {
     const challenge = preferredChallenge(wwwAuthenticate);
     if (challenge !== undefined) this.#challenge = Promise.resolve(challenge);
     this.#tokens.forget(scopes);
+    this.#credentialCache.delete(scopes[0]?.repository ?? '');
     return this.header(scopes);
   }
 

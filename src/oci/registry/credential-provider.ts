@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { OciError } from '../errors.ts';
@@ -69,12 +69,29 @@ export function credentialsFromFile(path: string, env: NodeJS.ProcessEnv = proce
   };
 }
 
-/** Credentials from the files the environment names; files that do not exist are skipped, each read once. */
-export function credentialsFromEnvironment(env: NodeJS.ProcessEnv = process.env): CredentialProvider {
-  let loaded: Promise<CredentialProvider> | undefined;
+/** What identifies a version of a credential file: a mounted Secret is updated by swapping a symlink, a login rewrites the file. */
+async function fileVersion(path: string): Promise<string> {
+  try {
+    const stats = await stat(path);
+    return `${stats.ino}:${stats.mtimeMs}:${stats.size}`;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 'absent';
+    throw error;
+  }
+}
+
+/**
+ * Credentials from the files the environment names; files that do not exist are skipped. A
+ * long-running process (the operator) sees a rotated login or Secret: the files are looked at
+ * again at most every `recheckMs`, and read again when one changed.
+ */
+export function credentialsFromEnvironment(env: NodeJS.ProcessEnv = process.env, recheckMs = 10_000): CredentialProvider {
+  const paths = credentialFilePaths(env);
+  let loaded: { versions: string; provider: Promise<CredentialProvider> } | undefined;
+  let checkedAt = -Infinity;
   const load = async (): Promise<CredentialProvider> => {
     const providers: CredentialProvider[] = [];
-    for (const path of credentialFilePaths(env)) {
+    for (const path of paths) {
       let text: string;
       try {
         text = await readFile(path, 'utf8');
@@ -86,8 +103,12 @@ export function credentialsFromEnvironment(env: NodeJS.ProcessEnv = process.env)
     }
     return chainCredentials(...providers);
   };
-  return async (registry, repository) => {
-    loaded ??= load();
-    return (await loaded)(registry, repository);
+  const current = async (): Promise<CredentialProvider> => {
+    if (loaded !== undefined && performance.now() - checkedAt < recheckMs) return loaded.provider;
+    checkedAt = performance.now();
+    const versions = (await Promise.all(paths.map(fileVersion))).join('\n');
+    if (loaded?.versions !== versions) loaded = { versions, provider: load() };
+    return loaded.provider;
   };
+  return async (registry, repository) => (await current())(registry, repository);
 }
