@@ -5,6 +5,8 @@ export interface WatchedStackerfile {
   outputs: readonly string[];
   /** spec.updates.schedule (cron, seconds allowed). */
   schedule: string;
+  /** The Secret (namespace/name) whose registry credentials check the inputs: spec.output.pushSecretRef. */
+  credentials?: string;
 }
 
 /** Whether the registries of a Stackerfile's inputs answered the last check. */

@@ -1,4 +1,5 @@
 import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import { credentialsFromDockerConfigJson, type CredentialProvider } from '../oci/registry/credential-provider.ts';
 import { group, version, type ImageBuildSpec, type ImageBuildStatus, type StackerfileSpec, type StackerfileStatus } from './resources.ts';
 
 export interface Stackerfile extends KubernetesObject {
@@ -109,6 +110,14 @@ export class Kube {
     const encoded = secret.data?.['.dockerconfigjson'];
     if (encoded === undefined) throw new Error(`${field}: Secret ${namespace}/${name} has no .dockerconfigjson key; make it a kubernetes.io/dockerconfigjson Secret`);
     return Buffer.from(encoded, 'base64').toString('utf8');
+  }
+
+  /**
+   * Registry credentials from a dockerconfigjson Secret, read at each lookup: a store keeps what it
+   * found until a 401, then asks again, so a rotated Secret is used without a restart.
+   */
+  secretCredentials(namespace: string, name: string): CredentialProvider {
+    return async (registry, repository) => credentialsFromDockerConfigJson(await this.dockerConfigJson(namespace, name), `Secret ${namespace}/${name}`)(registry, repository);
   }
 
   async event(object: KubernetesObject, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {

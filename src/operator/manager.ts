@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { LayerChangesCache } from '../engine/layer-changes.ts';
 import type { Executor } from './executor.ts';
 import { ImageBuildController } from './imagebuild-controller.ts';
-import { Informer, objectKey } from './informer.ts';
+import { Informer, objectKey, splitKey } from './informer.ts';
 import { Kube, type ImageBuild, type Kind, type Stackerfile } from './kube.ts';
 import { LeaderElector } from './leader.ts';
 import { OperatorMetrics } from './metrics.ts';
@@ -26,7 +26,7 @@ export interface ManagerOptions {
   missingRecipeRetryMs?: number;
   retryBaseDelayMs?: number;
   /** Keep published images current: watch their inputs, swap or rebuild (docs/updates.md). Off when undefined. */
-  updates?: Omit<WatchServiceOptions, 'logger' | 'requeue'> & { defaultSchedule?: string };
+  updates?: Omit<WatchServiceOptions, 'logger' | 'requeue' | 'credentialsFor'> & { defaultSchedule?: string };
 }
 
 /** Wires the caches, queues, controllers, leader election and the health and metrics server. */
@@ -63,7 +63,15 @@ export class Manager {
     this.#watch =
       options.updates === undefined
         ? undefined
-        : new WatchService({ ...options.updates, logger, requeue: (owners) => owners.forEach((owner) => this.#queues.Stackerfile.add(owner)) });
+        : new WatchService({
+            ...options.updates,
+            logger,
+            requeue: (owners) => owners.forEach((owner) => this.#queues.Stackerfile.add(owner)),
+            credentialsFor: (secret) => {
+              const { namespace: secretNamespace, name } = splitKey(secret);
+              return this.#kube.secretCredentials(secretNamespace, name);
+            },
+          });
     const stackerfileController = new StackerfileController({
       kube: this.#kube,
       stackerfiles: this.#stackerfiles,

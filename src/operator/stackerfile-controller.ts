@@ -226,10 +226,13 @@ export class StackerfileController {
     const watcher = this.#o.inputs;
     if (watcher === undefined) return;
     const images = stackerfile.status?.images ?? [];
+    const secret = stackerfile.spec.output.pushSecretRef?.name;
     watcher.watch(key, {
       inputs: images.flatMap((image) => (image.inputs ?? []).map((input) => ({ ref: input.ref, role: input.role }))),
       outputs: images.map((image) => asReference(image.ref)),
       schedule: stackerfile.spec.updates?.schedule ?? this.#o.defaultSchedule ?? defaultSchedule,
+      // Checked with the credentials its builds and swaps use.
+      ...(secret === undefined ? {} : { credentials: `${splitKey(key).namespace}/${secret}` }),
     });
     const previous = new Map((before ?? []).map((image) => [image.ref, image.digest]));
     const changed = images.filter((image) => previous.get(image.ref) !== image.digest).map((image) => asReference(image.ref));

@@ -3,7 +3,6 @@ import { openReferences } from '../engine/open-reference.ts';
 import type { LayerChangesCache } from '../engine/layer-changes.ts';
 import { swapDependency } from '../engine/swap.ts';
 import { formatReference, parseReference, withDigest } from '../oci/reference.ts';
-import { credentialsFromDockerConfigJson } from '../oci/registry/credential-provider.ts';
 import type { ImageBuild, Kube, Stackerfile } from './kube.ts';
 import type { ImageBuildStatus, StackerfileStatus } from './resources.ts';
 
@@ -122,6 +121,6 @@ export async function stackerfileOpener(kube: Kube, stackerfile: Stackerfile): P
   const { output } = stackerfile.spec;
   const namespace = stackerfile.metadata?.namespace ?? 'default';
   const secret = output.pushSecretRef?.name;
-  const credentials = secret === undefined ? undefined : credentialsFromDockerConfigJson(await kube.dockerConfigJson(namespace, secret), `Secret ${namespace}/${secret}`);
+  const credentials = secret === undefined ? undefined : kube.secretCredentials(namespace, secret);
   return openReferences({ ...(output.insecure === true ? { insecure: true } : {}), ...(credentials === undefined ? {} : { credentials }) });
 }

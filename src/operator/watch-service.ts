@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { CredentialProvider } from '../oci/registry/credential-provider.ts';
 import { CascadeGraph } from '../watch/graph.ts';
 import { InputIndex, inputKey } from '../watch/input-index.ts';
 import { Poller, registryOf, type CheckResult } from '../watch/poller.ts';
@@ -16,6 +17,8 @@ export interface WatchServiceOptions {
   insecureRegistries?: readonly string[];
   /** Receive the registry's push notifications here. */
   webhook?: { host: string; port: number; secret: string };
+  /** The registry credentials a WatchedStackerfile's `credentials` names; without it, every check uses the process's own. */
+  credentialsFor?: (credentials: string) => CredentialProvider;
 }
 
 function describe(problems: InputProblems | undefined): string {
@@ -50,10 +53,11 @@ export class WatchService implements InputWatcher {
   }
 
   #newPoller(): Poller {
-    const { logger, requeue, insecureRegistries } = this.#o;
+    const { logger, requeue, insecureRegistries, credentialsFor } = this.#o;
     return new Poller({
       index: this.#index,
       ...(insecureRegistries === undefined ? {} : { insecureRegistries }),
+      ...(credentialsFor === undefined ? {} : { credentialsFor }),
       onChange: (key, previous, current, owners) => {
         logger.info({ input: key, previous, current, stackerfiles: owners.length }, previous === undefined ? 'input checked' : 'input changed');
         requeue(owners);
@@ -89,9 +93,13 @@ export class WatchService implements InputWatcher {
       secret: webhook.secret,
       host: webhook.host,
       port: webhook.port,
-      isWatched: (key) => this.#index.has(key),
+      isWatched: (key) => this.#index.checksOf(key).length > 0,
       // The registry notifies before it moves the tag: the poller looks again until it shows the announced digest.
-      onPush: (keys, announced) => this.#checked(this.#poller.triggerNow(keys, announced)),
+      onPush: (keys, announced) => {
+        const checks = new Map([...keys].flatMap((key) => this.#index.checksOf(key).map((check) => [check, announced.get(key)] as const)));
+        const digests = new Map([...checks].flatMap(([check, digest]) => (digest === undefined ? [] : [[check, digest] as const])));
+        return this.#checked(this.#poller.triggerNow(checks.keys(), digests));
+      },
       onError: (error) => this.#o.logger.warn({ err: error }, 'registry notification failed'),
     });
     this.#o.logger.info({ url: this.#webhook.url }, 'receiving registry notifications');
@@ -119,7 +127,7 @@ export class WatchService implements InputWatcher {
       return;
     }
     const known = new Set(this.#index.keysOf(owner));
-    this.#index.set(owner, watched.inputs, watched.schedule);
+    this.#index.set(owner, watched.inputs, watched.schedule, watched.credentials);
     this.#graph.set(owner, { inputs: watched.inputs.map((input) => input.ref), outputs: watched.outputs });
     this.#scheduler.sync(this.#index.schedules());
     this.#updateCycles(owner);
@@ -138,7 +146,7 @@ export class WatchService implements InputWatcher {
   currentDigests(owner: string): ReadonlyMap<string, string> {
     const digests = new Map<string, string>();
     for (const input of this.#index.inputsOf(owner)) {
-      const key = inputKey(input.ref);
+      const key = this.#index.keyFor(owner, input.ref);
       const digest = key === undefined ? undefined : this.#index.digestOf(key);
       if (digest !== undefined) digests.set(input.ref, digest);
     }
@@ -159,6 +167,11 @@ export class WatchService implements InputWatcher {
       return state?.reachable === false ? [`${registry} (since ${state.since.toISOString()}): ${state.message}`] : [];
     });
     if (unreachable.length > 0) return { ok: false, reason: 'RegistryUnreachable', message: `not answering, retried with backoff: ${unreachable.join('; ')}` };
+    const failed = this.#index.keysOf(owner).flatMap((key) => {
+      const error = this.#poller.lastError(key);
+      return error === undefined ? [] : [`${this.#index.get(key)?.key ?? key}: ${error}`];
+    });
+    if (failed.length > 0) return { ok: false, reason: 'CheckFailed', message: `the registry answered with an error, checked again on schedule: ${failed.join('; ')}` };
     if (registries.length === 0 || registries.some((registry) => health.get(registry) === undefined)) return undefined;
     return { ok: true, reason: 'Checked', message: `the registries of all ${this.#index.keysOf(owner).length} input(s) answered the last check` };
   }
@@ -166,7 +179,7 @@ export class WatchService implements InputWatcher {
   published(refs: readonly string[]): void {
     const keys = refs.flatMap((ref) => {
       const key = inputKey(ref);
-      return key !== undefined && this.#index.has(key) ? [key] : [];
+      return key === undefined ? [] : this.#index.checksOf(key);
     });
     if (keys.length > 0) void this.#checked(this.#poller.triggerNow(keys));
   }

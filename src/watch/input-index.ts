@@ -9,11 +9,21 @@ export interface OwnedInput {
   role: InputRole;
 }
 
-/** A watched input: one per registry host, repository and tag, whatever the number of owners. */
+/**
+ * A watched input: one per registry host, repository, tag and credentials, whatever the number of
+ * owners. Owners that name no credentials share the checks made with the process's own.
+ */
 export interface IndexedInput {
   key: string;
   /** Without digest: what a check resolves. */
   ref: ImageReference;
+  /** Whose registry credentials a check uses (such as a Secret's namespace/name); the process's own when absent. */
+  credentials?: string;
+}
+
+/** The index key of an input checked with these credentials: the input's own key for the process's credentials. */
+export function checkKey(inputKey: string, credentials: string | undefined): string {
+  return credentials === undefined ? inputKey : `${inputKey} with ${credentials}`;
 }
 
 /** What `record` learnt: whether the digest differs from the last one seen (the first sighting counts). */
@@ -45,6 +55,7 @@ export function indexedInput(ref: string | ImageReference): IndexedInput | undef
 interface OwnerEntry {
   schedule: string;
   inputs: readonly OwnedInput[];
+  credentials: string | undefined;
   keys: ReadonlySet<string>;
 }
 
@@ -62,20 +73,27 @@ interface InputEntry {
 export class InputIndex {
   readonly #owners = new Map<string, OwnerEntry>();
   readonly #inputs = new Map<string, InputEntry>();
+  /** Per input key (registry, repository, tag): the keys it is checked under, one per credentials. */
+  readonly #checks = new Map<string, Set<string>>();
 
-  /** Declares (or replaces) what an owner watches and on which schedule. Digest-pinned inputs are skipped. */
-  set(owner: string, inputs: readonly OwnedInput[], schedule: string): void {
+  /**
+   * Declares (or replaces) what an owner watches, on which schedule and with whose registry
+   * credentials (see IndexedInput). Digest-pinned inputs are skipped.
+   */
+  set(owner: string, inputs: readonly OwnedInput[], schedule: string, credentials?: string): void {
     const resolved = new Map<string, IndexedInput>();
     for (const { ref } of inputs) {
       const input = indexedInput(ref);
-      if (input !== undefined) resolved.set(input.key, input);
+      if (input !== undefined) resolved.set(checkKey(input.key, credentials), credentials === undefined ? input : { ...input, key: checkKey(input.key, credentials), credentials });
     }
     this.remove(owner);
-    this.#owners.set(owner, { schedule, inputs: [...inputs], keys: new Set(resolved.keys()) });
+    this.#owners.set(owner, { schedule, inputs: [...inputs], credentials, keys: new Set(resolved.keys()) });
     for (const [key, input] of resolved) {
       const entry = this.#inputs.get(key) ?? { input, owners: new Set<string>(), digest: undefined };
       entry.owners.add(owner);
       this.#inputs.set(key, entry);
+      const plain = indexedInput(input.ref)?.key ?? key;
+      this.#checks.set(plain, (this.#checks.get(plain) ?? new Set()).add(key));
     }
   }
 
@@ -87,8 +105,24 @@ export class InputIndex {
     for (const key of entry.keys) {
       const input = this.#inputs.get(key);
       input?.owners.delete(owner);
-      if (input?.owners.size === 0) this.#inputs.delete(key);
+      if (input === undefined || input.owners.size > 0) continue;
+      this.#inputs.delete(key);
+      const plain = indexedInput(input.input.ref)?.key ?? key;
+      const checks = this.#checks.get(plain);
+      checks?.delete(key);
+      if (checks?.size === 0) this.#checks.delete(plain);
     }
+  }
+
+  /** The keys an input (registry, repository and tag, as `inputKey` gives) is checked under: one per credentials in use. */
+  checksOf(inputKey: string): string[] {
+    return [...(this.#checks.get(inputKey) ?? [])];
+  }
+
+  /** The key under which the owner's input `ref` is checked; undefined when it is not watched (pinned by digest). */
+  keyFor(owner: string, ref: string): string | undefined {
+    const key = inputKey(ref);
+    return key === undefined ? undefined : checkKey(key, this.#owners.get(owner)?.credentials);
   }
 
   has(key: string): boolean {

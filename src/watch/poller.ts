@@ -1,6 +1,7 @@
 import { OciError, type OciErrorCode } from '../oci/errors.ts';
 import { openStore, type OpenStoreOptions } from '../oci/open.ts';
 import type { ImageReference } from '../oci/reference.ts';
+import type { CredentialProvider } from '../oci/registry/credential-provider.ts';
 import type { Store } from '../oci/store.ts';
 import type { IndexedInput, InputIndex } from './input-index.ts';
 import { RateLimits } from './rate-limit.ts';
@@ -41,6 +42,8 @@ export interface PollerOptions {
   onError?: (error: unknown) => void;
   /** How registry stores are opened (credentials, the store's own retries); stores are shared per host. */
   store?: OpenStoreOptions;
+  /** The credentials of inputs indexed with `credentials` (IndexedInput); without it, such inputs use `store`'s. */
+  credentialsFor?: (credentials: string) => CredentialProvider;
   /** Registry hosts spoken to over plain http (loopback hosts already are). */
   insecureRegistries?: readonly string[];
   limits?: RateLimits;
@@ -77,6 +80,8 @@ export class Poller {
   readonly #inFlight = new Map<string, Promise<CheckResult>>();
   readonly #health = new Map<string, RegistryHealth>();
   readonly #failures = new Map<string, number>();
+  /** The error of each key's latest check, while it fails. */
+  readonly #lastErrors = new Map<string, string>();
   readonly #recheckTimers = new Map<string, NodeJS.Timeout>();
   readonly #stores = new Map<string, Store>();
   /** Digests a notification announced for a key and a check has not seen yet, with the re-checks made. */
@@ -131,6 +136,11 @@ export class Poller {
     return pending;
   }
 
+  /** Why the latest check of this key failed; undefined once a check succeeded. */
+  lastError(key: string): string | undefined {
+    return this.#lastErrors.get(key);
+  }
+
   /** Each registry checked so far, reachable or not (with since when it has not answered). */
   health(): ReadonlyMap<string, RegistryHealth> {
     return this.#health;
@@ -146,14 +156,16 @@ export class Poller {
   async #checkOne(input: IndexedInput): Promise<CheckResult> {
     const registry = registryOf(input.ref);
     try {
-      const digest = await this.#resolve(input.ref, registry);
+      const digest = await this.#resolve(input, registry);
       this.#health.set(registry, { reachable: true });
       this.#failures.delete(input.key);
+      this.#lastErrors.delete(input.key);
       await this.#notify(input.key, digest);
       this.#awaitAnnounced(input.key, digest);
       return { digest };
     } catch (error) {
       const { message, retryable } = explain(error);
+      this.#lastErrors.set(input.key, message);
       if (retryable) {
         const health = this.#health.get(registry);
         this.#health.set(registry, { reachable: false, message, since: health?.reachable === false ? health.since : this.#now() });
@@ -166,14 +178,18 @@ export class Poller {
     }
   }
 
-  async #resolve(ref: ImageReference, registry: string): Promise<string> {
+  async #resolve(input: IndexedInput, registry: string): Promise<string> {
+    const { ref, credentials } = input;
+    const credentialsFor = this.#options.credentialsFor;
     const opened = openStore(ref, {
       ...this.#options.store,
       ...(this.#options.insecureRegistries?.includes(registry) ? { insecure: true } : {}),
+      ...(credentials === undefined || credentialsFor === undefined ? {} : { credentials: credentialsFor(credentials) }),
     });
-    // Kept per registry even when openStore does not share it (a custom credential provider), so the auth handshake is done once.
-    const store = this.#stores.get(registry) ?? opened.store;
-    if (ref.transport === 'docker') this.#stores.set(registry, store);
+    // Kept per registry and credentials even when openStore does not share it (a custom credential provider), so the auth handshake is done once.
+    const storeKey = `${registry}\0${credentials ?? ''}`;
+    const store = this.#stores.get(storeKey) ?? opened.store;
+    if (ref.transport === 'docker') this.#stores.set(storeKey, store);
     const resolve = () => store.resolve(opened.repository, opened.reference);
     const descriptor = ref.transport === 'oci' ? await resolve() : await this.#limits.for(registry).run(resolve);
     return descriptor.digest;

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type { BuildEvent, BuildOutput } from '../../src/engine/build/events.ts';
+import type { OpenedReference } from '../../src/engine/images.ts';
 import { open } from '../swap/seeds.ts';
 import { restack } from '../cli/restack.ts';
 import { busyboxLayerEntries, busyboxPath, tarBytes } from '../build/helpers.ts';
@@ -20,15 +21,18 @@ export async function writeBusyboxTarball(path: string): Promise<void> {
   await writeFile(path, gzipSync(await tarBytes(busyboxLayerEntries(await readFile(busyboxPath)))));
 }
 
-/** The same rootfs as a one-layer image in a registry or layout, for `from: {type: docker}`; `extra` files make another version of it. */
-export async function pushBusyboxBase(ref: string, extra: Record<string, LayerEntry> = {}): Promise<string> {
+/**
+ * The same rootfs as a one-layer image in a registry or layout, for `from: {type: docker}`; `extra`
+ * files make another version of it; `opener` brings credentials for a registry that needs them.
+ */
+export async function pushBusyboxBase(ref: string, extra: Record<string, LayerEntry> = {}, opener: (ref: string) => OpenedReference = open): Promise<string> {
   const files: Record<string, LayerEntry> = { ...extra };
   for (const entry of busyboxLayerEntries(await readFile(busyboxPath))) {
     if (entry.type === 'directory') files[entry.name] = { type: 'directory', mode: entry.mode ?? 0o755 };
     else if (entry.type === 'symlink') files[entry.name] = { type: 'symlink', target: entry.linkname as string };
     else files[entry.name] = { type: 'file', content: entry.content as Buffer, mode: entry.mode ?? 0o644 };
   }
-  const target = open(ref);
+  const target = opener(ref);
   const image = makeImage({ layers: [await makeLayer(files)] });
   return (await writeImage(target.store, target.repository, image, target.ref.tag)).digest;
 }

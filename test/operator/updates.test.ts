@@ -11,6 +11,8 @@ import { eventually, useCluster, type Cluster } from '../cluster/harness.ts';
 import { installCrds } from './install-crds.ts';
 import { pushBusyboxBase } from '../build-engine/helpers.ts';
 import { open } from '../swap/seeds.ts';
+import { openReferences } from '../../src/engine/open-reference.ts';
+import { credentialsFromDockerConfigJson } from '../../src/oci/registry/credential-provider.ts';
 import { startFaultyProxy, type FaultyProxy } from '../services/faulty-proxy.ts';
 import { startOrSkip, startRegistry, type RunningRegistry } from '../services/registry.ts';
 import { readStoredImage } from '../../src/engine/images.ts';
@@ -36,6 +38,8 @@ function appRecipe(base: string, prefix: string): string {
 }
 
 const { service: started, skip } = await startOrSkip(() => startRegistry());
+const users = { alice: 'correct horse' };
+const { service: privateRegistry, skip: privateSkip } = await startOrSkip(() => startRegistry({ htpasswd: users }));
 
 describe('the operator keeps images current', { timeout: 600_000, ...(skip === undefined ? {} : { skip }) }, () => {
   let cluster: Cluster;
@@ -108,6 +112,7 @@ describe('the operator keeps images current', { timeout: 600_000, ...(skip === u
     await manager?.stop();
     await proxy?.stop();
     await registry?.stop();
+    await privateRegistry?.stop();
     await cluster?.stop();
   });
 
@@ -187,5 +192,31 @@ describe('the operator keeps images current', { timeout: 600_000, ...(skip === u
     proxy.clear();
     await eventually('InputsAvailable=True', async () => (condition(await get('app'), 'InputsAvailable')?.status === 'True' ? true : undefined));
     assert.equal((await builds('app')).length + (await builds('deps')).length, count);
+  });
+
+  test('with a registry that needs credentials, spec.output.pushSecretRef serves the builds, the input checks and the swap', { skip: privateSkip }, async () => {
+    // The operator runs in this process with no credentials of its own: only the Secret can open this registry.
+    const host = privateRegistry?.host ?? '';
+    const privatePrefix = `${host}/team`;
+    const dockerConfig = JSON.stringify({ auths: { [host]: { auth: Buffer.from(`alice:${users.alice}`).toString('base64') } } });
+    const privateBase = `docker://${privatePrefix}/base:latest`;
+    await pushBusyboxBase(privateBase, {}, openReferences({ credentials: credentialsFromDockerConfigJson(dockerConfig) }));
+    await core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'regcred' }, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': Buffer.from(dockerConfig).toString('base64') } } });
+    const privateStackerfile = (name: string, recipe: string): Stackerfile => {
+      const sf = stackerfile(name, recipe);
+      return { ...sf, spec: { ...sf.spec, output: { registry: privatePrefix, tags: ['latest'], insecure: true, pushSecretRef: { name: 'regcred' } } } };
+    };
+    await objects.createNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', body: privateStackerfile('private-deps', depsRecipe(privateBase, '3.11.9')) });
+    await readyAfter('private-deps', (b) => b.spec.reason === 'Initial');
+    await objects.createNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', body: privateStackerfile('private-app', appRecipe(privateBase, privatePrefix)) });
+    await readyAfter('private-app', (b) => b.spec.reason === 'Initial');
+    await eventually('the inputs checked with the Secret', async () => (condition(await get('private-app'), 'InputsAvailable')?.reason === 'Checked' ? true : undefined));
+
+    await objects.patchNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', name: 'private-deps', body: { spec: { recipe: depsRecipe(privateBase, '3.12.4') } } }, mergePatch);
+    const deps = await readyAfter('private-deps', (b) => b.spec.reason === 'RecipeChange');
+    const python3 = deps.sf.status?.images?.find((image) => image.name === 'python3')?.digest;
+    const { sf, all } = await readyAfter('private-app', (b) => b.spec.strategy === 'Swap');
+    assert.deepEqual(all.map((b) => `${b.spec.strategy}/${b.spec.reason}/${b.status?.phase}`), ['Build/Initial/Succeeded', 'Swap/ApplyUpdate/Succeeded']);
+    assert.equal(sf.status?.images?.[0]?.inputs?.find((i) => i.ref.endsWith('/python3:latest'))?.digest, python3);
   });
 });

@@ -3,11 +3,15 @@ import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { eventually } from '../cluster/harness.ts';
 import { startOrSkip, startRegistry } from '../services/registry.ts';
-import { makeLayer } from '../services/images.ts';
+import { makeImage, makeLayer, writeImage } from '../services/images.ts';
+import { credentialsFromDockerConfigJson } from '../../src/oci/registry/credential-provider.ts';
+import { RegistryStore } from '../../src/oci/registry/store.ts';
 import { pushLayered } from '../swap/seeds.ts';
 import { WatchService } from '../../src/operator/watch-service.ts';
 
 const { service: registry, skip } = await startOrSkip(() => startRegistry());
+const users = { alice: 'correct horse' };
+const { service: privateRegistry, skip: privateSkip } = await startOrSkip(() => startRegistry({ htpasswd: users }));
 
 describe('the operator watch service', { ...(skip === undefined ? {} : { skip }) }, () => {
   const requeued: string[] = [];
@@ -55,5 +59,48 @@ describe('the operator watch service', { ...(skip === undefined ? {} : { skip })
     service.watch('ns/c', { inputs: [{ ref: `${prefix}/python3:latest`, role: 'apply' }], outputs: [], schedule: 'every minute' });
     assert.equal(service.problems('ns/c')?.reason, 'InvalidSchedule');
     assert.match(service.problems('ns/c')?.message ?? '', /spec\.updates\.schedule "every minute"/);
+  });
+});
+
+describe('the operator watch service with registry credentials', { ...(privateSkip === undefined ? {} : { skip: privateSkip }) }, () => {
+  const host = privateRegistry?.host ?? '';
+  const secret = credentialsFromDockerConfigJson(JSON.stringify({ auths: { [host]: { auth: Buffer.from(`alice:${users.alice}`).toString('base64') } } }), 'Secret ns/regcred');
+  const asked: string[] = [];
+  const service = new WatchService({
+    logger: pino({ level: 'silent' }),
+    requeue: () => {},
+    jitterWindowMs: 0,
+    credentialsFor: (name) => {
+      asked.push(name);
+      return secret;
+    },
+  });
+  const ref = `docker://${host}/private/python3:latest`;
+  const yearly = '0 0 1 1 *';
+  after(async () => {
+    await service.stop();
+    await privateRegistry?.stop();
+  });
+
+  test("an input is checked with the owner's credentials, and apart for an owner without them, whose check fails", async () => {
+    const image = makeImage({ layers: [await makeLayer({ 'usr/bin/python3': 'private 3.11\n' })] });
+    const { digest } = await writeImage(new RegistryStore(host, { credentials: secret }), 'private/python3', image, 'latest');
+    service.watch('ns/with', { inputs: [{ ref, role: 'apply' }], outputs: [], schedule: yearly, credentials: 'ns/regcred' });
+    service.watch('ns/without', { inputs: [{ ref, role: 'apply' }], outputs: [], schedule: yearly });
+    await eventually('the check with credentials', async () => service.currentDigests('ns/with').get(ref));
+    assert.equal(service.currentDigests('ns/with').get(ref), digest);
+    assert.equal(service.problems('ns/with')?.reason, 'Checked');
+    await eventually('the anonymous check to fail', async () => (service.problems('ns/without')?.reason === 'CheckFailed' ? true : undefined));
+    assert.match(service.problems('ns/without')?.message ?? '', /private\/python3:latest: .*check the credentials for/);
+    assert.equal(service.currentDigests('ns/without').size, 0);
+    assert.deepEqual([...new Set(asked)], ['ns/regcred']);
+  });
+
+  test('a publish of the input checks it under every credentials in use', async () => {
+    const image = makeImage({ layers: [await makeLayer({ 'usr/bin/python3': 'private 3.12\n' })] });
+    const { digest } = await writeImage(new RegistryStore(host, { credentials: secret }), 'private/python3', image, 'latest');
+    service.published([ref]);
+    await eventually('the new digest', async () => (service.currentDigests('ns/with').get(ref) === digest ? true : undefined));
+    assert.equal(service.problems('ns/without')?.reason, 'CheckFailed');
   });
 });

@@ -28,6 +28,24 @@ describe('inputKey', () => {
 });
 
 describe('InputIndex', () => {
+  test('an input is checked once per credentials in use: owners without any share one check', () => {
+    const index = new InputIndex();
+    const ref = 'docker://reg.example/python3:latest';
+    index.set('a/one', [{ ref, role: 'apply' }], every5, 'a/regcred');
+    index.set('a/two', [{ ref, role: 'apply' }], every5, 'a/regcred');
+    index.set('b/one', [{ ref, role: 'apply' }], every5, 'b/regcred');
+    index.set('c/one', [{ ref, role: 'apply' }], every5);
+    index.set('c/two', [{ ref: 'reg.example/python3', role: 'apply' }], every5);
+    assert.equal(index.due(every5).length, 3);
+    assert.deepEqual(index.checksOf(ref).sort(), [ref, `${ref} with a/regcred`, `${ref} with b/regcred`]);
+    assert.equal(index.keyFor('a/two', ref), `${ref} with a/regcred`);
+    assert.equal(index.keyFor('c/two', 'reg.example/python3'), ref);
+    assert.equal(index.get(`${ref} with b/regcred`)?.credentials, 'b/regcred');
+    assert.deepEqual(index.ownersOf(`${ref} with a/regcred`).sort(), ['a/one', 'a/two']);
+    index.remove('b/one');
+    assert.deepEqual(index.checksOf(ref).sort(), [ref, `${ref} with a/regcred`]);
+  });
+
   test('1,000 owners sharing 10 inputs hold 10 entries, and a tick checks each once', () => {
     const index = new InputIndex();
     for (let owner = 0; owner < 1000; owner++) {
