@@ -106,12 +106,13 @@ export class Informer<T extends KubernetesObject> {
   }
 
   /**
-   * An object this process just wrote, as the API server returned it: cached at once (and
-   * reported like a watch event), so the reconciles that follow do not act on the version before
-   * the write and fail with 409 Conflict; the watch's echo of it then changes nothing.
+   * An object this process just wrote, as the API server returned it: cached at once, so the
+   * reconciles that follow do not act on the version before the write and fail with 409
+   * Conflict; the watch's echo of it then changes nothing. `notify: false` when the writer is the
+   * only one to react and has done so (a controller's own status write).
    */
-  remember(object: T): void {
-    this.#seen(object);
+  remember(object: T, { notify = true }: { notify?: boolean } = {}): void {
+    this.#seen(object, notify);
   }
 
   /** The cached objects whose `indexBy` key is `indexKey`. */
@@ -119,7 +120,7 @@ export class Informer<T extends KubernetesObject> {
     return [...(this.#index.get(indexKey) ?? [])].flatMap((key) => this.#cache.get(key) ?? []);
   }
 
-  #seen(object: T): void {
+  #seen(object: T, notify = true): void {
     // Nothing here reads managedFields, and they are often the larger part of an object with a big
     // status: dropped from the cached object (which client-node's cache shares), as
     // controller-runtime's TransformStripManagedFields does.
@@ -132,7 +133,7 @@ export class Informer<T extends KubernetesObject> {
     const indexKey = this.#options.indexBy?.(object);
     if (indexKey !== undefined) this.#index.set(indexKey, (this.#index.get(indexKey) ?? new Set()).add(key));
     const version = object.metadata?.resourceVersion;
-    if (known !== undefined && version !== undefined && known.metadata?.resourceVersion === version) return;
+    if (!notify || (known !== undefined && version !== undefined && known.metadata?.resourceVersion === version)) return;
     this.#options.onChange(object, false);
   }
 

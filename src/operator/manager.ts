@@ -9,6 +9,7 @@ import { ImageBuildController } from './imagebuild-controller.ts';
 import { Informer, objectKey, splitKey } from './informer.ts';
 import { Kube, type ImageBuild, type Kind, type Stackerfile } from './kube.ts';
 import { LeaderElector } from './leader.ts';
+import { LeaderPodLabel } from './leader-pod-label.ts';
 import { OperatorMetrics } from './metrics.ts';
 import { WorkQueue, type Handler } from './queue.ts';
 import { controllerUid, StackerfileController } from './stackerfile-controller.ts';
@@ -22,7 +23,11 @@ export interface ManagerOptions {
   namespace?: string;
   /** host:port or :port; port 0 picks a free one (see address()). */
   metricsBindAddress: string;
-  leaderElection?: { namespace: string; name: string; identity?: string; leaseDurationMs: number; renewEveryMs: number };
+  /**
+   * `pod`: this replica's pod in `namespace`, labelled restack.dev/leader=true while it leads (a
+   * Service of the leader alone, such as the registry webhook's, selects it).
+   */
+  leaderElection?: { namespace: string; name: string; identity?: string; leaseDurationMs: number; renewEveryMs: number; pod?: string };
   missingRecipeRetryMs?: number;
   retryBaseDelayMs?: number;
   /** Keep published images current: watch their inputs, swap or rebuild (docs/updates.md). Off when undefined. */
@@ -38,6 +43,7 @@ export class Manager {
   readonly #imageBuilds: Informer<ImageBuild>;
   readonly #queues: Record<Kind, WorkQueue>;
   readonly #elector: LeaderElector | undefined;
+  readonly #leaderLabel: LeaderPodLabel | undefined;
   readonly #watch: WatchService | undefined;
   #server: Server | undefined;
   #controllersRunning = false;
@@ -95,6 +101,8 @@ export class Manager {
       ImageBuild: this.#queue('ImageBuild', (key) => imageBuildController.reconcile(key)),
     };
     const election = options.leaderElection;
+    this.#leaderLabel =
+      election?.pod === undefined ? undefined : new LeaderPodLabel({ core: this.#kube.core, namespace: election.namespace, pod: election.pod, logger });
     this.#elector =
       election === undefined
         ? undefined
@@ -106,8 +114,14 @@ export class Manager {
             identity: election.identity ?? `${hostname()}_${process.pid}_${Math.random().toString(36).slice(2, 8)}`,
             leaseDurationMs: election.leaseDurationMs,
             renewEveryMs: election.renewEveryMs,
-            onStartedLeading: () => this.#startControllers(),
-            onStoppedLeading: () => void this.#stopControllers(),
+            onStartedLeading: () => {
+              this.#startControllers();
+              void this.#leaderLabel?.set(true);
+            },
+            onStoppedLeading: () => {
+              void this.#leaderLabel?.set(false);
+              void this.#stopControllers();
+            },
           });
   }
 
@@ -133,12 +147,15 @@ export class Manager {
       this.#o.executor.start({ kube: this.#kube, kubeConfig, logger, ...(namespace === undefined ? {} : { namespace }), onProgress: (key) => this.#queues.ImageBuild.add(key) }),
     ]);
     this.#o.logger.info({ namespace: this.#o.namespace ?? '(all)' }, 'caches synced');
+    await this.#leaderLabel?.clear();
     if (this.#elector === undefined) this.#startControllers();
     else this.#elector.start();
   }
 
   async stop(): Promise<void> {
     await this.#elector?.stop();
+    await this.#leaderLabel?.set(false);
+    this.#leaderLabel?.stop();
     await this.#stopControllers();
     await Promise.all([this.#stackerfiles.stop(), this.#imageBuilds.stop(), this.#o.executor.stop()]);
     await new Promise<void>((resolve) => (this.#server === undefined ? resolve() : this.#server.close(() => resolve())));

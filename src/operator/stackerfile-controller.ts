@@ -283,7 +283,8 @@ export class StackerfileController {
     // would differ from what was written and be written again.
     if (isDeepStrictEqual(next, status)) return;
     const { namespace, name } = splitKey(objectKey(stackerfile));
-    this.#o.stackerfiles.remember((await this.#o.kube.patchStatus('Stackerfile', namespace, name, next, stackerfile.metadata?.resourceVersion)) as Stackerfile);
+    // This reconcile already acted on everything the new status says: its echo needs no other.
+    this.#o.stackerfiles.remember((await this.#o.kube.patchStatus('Stackerfile', namespace, name, next, stackerfile.metadata?.resourceVersion)) as Stackerfile, { notify: false });
     const wanted = conditions.find((c) => c.status === 'True');
     const before = wanted === undefined ? undefined : findCondition(status.conditions, wanted.type);
     const changed = before === undefined || before.status !== 'True' || before.reason !== wanted?.reason || before.message !== wanted?.message;

@@ -37,6 +37,16 @@ describe('two operator processes with leader election', { timeout: 300_000 }, ()
   let standInLog: string;
   const operators: OperatorProcess[] = [];
 
+  const podOf = (index: number) => `operator-${index}`;
+  const startReplica = (index: number) =>
+    startOperatorProcess({
+      kubeconfigPath: cluster.kubeconfigPath,
+      args: ['--namespace', ns, '--executor', 'local', '--builder', standInBuilderCommand, '--no-updates',
+        '--leader-elect', '--lease-duration', String(leaseSeconds), '--lease-renew-period', String(renewSeconds), '--leader-pod-name', podOf(index)],
+      env: { RESTACK_STAND_IN_LOG: standInLog, RESTACK_STAND_IN_LAYER_MS: '400' },
+    });
+  /** The pods labelled as the leader's. */
+  const labelledLeaders = async () => (await core.listNamespacedPod({ namespace: ns, labelSelector: 'restack.dev/leader=true' })).items.map((pod) => pod.metadata?.name).sort();
   const builds = async () => ((await objects.listNamespacedCustomObject({ ...api, namespace: ns, plural: 'imagebuilds' })) as { items: ImageBuild[] }).items;
   const stackerfiles = async () => ((await objects.listNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles' })) as { items: Stackerfile[] }).items;
 
@@ -49,14 +59,9 @@ describe('two operator processes with leader election', { timeout: 300_000 }, ()
     standInLog = join(await mkdtemp(join(tmpdir(), 'restack-leader-test-')), 'builds.jsonl');
     await writeFile(standInLog, '');
     for (let index = 0; index < 2; index++) {
-      operators.push(
-        await startOperatorProcess({
-          kubeconfigPath: cluster.kubeconfigPath,
-          args: ['--namespace', ns, '--executor', 'local', '--builder', standInBuilderCommand, '--no-updates',
-            '--leader-elect', '--lease-duration', String(leaseSeconds), '--lease-renew-period', String(renewSeconds)],
-          env: { RESTACK_STAND_IN_LOG: standInLog, RESTACK_STAND_IN_LAYER_MS: '400' },
-        }),
-      );
+      // The replica's pod, as a Deployment would make it (the processes run here): the leader labels it.
+      await core.createNamespacedPod({ namespace: ns, body: { metadata: { name: podOf(index) }, spec: { containers: [{ name: 'operator', image: 'restack' }] } } });
+      operators.push(await startReplica(index));
     }
   });
   after(async () => {
@@ -73,6 +78,9 @@ describe('two operator processes with leader election', { timeout: 300_000 }, ()
     };
     const leader = await eventually('exactly one leader', leaderOf);
     const standby = operators.find((operator) => operator !== leader) as OperatorProcess;
+    const leaderPod = podOf(operators.indexOf(leader));
+    const standbyPod = podOf(operators.indexOf(standby));
+    await eventually("the leader's pod labelled, and only it", async () => ((await labelledLeaders()).join() === leaderPod ? true : undefined));
 
     for (const name of names) {
       await objects.createNamespacedCustomObject({
@@ -157,5 +165,13 @@ describe('two operator processes with leader election', { timeout: 300_000 }, ()
     }
     assert.ok(count.rerun + count.byNewLeader > 0, 'the new leader finished what the old one left');
     console.log(`builds: ${JSON.stringify(count)}`);
+
+    // The killed leader could not remove its label; the new leader's pod has one too. The killed
+    // replica's next process (a container restart in the same pod) removes it and stands by.
+    await eventually("the new leader's pod labelled", async () => ((await labelledLeaders()).includes(standbyPod) ? true : undefined));
+    const replacement = await startReplica(operators.indexOf(leader));
+    operators.push(replacement);
+    await eventually('the stale label removed', async () => ((await labelledLeaders()).join() === standbyPod ? true : undefined));
+    assert.equal((await metrics(replacement)).leader, 0, 'the restarted replica stands by');
   });
 });

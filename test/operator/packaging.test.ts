@@ -59,6 +59,7 @@ const needed: Access[] = [
   { verb: 'create', resource: 'leases.coordination.k8s.io', namespace: operatorNamespace },
   { verb: 'get', resource: 'leases.coordination.k8s.io/restack-operator', namespace: operatorNamespace },
   { verb: 'update', resource: 'leases.coordination.k8s.io/restack-operator', namespace: operatorNamespace },
+  { verb: 'patch', resource: 'pods', namespace: operatorNamespace },
 ];
 // What a least-privilege operator must not be able to do.
 const forbidden: Access[] = [
@@ -72,6 +73,7 @@ const forbidden: Access[] = [
   { verb: 'create', resource: 'leases.coordination.k8s.io', namespace: 'restack-builds' },
   { verb: 'update', resource: 'leases.coordination.k8s.io/someone-elses', namespace: operatorNamespace },
   { verb: 'create', resource: 'clusterrolebindings.rbac.authorization.k8s.io' },
+  { verb: 'patch', resource: 'pods' },
 ];
 
 describe('config/ kustomize bases and charts/restack on a real API server', () => {

@@ -14,6 +14,7 @@ interface OperatorOptions {
   namespace?: string;
   leaderElect: boolean;
   leaderElectionNamespace: string;
+  leaderPodName?: string;
   metricsBindAddress: string;
   executor: 'pod' | 'local';
   builderImage?: string;
@@ -93,6 +94,7 @@ export const registerOperator: RegisterCommand = (program, context) => {
     .option('--namespace <ns>', 'watch only this namespace (default: all)')
     .option('--leader-elect', 'elect one active replica through the Lease restack-operator', false)
     .option('--leader-election-namespace <ns>', 'namespace of the Lease (default: --namespace, else default)')
+    .option('--leader-pod-name <name>', 'this replica\'s pod (in --leader-election-namespace): labelled restack.dev/leader=true while it leads, so a Service can reach the leader alone')
     .option('--lease-duration <seconds>', 'how long a Lease not renewed keeps standbys waiting (a standby takes over about this long after the leader dies)', '15')
     .option('--lease-renew-period <seconds>', 'how often the leader renews the Lease; shorter than --lease-duration', '10')
     .option('--metrics-bind-address <addr>', 'serves /healthz, /readyz and /metrics', ':8080')
@@ -108,6 +110,7 @@ export const registerOperator: RegisterCommand = (program, context) => {
     .action(async (options: OperatorOptions) => {
       const { logger } = context();
       const timings = leaseTimings(options);
+      if (options.leaderPodName !== undefined && !options.leaderElect) throw new UserError('--leader-pod-name labels the leader of --leader-elect', 'add --leader-elect, or drop --leader-pod-name');
       const kubeConfig = reuseConnections(new KubeConfig());
       kubeConfig.loadFromDefault();
       const executor = executorOf(options);
@@ -120,7 +123,14 @@ export const registerOperator: RegisterCommand = (program, context) => {
         metricsBindAddress: options.metricsBindAddress,
         ...(updates === undefined ? {} : { updates }),
         ...(options.leaderElect
-          ? { leaderElection: { namespace: options.leaderElectionNamespace ?? options.namespace ?? 'default', name: 'restack-operator', ...timings } }
+          ? {
+              leaderElection: {
+                namespace: options.leaderElectionNamespace ?? options.namespace ?? 'default',
+                name: 'restack-operator',
+                ...timings,
+                ...(options.leaderPodName === undefined ? {} : { pod: options.leaderPodName }),
+              },
+            }
           : {}),
       });
       await manager.start();
