@@ -94,6 +94,14 @@ describe('registry with bearer tokens', { skip: bearer.skip }, () => {
     assert.equal(issued().length, before + afterFirst.length, 'no new token for scopes already held');
   });
 
+  test('the catalog is listed with a token for registry:catalog:*', async () => {
+    const store = new RegistryStore(host(), { credentials: alice() });
+    await pushAndRead(store, 'bearer/listed');
+    const before = issued().length;
+    assert.ok((await store.listRepositories()).includes('bearer/listed'));
+    assert.deepEqual(issued().slice(before).map((entry) => [entry.user, entry.scopes]), [['alice', ['registry:catalog:*']]]);
+  });
+
   test('anonymous tokens allow pulls; an anonymous push is UNAUTHORIZED', async () => {
     const store = new RegistryStore(host(), { credentials: anonymous });
     await validateImage(store, 'bearer/app', 'v1');

@@ -5,7 +5,7 @@ import type { CredentialProvider } from './credential-provider.ts';
 import type { Credential } from './credentials.ts';
 import { credentialsHint, registryError } from './errors.ts';
 import type { HttpTransport } from './http.ts';
-import { scopeString, type Scope } from './scope.ts';
+import { credentialRepository, scopeString, type Scope } from './scope.ts';
 import { TokenCache, type Token } from './token-cache.ts';
 
 /** Token lifetimes are cut short by this much, so a token is never sent just as it expires. */
@@ -78,7 +78,7 @@ export class Authenticator {
   async header(scopes: Scope[]): Promise<string | undefined> {
     const challenge = await this.#ping();
     if (challenge === undefined) return undefined;
-    const credential = await this.#credential(scopes[0]?.repository ?? '');
+    const credential = await this.#credential(credentialRepository(scopes));
     if (challenge.scheme === 'basic') return credential?.username === undefined ? undefined : basicHeader(credential);
     if (challenge.scheme !== 'bearer') return undefined;
     if (credential?.registryToken !== undefined) return `Bearer ${credential.registryToken}`;
@@ -100,7 +100,7 @@ export class Authenticator {
     const challenge = preferredChallenge(wwwAuthenticate);
     if (challenge !== undefined) this.#challenge = Promise.resolve(challenge);
     this.#tokens.forget(scopes);
-    this.#credentialCache.delete(scopes[0]?.repository ?? '');
+    this.#credentialCache.delete(credentialRepository(scopes));
     return this.header(scopes);
   }
 

@@ -9,7 +9,7 @@ import type { Descriptor, FetchedManifest } from '../types.ts';
 import { sizeMismatch, verifyBytes, verifyingStream } from '../verify-stream.ts';
 import { Authenticator } from './auth.ts';
 import { RegistryClient } from './client.ts';
-import type { Scope } from './scope.ts';
+import { catalogScope, type Scope } from './scope.ts';
 import { credentialsFromEnvironment, type CredentialProvider } from './credential-provider.ts';
 import { HttpTransport } from './http.ts';
 import type { RetryOptions } from './retry.ts';
@@ -287,14 +287,14 @@ export class RegistryStore implements Store {
   }
 
   /**
-   * Every repository the registry lists (`/v2/_catalog`, paged). Registries may refuse or limit the
-   * catalog; token services must grant it without a repository scope.
+   * Every repository the registry lists (`/v2/_catalog`, paged), asking token services for
+   * `registry:catalog:*`. Registries may refuse or limit the catalog.
    */
   async listRepositories(): Promise<string[]> {
     const repositories: string[] = [];
     let url: URL | string | undefined = `/v2/_catalog${this.#tagPageSize === undefined ? '' : `?n=${this.#tagPageSize}`}`;
     while (url !== undefined) {
-      const response = await this.#client.call({ method: 'GET', url, scopes: [], subject: `${this.location} catalog`, expect: [200], read: 'buffer' });
+      const response = await this.#client.call({ method: 'GET', url, scopes: [catalogScope], subject: `${this.location} catalog`, expect: [200], read: 'buffer' });
       const page = JSON.parse(Buffer.from(response.body).toString('utf8')) as { repositories?: string[] | null };
       repositories.push(...(page.repositories ?? []));
       url = nextLink(response.headers.get('link'), response.url);
