@@ -95,7 +95,7 @@ function sameWork(a: ImageBuildSpec, b: Omit<ImageBuildSpec, 'stackerfileRef' | 
 /** Reconciles one Stackerfile: validates its recipe, starts a build per generation, reports in status. */
 export class StackerfileController {
   readonly #o: StackerfileControllerOptions;
-  /** Per Stackerfile: the recipe, file and substitutions last validated, and the verdict. */
+  /** Per Stackerfile: a digest of the recipe, file and substitutions last validated, and the verdict. */
   readonly #validated = new Map<string, { fingerprint: string; errors: string | undefined }>();
 
   constructor(options: StackerfileControllerOptions) {
@@ -194,7 +194,8 @@ export class StackerfileController {
    * Stackerfile's recipe is kept, so a fan-out does not parse every recipe seven times.
    */
   async #recipeErrors(key: string, text: string, file: string, substitutions: Record<string, string> | undefined): Promise<string | undefined> {
-    const fingerprint = JSON.stringify([text, file, substitutions ?? {}]);
+    // A digest, not the text: thousands of Stackerfiles would otherwise keep a second copy of every recipe.
+    const fingerprint = createHash('sha256').update(JSON.stringify([text, file, substitutions ?? {}])).digest('base64');
     const known = this.#validated.get(key);
     if (known?.fingerprint === fingerprint) return known.errors;
     const loaded = await validateRecipe(text, file, substitutions);
