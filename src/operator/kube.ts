@@ -63,6 +63,11 @@ export class Kube {
     return (await this.objects.patchNamespacedCustomObjectStatus({ group, version, namespace, plural: plurals[kind], name, body }, mergePatch)) as KubernetesObject;
   }
 
+  /** Sets a label of a pod, or removes it (`value` null). */
+  async labelPod(namespace: string, name: string, label: string, value: string | null): Promise<void> {
+    await this.core.patchNamespacedPod({ namespace, name, body: { metadata: { labels: { [label]: value } } } }, mergePatch);
+  }
+
   async getImageBuild(namespace: string, name: string): Promise<ImageBuild> {
     return (await this.objects.getNamespacedCustomObject({ group, version, namespace, plural: plurals.ImageBuild, name })) as ImageBuild;
   }

@@ -1,14 +1,11 @@
-import { PatchStrategy, setHeaderOptions, type CoreV1Api } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { statusCode } from './kube.ts';
+import { statusCode, type Kube } from './kube.ts';
 
 /** On the leader's pod only: a Service selecting it (the chart's registry webhook) reaches the one replica that acts. */
-export const leaderLabel = 'restack.dev/leader';
-
-const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+const leaderLabel = 'restack.dev/leader';
 
 export interface LeaderPodLabelOptions {
-  core: CoreV1Api;
+  kube: Kube;
   namespace: string;
   /** This replica's pod (the downward API's metadata.name). */
   pod: string;
@@ -69,8 +66,7 @@ export class LeaderPodLabel {
   }
 
   async #patch(leading: boolean): Promise<void> {
-    const body = { metadata: { labels: { [leaderLabel]: leading ? 'true' : null } } };
-    await this.#o.core.patchNamespacedPod({ namespace: this.#o.namespace, name: this.#o.pod, body }, mergePatch);
+    await this.#o.kube.labelPod(this.#o.namespace, this.#o.pod, leaderLabel, leading ? 'true' : null);
     this.#o.logger.info({ pod: this.#o.pod, [leaderLabel]: leading }, leading ? 'labelled this pod as the leader' : 'this pod is not labelled as the leader');
   }
 

@@ -102,7 +102,7 @@ export class Manager {
     };
     const election = options.leaderElection;
     this.#leaderLabel =
-      election?.pod === undefined ? undefined : new LeaderPodLabel({ core: this.#kube.core, namespace: election.namespace, pod: election.pod, logger });
+      election?.pod === undefined ? undefined : new LeaderPodLabel({ kube: this.#kube, namespace: election.namespace, pod: election.pod, logger });
     this.#elector =
       election === undefined
         ? undefined
