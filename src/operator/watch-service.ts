@@ -169,7 +169,7 @@ export class WatchService implements InputWatcher {
     if (unreachable.length > 0) return { ok: false, reason: 'RegistryUnreachable', message: `not answering, retried with backoff: ${unreachable.join('; ')}` };
     const failed = this.#index.keysOf(owner).flatMap((key) => {
       const error = this.#poller.lastError(key);
-      return error === undefined ? [] : [`${this.#index.get(key)?.key ?? key}: ${error}`];
+      return error === undefined ? [] : [`${key}: ${error}`];
     });
     if (failed.length > 0) return { ok: false, reason: 'CheckFailed', message: `the registry answered with an error, checked again on schedule: ${failed.join('; ')}` };
     if (registries.length === 0 || registries.some((registry) => health.get(registry) === undefined)) return undefined;

@@ -61,6 +61,8 @@ interface OwnerEntry {
 
 interface InputEntry {
   input: IndexedInput;
+  /** The input's key whatever the credentials (`inputKey`): what `checksOf` is asked with. */
+  inputKey: string;
   owners: Set<string>;
   digest: string | undefined;
 }
@@ -81,19 +83,20 @@ export class InputIndex {
    * credentials (see IndexedInput). Digest-pinned inputs are skipped.
    */
   set(owner: string, inputs: readonly OwnedInput[], schedule: string, credentials?: string): void {
-    const resolved = new Map<string, IndexedInput>();
+    const resolved = new Map<string, { input: IndexedInput; inputKey: string }>();
     for (const { ref } of inputs) {
       const input = indexedInput(ref);
-      if (input !== undefined) resolved.set(checkKey(input.key, credentials), credentials === undefined ? input : { ...input, key: checkKey(input.key, credentials), credentials });
+      if (input === undefined) continue;
+      const key = checkKey(input.key, credentials);
+      resolved.set(key, { input: credentials === undefined ? input : { ...input, key, credentials }, inputKey: input.key });
     }
     this.remove(owner);
     this.#owners.set(owner, { schedule, inputs: [...inputs], credentials, keys: new Set(resolved.keys()) });
-    for (const [key, input] of resolved) {
-      const entry = this.#inputs.get(key) ?? { input, owners: new Set<string>(), digest: undefined };
+    for (const [key, { input, inputKey }] of resolved) {
+      const entry = this.#inputs.get(key) ?? { input, inputKey, owners: new Set<string>(), digest: undefined };
       entry.owners.add(owner);
       this.#inputs.set(key, entry);
-      const plain = indexedInput(input.ref)?.key ?? key;
-      this.#checks.set(plain, (this.#checks.get(plain) ?? new Set()).add(key));
+      this.#checks.set(inputKey, (this.#checks.get(inputKey) ?? new Set()).add(key));
     }
   }
 
@@ -107,10 +110,9 @@ export class InputIndex {
       input?.owners.delete(owner);
       if (input === undefined || input.owners.size > 0) continue;
       this.#inputs.delete(key);
-      const plain = indexedInput(input.input.ref)?.key ?? key;
-      const checks = this.#checks.get(plain);
+      const checks = this.#checks.get(input.inputKey);
       checks?.delete(key);
-      if (checks?.size === 0) this.#checks.delete(plain);
+      if (checks?.size === 0) this.#checks.delete(input.inputKey);
     }
   }
 
