@@ -33,13 +33,12 @@ export async function swapFanOut(prefix: string, names: readonly string[], depen
   const dependency = open(dependencyRef);
   const dependencyImage = await readStoredImage(dependency);
   afterSharedRead();
-  const outcomes: SwapOutcome[] = [];
+  let first: SwapOutcome | undefined;
   await eachLimited(names, limit, async (name) => {
     const outcome = await swapDependency({ target: open(`${prefix}/${name}:latest`), dependency, dependencyImage, layerChanges });
     if (outcome.status !== 'swapped') throw new Error(`${name}: ${outcome.refusal?.message ?? outcome.status}`);
-    outcomes.push(outcome);
+    first ??= outcome;
   });
-  const [first] = outcomes;
   if (first === undefined) throw new Error('a fan-out needs at least one image');
   return first;
 }

@@ -3,6 +3,7 @@ import { openReferences } from '../engine/open-reference.ts';
 import type { LayerChangesCache } from '../engine/layer-changes.ts';
 import { swapDependency } from '../engine/swap.ts';
 import { formatReference, parseReference, withDigest } from '../oci/reference.ts';
+import { credentialsFromDockerConfigJson } from '../oci/registry/credential-provider.ts';
 import type { ImageBuild, Kube, Stackerfile } from './kube.ts';
 import type { ImageBuildStatus, StackerfileStatus } from './resources.ts';
 
@@ -121,6 +122,7 @@ export async function stackerfileOpener(kube: Kube, stackerfile: Stackerfile): P
   const { output } = stackerfile.spec;
   const namespace = stackerfile.metadata?.namespace ?? 'default';
   const secret = output.pushSecretRef?.name;
-  const credentials = secret === undefined ? undefined : kube.secretCredentials(namespace, secret);
+  // Read once per swap: the stores it opens would each ask a lazy provider, one Secret read per image and repository.
+  const credentials = secret === undefined ? undefined : credentialsFromDockerConfigJson(await kube.dockerConfigJson(namespace, secret), `Secret ${namespace}/${secret}`);
   return openReferences({ ...(output.insecure === true ? { insecure: true } : {}), ...(credentials === undefined ? {} : { credentials }) });
 }

@@ -96,9 +96,9 @@ export class WatchService implements InputWatcher {
       isWatched: (key) => this.#index.checksOf(key).length > 0,
       // The registry notifies before it moves the tag: the poller looks again until it shows the announced digest.
       onPush: (keys, announced) => {
-        const checks = new Map([...keys].flatMap((key) => this.#index.checksOf(key).map((check) => [check, announced.get(key)] as const)));
-        const digests = new Map([...checks].flatMap(([check, digest]) => (digest === undefined ? [] : [[check, digest] as const])));
-        return this.#checked(this.#poller.triggerNow(checks.keys(), digests));
+        const checks = keys.flatMap((key) => this.#index.checksOf(key));
+        const digests = new Map([...announced].flatMap(([key, digest]) => this.#index.checksOf(key).map((check) => [check, digest] as const)));
+        return this.#checked(this.#poller.triggerNow(checks, digests));
       },
       onError: (error) => this.#o.logger.warn({ err: error }, 'registry notification failed'),
     });
