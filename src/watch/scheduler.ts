@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
-import cron, { type ScheduledTask } from 'node-cron';
+import cron, { type Logger as CronLogger, type ScheduledTask } from 'node-cron';
 
 export const defaultSchedule = '*/5 * * * *';
 const schedulePath = 'spec.updates.schedule';
@@ -47,6 +47,8 @@ export interface SchedulerOptions {
   /** Widest jitter in milliseconds (default 30 s); 0 turns jitter off. */
   jitterWindowMs?: number;
   timezone?: string;
+  /** Where cron's own messages go (a tick skipped because the last one still runs); default: the console. */
+  logger?: CronLogger;
 }
 
 /**
@@ -98,6 +100,7 @@ export class Scheduler {
   #start(expression: string): void {
     const task = cron.createTask(expression, () => this.#tick(expression), {
       noOverlap: true,
+      ...(this.#options.logger === undefined ? {} : { logger: this.#options.logger }),
       ...(this.#options.timezone === undefined ? {} : { timezone: this.#options.timezone }),
     });
     this.#tasks.set(expression, task);

@@ -80,3 +80,25 @@ describe('Scheduler', () => {
     await scheduler.stop();
   });
 });
+
+describe('Scheduler and a slow tick', () => {
+  test('a tick still running skips the next one, and says so through the given logger, not the console', async () => {
+    const warnings: string[] = [];
+    const noted = (message: string | Error) => void warnings.push(String(message));
+    let release: () => void = () => undefined;
+    let ticks = 0;
+    const scheduler = new Scheduler({
+      jitterWindowMs: 0,
+      onTick: () => {
+        ticks += 1;
+        return new Promise<void>((resolve) => (release = resolve));
+      },
+      logger: { debug: noted, info: noted, warn: noted, error: noted },
+    });
+    scheduler.sync([everySecond]);
+    await eventually('a skipped tick', async () => (warnings.some((w) => /overlap/.test(w)) ? true : undefined), 10_000);
+    assert.equal(ticks, 1, 'one tick at a time');
+    release();
+    await scheduler.stop();
+  });
+});
