@@ -290,5 +290,11 @@ export class StackerfileController {
     const before = wanted === undefined ? undefined : findCondition(status.conditions, wanted.type);
     const changed = before === undefined || before.status !== 'True' || before.reason !== wanted?.reason || before.message !== wanted?.message;
     if (event !== undefined && wanted !== undefined && changed) await this.#o.kube.event(stackerfile, event.type, event.reason, wanted.message);
+    // Inputs that cannot be checked hold back every update: say so once, where `kubectl describe` shows it.
+    const inputs = conditions.find((c) => c.type === 'InputsAvailable');
+    const inputsBefore = findCondition(status.conditions, 'InputsAvailable');
+    if (inputs?.status === 'False' && (inputsBefore?.status !== 'False' || inputsBefore.reason !== inputs.reason)) {
+      await this.#o.kube.event(stackerfile, 'Warning', inputs.reason, inputs.message);
+    }
   }
 }

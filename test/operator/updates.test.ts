@@ -198,6 +198,10 @@ describe('the operator keeps images current', { timeout: 600_000, ...(skip === u
     });
     assert.match(condition(down, 'InputsAvailable')?.message ?? '', new RegExp(proxy.host.replace(/\./g, '\\.')));
     assert.equal(condition(down, 'Ready')?.status, 'True', `the images are still there: ${condition(down, 'Ready')?.message}`);
+    await eventually('a RegistryUnreachable Event on app', async () => {
+      const events = await core.listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=app' });
+      return events.items.some((e) => e.type === 'Warning' && e.reason === 'RegistryUnreachable' && e.message?.includes(proxy.host)) ? true : undefined;
+    });
     proxy.clear();
     await eventually('InputsAvailable=True', async () => (condition(await get('app'), 'InputsAvailable')?.status === 'True' ? true : undefined));
     assert.equal((await builds('app')).length + (await builds('deps')).length, count);
