@@ -83,9 +83,11 @@ export async function operatorBench(): Promise<BenchRow[]> {
 
     const readiness = await followStackerfiles(cluster, objects, namespace, count, isReady);
 
+    const cli = await shippedCli();
     const started = process.hrtime.bigint();
     const operator = await startOperatorProcess({
       kubeconfigPath: cluster.kubeconfigPath,
+      cli,
       args: ['--namespace', namespace, '--executor', 'local', '--builder', standInBuilderCommand, '--default-schedule', '0 0 1 1 *'],
       nodeArgs: cpuProfileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', cpuProfileDir],
     });
@@ -158,9 +160,19 @@ interface UpdatesSetup {
   proxy: FaultyProxy;
 }
 
+const root = join(import.meta.dirname, '..');
+let shipped: Promise<string> | undefined;
+
+/** The operator as the image ships it: src/ compiled by tsconfig.build.json (`npm run build`) into dist/, once a run. */
+function shippedCli(): Promise<string> {
+  shipped ??= execa(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.build.json')]).then(() => join(root, 'dist', 'cli', 'main.js'));
+  return shipped;
+}
+
 async function startOperatorOn(cluster: Cluster, namespace: string): Promise<OperatorProcess> {
   return startOperatorProcess({
     kubeconfigPath: cluster.kubeconfigPath,
+    cli: await shippedCli(),
     args: ['--namespace', namespace, '--executor', 'local', '--builder', standInBuilderCommand, '--schedule-jitter', '0'],
     nodeArgs: cpuProfileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', cpuProfileDir],
   });

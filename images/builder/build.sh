@@ -40,14 +40,18 @@ if [[ ! -f $base_tar ]]; then
   trap - EXIT
 fi
 
-# restack's source tree with production dependencies only, staged outside the repository so
-# the repository's own node_modules (with the dev tools) is left alone; npm installs them from
-# its cache, which scripts/install.sh filled.
+# restack compiled to JavaScript (tsconfig.build.json) with production dependencies only, staged
+# outside the repository so the repository's own node_modules (with the dev tools) is left alone;
+# npm installs them from its cache, which scripts/install.sh filled.
 tree=$work/restack
 rm -rf "$tree"
 mkdir -p "$tree"
 chmod 755 "$work"
-cp -r "$repo/src" "$repo/package.json" "$repo/package-lock.json" "$tree/"
+"$node_bin" "$repo/node_modules/typescript/bin/tsc" -p "$repo/tsconfig.build.json" --outDir "$tree/dist" >&2 || {
+  echo "build.sh: compiling src/ with tsconfig.build.json failed: run npm run typecheck to see why" >&2
+  exit 1
+}
+cp "$repo/package.json" "$repo/package-lock.json" "$tree/"
 (cd "$tree" && npm ci --omit=dev --ignore-scripts --offline --no-audit --no-fund --loglevel=error) >&2 || {
   echo "build.sh: npm ci --omit=dev --offline failed in $tree: fill the npm cache with scripts/install.sh (npm ci) and run again" >&2
   exit 1

@@ -1,4 +1,4 @@
 #!/bin/sh
-# restack's CLI from its source tree in /opt/restack: Node 22 strips the TypeScript types as it
-# loads them (it would not under node_modules, which is why the tree is not an npm package).
-exec /usr/local/bin/node /opt/restack/src/cli/main.ts "$@"
+# restack's CLI, compiled to JavaScript in /opt/restack/dist (build.sh, tsconfig.build.json):
+# no TypeScript transform is loaded at start-up.
+exec /usr/local/bin/node /opt/restack/dist/cli/main.js "$@"

@@ -93,7 +93,7 @@ describe('the builder image, built by restack from images/builder/stacker.yaml',
     if (work !== undefined) await rm(work, { recursive: true, force: true });
   });
 
-  test('restack is the entrypoint, on PATH, and runs from its source tree', async () => {
+  test('restack is the entrypoint, on PATH, and runs compiled JavaScript, not the TypeScript source', async () => {
     assert.deepEqual(image.config.Entrypoint, ['/usr/local/bin/restack']);
     assert.deepEqual(image.config.Cmd, ['--help']);
     const help = await inImage(['restack', '--help']);
@@ -101,6 +101,8 @@ describe('the builder image, built by restack from images/builder/stacker.yaml',
     assert.match(help.stdout, /^Usage: restack /);
     assert.match(help.stdout, /\boperator\b/);
     assert.match(help.stdout, /\bbuild\b/);
+    const shipped = await inImage(['sh', '-c', 'test -f /opt/restack/dist/cli/main.js && test ! -e /opt/restack/src && ! find /opt/restack/dist -name "*.ts" | grep -q .']);
+    assert.equal(shipped.exitCode, 0, 'dist/ holds JavaScript only, and no src/ is shipped');
   });
 
   test('node is the pinned Node 22', async () => {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { eventually } from '../cluster/harness.ts';
 import { freeLoopbackPort } from '../services/service.ts';
 
-const cli = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
+const sourceCli = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
 
 /** The stand-in for `restack build`, as the value of `--builder`. */
 export const standInBuilderCommand = `${process.execPath} ${join(import.meta.dirname, 'stand-in-builder.ts')}`;
@@ -29,12 +29,14 @@ export interface OperatorProcessOptions {
   env?: NodeJS.ProcessEnv;
   /** Options of node itself, e.g. --cpu-prof. */
   nodeArgs?: readonly string[];
+  /** The CLI's entry point: src/cli/main.ts unless given (the bench runs the compiled dist/cli/main.js that ships). */
+  cli?: string;
 }
 
 /** Starts the operator; resolves once /readyz answers 200 (its caches are synced). */
 export async function startOperatorProcess(options: OperatorProcessOptions): Promise<OperatorProcess> {
   const port = await freeLoopbackPort();
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), cli, 'operator', '--metrics-bind-address', `127.0.0.1:${port}`, ...options.args], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.cli ?? sourceCli, 'operator', '--metrics-bind-address', `127.0.0.1:${port}`, ...options.args], {
     env: { ...process.env, ...options.env, KUBECONFIG: options.kubeconfigPath },
     // Its own process group, so signal() reaches the builder processes too.
     detached: true,
