@@ -68,6 +68,11 @@ export class Kube {
     await this.core.patchNamespacedPod({ namespace, name, body: { metadata: { labels: { [label]: value } } } }, mergePatch);
   }
 
+  /** The names of the pods in `namespace` that match `labelSelector`. */
+  async podNames(namespace: string, labelSelector: string): Promise<string[]> {
+    return (await this.core.listNamespacedPod({ namespace, labelSelector })).items.map((pod) => pod.metadata?.name ?? '');
+  }
+
   async getImageBuild(namespace: string, name: string): Promise<ImageBuild> {
     return (await this.objects.getNamespacedCustomObject({ group, version, namespace, plural: plurals.ImageBuild, name })) as ImageBuild;
   }

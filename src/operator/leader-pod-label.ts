@@ -68,6 +68,28 @@ export class LeaderPodLabel {
   async #patch(leading: boolean): Promise<void> {
     await this.#o.kube.labelPod(this.#o.namespace, this.#o.pod, leaderLabel, leading ? 'true' : null);
     this.#o.logger.info({ pod: this.#o.pod, [leaderLabel]: leading }, leading ? 'labelled this pod as the leader' : 'this pod is not labelled as the leader');
+    if (leading) await this.#unlabelFormerLeaders();
+  }
+
+  /**
+   * A replica that died leading keeps its label until its next process starts, and the Service
+   * would route to it meanwhile: the new leader takes that label off. Best effort: a failure leaves
+   * the label to that next process, as before.
+   */
+  async #unlabelFormerLeaders(): Promise<void> {
+    const { kube, namespace, pod, logger } = this.#o;
+    try {
+      const former = (await kube.podNames(namespace, `${leaderLabel}=true`)).filter((name) => name !== pod);
+      for (const name of former) {
+        await kube.labelPod(namespace, name, leaderLabel, null).catch((error: unknown) => {
+          if (statusCode(error) !== 404) throw error;
+        });
+        logger.info({ pod: name }, `removed the ${leaderLabel} label of a former leader's pod`);
+      }
+    } catch (error) {
+      const hint = statusCode(error) === 403 ? `; grant list and patch on pods in ${namespace} (config/rbac/leader-election-role.yaml)` : '';
+      logger.warn({ err: error }, `cannot remove the ${leaderLabel} label from former leaders' pods${hint}`);
+    }
   }
 
   #failed(error: unknown): void {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CoordinationV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { eventually, useCluster, type Cluster } from '../cluster/harness.ts';
 import type { ImageBuild, Stackerfile } from '../../src/operator/kube.ts';
 import { installCrds } from './install-crds.ts';
@@ -166,9 +166,12 @@ describe('two operator processes with leader election', { timeout: 300_000 }, ()
     assert.ok(count.rerun + count.byNewLeader > 0, 'the new leader finished what the old one left');
     console.log(`builds: ${JSON.stringify(count)}`);
 
-    // The killed leader could not remove its label; the new leader's pod has one too. The killed
-    // replica's next process (a container restart in the same pod) removes it and stands by.
-    await eventually("the new leader's pod labelled", async () => ((await labelledLeaders()).includes(standbyPod) ? true : undefined));
+    // The killed leader could not remove its label: the new leader takes it off, once its own pod is labelled.
+    await eventually("only the new leader's pod labelled", async () => ((await labelledLeaders()).join() === standbyPod ? true : undefined));
+    // A process that starts in a pod still labelled (as if the new leader had not got to it yet)
+    // removes that label itself, and stands by.
+    await core.patchNamespacedPod({ namespace: ns, name: leaderPod, body: { metadata: { labels: { 'restack.dev/leader': 'true' } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    assert.deepEqual(await labelledLeaders(), [leaderPod, standbyPod].sort());
     const replacement = await startReplica(operators.indexOf(leader));
     operators.push(replacement);
     await eventually('the stale label removed', async () => ((await labelledLeaders()).join() === standbyPod ? true : undefined));

@@ -60,6 +60,7 @@ const needed: Access[] = [
   { verb: 'get', resource: 'leases.coordination.k8s.io/restack-operator', namespace: operatorNamespace },
   { verb: 'update', resource: 'leases.coordination.k8s.io/restack-operator', namespace: operatorNamespace },
   { verb: 'patch', resource: 'pods', namespace: operatorNamespace },
+  { verb: 'list', resource: 'pods', namespace: operatorNamespace },
 ];
 // What a least-privilege operator must not be able to do.
 const forbidden: Access[] = [
