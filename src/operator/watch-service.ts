@@ -67,14 +67,8 @@ export class WatchService implements InputWatcher {
   }
 
   #newScheduler(): Scheduler {
-    const cronLogger = this.#o.logger.child({ component: 'cron' });
     return new Scheduler({
-      logger: {
-        debug: (message) => cronLogger.debug(message),
-        info: (message) => cronLogger.info(message),
-        warn: (message) => cronLogger.warn(message),
-        error: (message) => cronLogger.error(message),
-      },
+      logger: this.#o.logger.child({ component: 'cron' }),
       onTick: (schedule) => this.#checked(this.#poller.poll(schedule)),
       onError: (schedule, error) => this.#o.logger.warn({ schedule, err: error }, 'scheduled input check failed'),
       ...(this.#o.jitterWindowMs === undefined ? {} : { jitterWindowMs: this.#o.jitterWindowMs }),
