@@ -56,8 +56,10 @@ export class Kube {
     return { ...page, items };
   }
 
-  /** With `resourceVersion`, the write fails with 409 Conflict when the object changed since it was read (a stale cache). */
-  /** Returns the object as written, for the caller's cache. */
+  /**
+   * Returns the object as written, for the caller's cache. With `resourceVersion`, the write fails
+   * with 409 Conflict when the object changed since it was read (a stale cache).
+   */
   async patchStatus(kind: Kind, namespace: string, name: string, status: object, resourceVersion?: string): Promise<KubernetesObject> {
     const body = { ...(resourceVersion === undefined ? {} : { metadata: { resourceVersion } }), status };
     return (await this.objects.patchNamespacedCustomObjectStatus({ group, version, namespace, plural: plurals[kind], name, body }, mergePatch)) as KubernetesObject;
