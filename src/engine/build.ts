@@ -248,7 +248,7 @@ async function buildLayer(context: BuildContext, planned: PlannedLayer, index: n
     created: context.created,
     recipeRecord: layerRecipeRecord(planned.name, planned.definition, recipe?.substitutedValues ?? []),
   });
-  emit({ event: 'layer-done', layer: planned.name, digest, cached, ownLayers: entry.own.length, elapsedMs: Date.now() - started });
+  emit({ event: 'layer-done', layer: planned.name, digest, cached, ownLayers: entry.own.length, bytes: entry.own.reduce((sum, own) => sum + own.descriptor.size, 0), elapsedMs: Date.now() - started });
   return { name: planned.name, ref: target.display, digest, buildOnly: planned.buildOnly, cached, provenance, pushed: [] };
 }
 
