@@ -73,11 +73,11 @@ describe('restack swap against docker-registry', { skip }, () => {
     assert.equal((JSON.parse(again.stdout) as { after: string }).after, outcome.after);
   });
 
-  test('a dependency that A does not apply is an error naming what A applies; nothing changes', async () => {
+  test('a dependency that A does not apply is refused naming what A applies; nothing changes', async () => {
     const before = (await inspectImage(open(`${prefix()}/a:latest`))).digest;
     const result = await restack(['swap', `${prefix()}/a:latest`, '--dependency', `${prefix()}/base:latest`]);
-    assert.equal(result.exitCode, 1);
-    assert.match(result.stderr, /does not apply .*base:latest \(it applies: .*ssl:latest, .*python3:latest\)/);
+    assert.equal(result.exitCode, 3);
+    assert.match(result.stderr, /refused \(Inconsistent\): .*does not record .*base:latest as applied \(it records: .*ssl:latest, .*python3:latest\)/);
     assert.equal((await inspectImage(open(`${prefix()}/a:latest`))).digest, before);
   });
 
