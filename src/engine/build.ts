@@ -70,18 +70,21 @@ export function pushReference(prefix: string, layer: string, tag: string): strin
   return `${prefix.replace(/\/+$/, '')}/${layer.toLowerCase()}:${tag}`;
 }
 
-function layoutReference(context: BuildContext, layer: string): string {
-  return `oci:${context.request.ociDir}:${layer}`;
+function layoutReference(ociDir: string, layer: string): string {
+  return `oci:${ociDir}:${layer}`;
+}
+
+/** The reference provenance names a layer of the build by: where it is published, else its place in the output layout. */
+export function recipeLayerReference(request: Pick<BuildRequest, 'push' | 'ociDir'>, layer: PlannedLayer | undefined, name: string): string {
+  const { push } = request;
+  return push !== undefined && layer?.buildOnly === false ? pushReference(push.prefix, name, push.tags[0] ?? 'latest') : layoutReference(request.ociDir, name);
 }
 
 /** An earlier layer of the build: read from the layout; named in provenance by where it is published. */
 function recipeLayer(context: BuildContext, name: string): { opened: OpenedReference; ref: string } {
-  const { push } = context.request;
-  const published = push !== undefined && context.layers.get(name)?.buildOnly === false;
-  const tag = push?.tags[0] ?? 'latest';
   return {
-    opened: context.request.open(layoutReference(context, name), false),
-    ref: published ? pushReference(push.prefix, name, tag) : layoutReference(context, name),
+    opened: context.request.open(layoutReference(context.request.ociDir, name), false),
+    ref: recipeLayerReference(context.request, context.layers.get(name), name),
   };
 }
 
@@ -145,7 +148,7 @@ async function makeOwnLayers(
 ): Promise<Omit<CacheEntry, 'layer'>> {
   const { request } = context;
   const recipeDir = dirname(resolve(planned.recipe));
-  const layout = request.open(layoutReference(context, planned.name), false);
+  const layout = request.open(layoutReference(request.ociDir, planned.name), false);
   const ownContext: OwnLayerContext = {
     layer: planned.name,
     storage: context.storage,
@@ -227,7 +230,7 @@ async function buildLayer(context: BuildContext, planned: PlannedLayer, index: n
     layerType: request.layerType,
     platform: inputs.platform,
   });
-  const target = request.open(layoutReference(context, planned.name), false);
+  const target = request.open(layoutReference(context.request.ociDir, planned.name), false);
   // as stacker: what a bind mount holds is not tracked, so a layer with binds is always rebuilt
   const useCache = !request.noCache && (planned.definition.binds ?? []).length === 0;
   let entry = useCache ? context.cache.get(key) : undefined;

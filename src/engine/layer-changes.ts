@@ -6,6 +6,9 @@ import type { Store } from '../oci/store.ts';
 import type { Descriptor } from '../oci/types.ts';
 import { classifyTarEntry, type LayerChanges } from '../swap/safety.ts';
 
+/** Bumped when what a listing holds changes (v2: normalised paths, hard link targets), so older files are not read. */
+const listingVersion = 'v2';
+
 /**
  * What each blob layer changes, listed once per digest: blobs are immutable, so a listing is good
  * forever. Kept in memory and, when a directory is given, on disk across runs.
@@ -29,7 +32,7 @@ export class LayerChangesCache {
   }
 
   async #load(store: Store, repository: string, layer: Descriptor): Promise<LayerChanges> {
-    const file = this.#directory === undefined ? undefined : join(this.#directory, `${digestHex(layer.digest)}.json`);
+    const file = this.#directory === undefined ? undefined : join(this.#directory, `${digestHex(layer.digest)}.${listingVersion}.json`);
     if (file !== undefined) {
       const cached = await readFile(file, 'utf8').then((text) => JSON.parse(text) as LayerChanges, () => undefined);
       if (cached !== undefined && cached.digest === layer.digest) return cached;
@@ -38,7 +41,7 @@ export class LayerChangesCache {
     const changes: LayerChanges =
       headers === undefined
         ? { digest: layer.digest, unavailable: `${layer.mediaType} layers cannot be listed; overlap analysis does not cover this layer` }
-        : { digest: layer.digest, entries: headers.map((header) => classifyTarEntry(header.name, header.type)) };
+        : { digest: layer.digest, entries: headers.map((header) => classifyTarEntry(header.name, header.type, header.linkname)) };
     if (file !== undefined && this.#directory !== undefined) {
       await mkdir(this.#directory, { recursive: true });
       const temporary = `${file}.${process.pid}.tmp`;

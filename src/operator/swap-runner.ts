@@ -92,7 +92,7 @@ async function swapImage(
     const outcome = await swapDependency({
       target: open(image.ref),
       dependency,
-      dependencyImage: await caches.dependencies.get(dependency),
+      readDependency: (opened) => caches.dependencies.get(opened),
       layerChanges: caches.layerChanges,
     });
     const check = { image: image.name, dependency: input.ref, from: recorded.digest ?? '', to: input.digest };

@@ -224,3 +224,39 @@ test('overlay mode: a hard link to a file of a lower layer becomes a copy of it'
   assert.equal((await lstat(join(upper, 'usr/bin/alias'))).mode & 0o777, 0o755);
   assert.deepEqual(summary.written, ['usr/bin/alias']);
 });
+
+test('an xattr name with a line break cannot reach a path outside the rootfs', async (t) => {
+  const base = await tempDir(t);
+  const root = join(base, 'rootfs');
+  const victim = join(base, 'outside', 'victim');
+  await mkdir(root);
+  await mkdir(join(base, 'outside'));
+  await writeFile(victim, 'untouched');
+  // setfattr --restore reads "# file:" lines: a name carrying one would set an xattr on the host path
+  const layer = await tarLayer([{ name: 'f', content: 'x', pax: { [`SCHILY.xattr.\n# file: ${victim}\nuser.pwned`]: 'gotcha' } }]);
+  const outcome = await apply(layer, root).then(
+    () => undefined,
+    (error: unknown) => error,
+  );
+  assert.equal((await readXattrs([victim])).get(victim)?.get('user.pwned')?.toString(), undefined, 'no xattr was set outside the rootfs');
+  assert.ok(outcome instanceof BuildError, `refused: ${String(outcome)}`);
+  assert.equal(outcome.code, 'LAYER_HOSTILE', outcome.message);
+  assert.match(outcome.message, /entry "f": xattr name .* contains a line break/);
+});
+
+test('xattrs outside the allowed namespaces are left out with a warning', async (t) => {
+  const root = await tempDir(t);
+  const summary = await applyEntries(
+    [
+      {
+        name: 'f',
+        content: 'x',
+        pax: { 'SCHILY.xattr.user.kept': 'yes', 'SCHILY.xattr.trusted.evil': '1', 'SCHILY.xattr.security.selinux': 'system_u:object_r:bin_t:s0', 'SCHILY.xattr.system.posix_acl_access': 'x' },
+      },
+    ],
+    root,
+  );
+  const xattrs = (await readXattrs([join(root, 'f')])).get(join(root, 'f'));
+  assert.deepEqual([...(xattrs?.keys() ?? [])], ['user.kept']);
+  assert.deepEqual(summary.warnings.map((warning) => /xattr (\S+)/.exec(warning)?.[1]).sort(), ['security.selinux', 'system.posix_acl_access', 'trusted.evil']);
+});

@@ -77,6 +77,12 @@ test('a built base naming no layer, apply of itself and cycles are reported on e
   ]);
 });
 
+test('the same reference applied twice is an error on the second entry; two tags of one repository are two inputs', () => {
+  assert.deepEqual(errors('a:\n  from: {type: scratch}\n  apply: ["docker://r/tools:jq", "docker://r/tools:yq", "docker://r/tools:jq"]\n'), [
+    'r.yaml:3:57: a.apply.2: "docker://r/tools:jq" is applied twice (also entry 0); apply each image once',
+  ]);
+});
+
 test('imports accept every stacker form and check hash and dest', () => {
   const ok = `a:\n  from: {type: scratch}\n  imports:\n    - file\n    - path: https://x/y\n      hash: ${'A'.repeat(64)}\n      dest: /usr/bin/y\n      mode: 0755\n      uid: 0\n`;
   const { recipe } = parseRecipe(ok, { file: 'r.yaml', substitutions: new Map() });
