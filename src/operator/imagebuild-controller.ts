@@ -6,7 +6,7 @@ import { splitKey, type Informer } from './informer.ts';
 import type { ImageBuild, Kube, Stackerfile } from './kube.ts';
 import { readRecipe } from './recipe-source.ts';
 import type { ImageBuildStatus } from './resources.ts';
-import { DependencyImages, refusedWrite, runSwap, stackerfileOpener, type SwapRun } from './swap-runner.ts';
+import { DependencyImages, runSwap, stackerfileOpener, swapFailure, type SwapRun } from './swap-runner.ts';
 
 export interface ImageBuildControllerOptions {
   kube: Kube;
@@ -99,9 +99,9 @@ export class ImageBuildController {
     try {
       run = await runSwap(build, stackerfile, await stackerfileOpener(this.#o.kube, stackerfile), this.#o.layerChanges, this.#dependencies);
     } catch (error) {
-      const refused = refusedWrite(error, stackerfile);
-      if (refused === undefined) throw error;
-      return this.#finish(build, { ok: false, message: refused });
+      const failure = swapFailure(error, stackerfile);
+      if (failure === undefined) throw error;
+      return this.#finish(build, { ok: false, message: failure });
     }
     const completionTime = now();
     const count = (result: string) => run.checks.filter((check) => check.result === result).length;

@@ -133,10 +133,12 @@ export async function stackerfileOpener(kube: Kube, stackerfile: Stackerfile): P
 }
 
 /**
- * A swap the registry refused for lack of rights, as the ImageBuild's failure: which credentials
- * were used and how to give the Stackerfile its own. Undefined for any other error.
+ * A swap that cannot be made with the Stackerfile's credentials, as the ImageBuild's failure: its
+ * Secret is unusable, or the registry refused the credentials used (which, and how to give the
+ * Stackerfile its own). Undefined for any other error.
  */
-export function refusedWrite(error: unknown, stackerfile: Stackerfile): string | undefined {
+export function swapFailure(error: unknown, stackerfile: Stackerfile): string | undefined {
+  if (error instanceof OciError && error.code === 'CREDENTIALS_INVALID') return `${error.message}${error.hint === undefined ? '' : `; ${error.hint}`}`;
   if (!(error instanceof OciError) || (error.code !== 'UNAUTHORIZED' && error.code !== 'DENIED')) return undefined;
   const { output } = stackerfile.spec;
   const namespace = stackerfile.metadata?.namespace ?? 'default';

@@ -4,7 +4,7 @@
 // the operator's login can write, the real API server, the real swap.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { access, chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
@@ -29,12 +29,15 @@ describe('a Stackerfile writes with its own Secret or with nothing, never with t
   const prefix = `${registry.host}/team`;
   const dockerConfig = JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from(`${operatorLogin.user}:${operatorLogin.password}`).toString('base64') } } });
   let authDir: string;
+  const helper = 'restack-test-tenant';
+  const helperMark = join(tmpdir(), `restack-helper-ran-${process.pid}`);
   let cluster: Cluster;
   let objects: CustomObjectsApi;
   let manager: Manager;
   let seeds: SeedImages;
   let python3Next: string;
   const previousAuthFile = process.env['REGISTRY_AUTH_FILE'];
+  const previousPath = process.env['PATH'];
 
   before(async () => {
     // The operator's own login: the process's credential file, as the chart mounts it.
@@ -48,7 +51,14 @@ describe('a Stackerfile writes with its own Secret or with nothing, never with t
     const core = cluster.kubeConfig.makeApiClient(CoreV1Api);
     await installCrds(cluster);
     await core.createNamespace({ body: { metadata: { name: ns } } });
-    await core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'regcred' }, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': Buffer.from(dockerConfig).toString('base64') } } });
+    const secret = (name: string, config: string) =>
+      core.createNamespacedSecret({ namespace: ns, body: { metadata: { name }, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': Buffer.from(config).toString('base64') } } });
+    await secret('regcred', dockerConfig);
+    // A helper "program" a tenant would like the operator to run: it leaves a mark and answers the operator's login.
+    await writeFile(join(authDir, `docker-credential-${helper}`), `#!/bin/sh\ntouch ${helperMark}\necho '{"Username":"${operatorLogin.user}","Secret":"${operatorLogin.password}"}'\n`);
+    await chmod(join(authDir, `docker-credential-${helper}`), 0o755);
+    process.env['PATH'] = `${authDir}:${previousPath ?? ''}`;
+    await secret('helper-cred', JSON.stringify({ credHelpers: { [registry.host]: helper } }));
     manager = new Manager({ kubeConfig: cluster.kubeConfig, logger: pino({ level: process.env['RESTACK_TEST_LOG'] ?? 'silent' }), executor: new LocalExecutor(['true']), namespace: ns, metricsBindAddress: '127.0.0.1:0' });
     await manager.start();
   });
@@ -57,7 +67,9 @@ describe('a Stackerfile writes with its own Secret or with nothing, never with t
     await registry.stop();
     if (previousAuthFile === undefined) delete process.env['REGISTRY_AUTH_FILE'];
     else process.env['REGISTRY_AUTH_FILE'] = previousAuthFile;
+    process.env['PATH'] = previousPath;
     if (authDir !== undefined) await rm(authDir, { recursive: true, force: true });
+    await rm(helperMark, { force: true });
   });
 
   /** A suspended Stackerfile whose A is published (as a build would have left it), and a Swap ImageBuild of python3+1 into it. */
@@ -100,5 +112,12 @@ describe('a Stackerfile writes with its own Secret or with nothing, never with t
     const build = await swapInto('with-secret', { name: 'regcred' });
     assert.equal(build.status?.phase, 'Succeeded', build.status?.message);
     assert.equal(build.status?.checks?.[0]?.result, 'Swapped', build.status?.message);
+  });
+
+  test('a Secret naming a credential helper is refused, naming the Secret and its key; the helper never runs', async () => {
+    const build = await swapInto('tenant-helper', { name: 'helper-cred' });
+    assert.equal(build.status?.phase, 'Failed', build.status?.message);
+    assert.match(build.status?.message ?? '', new RegExp(`^spec\\.output\\.pushSecretRef: Secret ${ns}/helper-cred, key \\.dockerconfigjson: names credential helper programs, which are not run for it: credHelpers\\["${registry.host}"\\] \\(docker-credential-${helper}\\); put the login itself in "auths"`));
+    await assert.rejects(access(helperMark), 'the operator ran the program the Secret named');
   });
 });
