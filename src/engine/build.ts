@@ -5,6 +5,7 @@ import { RootfsResolver, splitEntryPath } from '../build/rootfs-path.ts';
 import type { StorageDriver } from '../build/storage/driver.ts';
 import { openStorage, type StorageChoice } from '../build/storage/open.ts';
 import { parseReference } from '../oci/reference.ts';
+import { escapesOf } from '../stackerfile/host-paths.ts';
 import type { Recipe } from '../stackerfile/parse.ts';
 import type { Plan, PlannedLayer } from '../stackerfile/plan.ts';
 import type { ComposedImage, OwnLayer } from '../swap/compose.ts';
@@ -20,7 +21,7 @@ import { LayerBuildError } from './build/errors.ts';
 import type { BuildEvent, BuildOutput, BuildStep, EventSink } from './build/events.ts';
 import { CommandError, createdTimestamp, imageCommands, layerRecipeRecord, type ImageCommands } from './build/image-config.ts';
 import { layerImports, overlayDirSpecs } from './build/import-plan.ts';
-import { acquireImport, type AcquiredImport, type ImportContext } from './build/imports.ts';
+import { acquireImport, checkInside, type AcquiredImport, type ImportContext } from './build/imports.ts';
 import { resolveInputs, type LayerInputs } from './build/inputs.ts';
 import { layerOrigins, layerSources } from './build/layer-origins.ts';
 import { containerLayer, tarballLayer, type OwnLayerContext } from './build/own-layers.ts';
@@ -46,6 +47,11 @@ export interface BuildRequest {
   push?: { prefix: string; tags: readonly string[]; layers?: readonly string[] };
   shellOnFail: boolean;
   sourceDateEpoch: number | undefined;
+  /**
+   * Local paths (imports, overlay_dirs, binds, tar bases) only inside the recipe's directory, and
+   * no OCI layouts: how the operator builds a tenant's recipe. The CLI allows any path by default.
+   */
+  recipeDirOnly?: boolean;
   /** The environment build_env_passthrough picks from. */
   hostEnvironment: Readonly<Record<string, string | undefined>>;
   /** Opens a reference as written; `insecure` from the recipe's `from.insecure`. */
@@ -207,7 +213,15 @@ async function buildLayer(context: BuildContext, planned: PlannedLayer, index: n
   emit({ event: 'layer-start', layer: planned.name, index, total: context.layers.size, buildOnly: planned.buildOnly });
   const commands = commandsOf(planned);
   const recipeDir = dirname(resolve(planned.recipe));
-  const importContext: ImportContext = { layer: planned.name, workDir: context.workDir, grab: (layer, path, into) => grab(context, layer, path, into) };
+  const importContext: ImportContext = {
+    layer: planned.name,
+    workDir: context.workDir,
+    grab: (layer, path, into) => grab(context, layer, path, into),
+    ...(request.recipeDirOnly === true ? { confineTo: recipeDir } : {}),
+  };
+  if (request.recipeDirOnly === true) {
+    for (const [index, bind] of bindSpecs(planned.definition, recipeDir).entries()) await checkInside(planned.name, `binds.${index}`, bind.source, bind.source, recipeDir);
+  }
 
   step('resolve', `${describeBase(planned)}${planned.apply.length === 0 ? '' : ` + apply ${planned.apply.join(', ')}`}`);
   const inputs = await resolveInputs(planned, {
@@ -276,12 +290,20 @@ function checkPushReferences(plan: Plan, push: NonNullable<BuildRequest['push']>
   }
 }
 
+/** A confined build refuses, before anything is built, a host path outside the recipe's directory. */
+function refuseEscapes(recipes: readonly Recipe[]): void {
+  const [first] = recipes.flatMap(escapesOf);
+  if (first === undefined) return;
+  throw new LayerBuildError('HOST_PATH_REFUSED', first.layer, `layer ${first.layer}: ${first.use.path.join('.')}: ${first.message}`, 'restack build allows such paths without --recipe-dir-only; the operator never does');
+}
+
 /**
  * Builds every layer of the plan in order into the output layout, reusing cached layers, then
  * pushes the published ones. Events report progress; a LayerBuildError says what to fix.
  */
 export async function buildRecipes(request: BuildRequest): Promise<BuildOutput[]> {
   const started = Date.now();
+  if (request.recipeDirOnly === true) refuseEscapes(request.recipes);
   if (request.push !== undefined) checkPushReferences(request.plan, request.push);
   const identity = await detectIdentity();
   // the storage drivers and LXC work with absolute paths (mounts are made from other directories)

@@ -50,6 +50,8 @@ export function buildPod(input: BuildPodInput): V1Pod {
     '--storage', input.storage,
     '--roots-dir', `${storageMount}/roots`,
     '--oci-dir', `${storageMount}/oci`,
+    // A tenant's recipe reads no file of the pod's beyond its own (the mounted push Secret, say).
+    '--recipe-dir-only',
     '--push', input.push,
     ...input.tags.flatMap((tag) => ['--tag', tag]),
     ...Object.entries(input.substitutions).flatMap(([key, value]) => ['--substitute', `${key}=${value}`]),

@@ -6,7 +6,7 @@ import { splitKey, type Informer } from './informer.ts';
 import type { ImageBuild, Kube, Stackerfile } from './kube.ts';
 import { readRecipe } from './recipe-source.ts';
 import type { ImageBuildStatus } from './resources.ts';
-import { DependencyImages, runSwap, stackerfileOpener } from './swap-runner.ts';
+import { DependencyImages, runSwap, stackerfileOpener, swapFailure, type SwapRun } from './swap-runner.ts';
 
 export interface ImageBuildControllerOptions {
   kube: Kube;
@@ -95,7 +95,14 @@ export class ImageBuildController {
   /** A swap runs here, in the operator: no pod, only manifest writes and a tag move. */
   async #swap(build: ImageBuild, stackerfile: Stackerfile): Promise<void> {
     const startTime = now();
-    const run = await runSwap(build, stackerfile, await stackerfileOpener(this.#o.kube, stackerfile), this.#o.layerChanges, this.#dependencies);
+    let run: SwapRun;
+    try {
+      run = await runSwap(build, stackerfile, await stackerfileOpener(this.#o.kube, stackerfile), this.#o.layerChanges, this.#dependencies);
+    } catch (error) {
+      const failure = swapFailure(error, stackerfile);
+      if (failure === undefined) throw error;
+      return this.#finish(build, { ok: false, message: failure });
+    }
     const completionTime = now();
     const count = (result: string) => run.checks.filter((check) => check.result === result).length;
     const refused = run.checks.filter((check) => check.result === 'Refused');

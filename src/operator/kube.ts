@@ -1,5 +1,6 @@
 import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { credentialsFromDockerConfigJson, type CredentialProvider } from '../oci/registry/credential-provider.ts';
+import { parseDockerConfig, refuseCredentialHelpers } from '../oci/registry/credentials.ts';
 import { group, version, type ImageBuildSpec, type ImageBuildStatus, type StackerfileSpec, type StackerfileStatus } from './resources.ts';
 
 export interface Stackerfile extends KubernetesObject {
@@ -109,7 +110,10 @@ export class Kube {
     }
   }
 
-  /** The docker config of a kubernetes.io/dockerconfigjson Secret; errors name spec.output.pushSecretRef and the fix. */
+  /**
+   * The docker config of a kubernetes.io/dockerconfigjson Secret; errors name spec.output.pushSecretRef and the fix.
+   * A tenant's Secret holds logins, never the name of a program for the operator (or its local builds) to run.
+   */
   async dockerConfigJson(namespace: string, name: string): Promise<string> {
     const field = 'spec.output.pushSecretRef';
     let secret;
@@ -121,7 +125,10 @@ export class Kube {
     }
     const encoded = secret.data?.['.dockerconfigjson'];
     if (encoded === undefined) throw new Error(`${field}: Secret ${namespace}/${name} has no .dockerconfigjson key; make it a kubernetes.io/dockerconfigjson Secret`);
-    return Buffer.from(encoded, 'base64').toString('utf8');
+    const text = Buffer.from(encoded, 'base64').toString('utf8');
+    const source = `${field}: Secret ${namespace}/${name}, key .dockerconfigjson`;
+    refuseCredentialHelpers(parseDockerConfig(text, source), source);
+    return text;
   }
 
   /**

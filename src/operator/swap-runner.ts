@@ -3,7 +3,8 @@ import { openReferences } from '../engine/open-reference.ts';
 import type { LayerChangesCache } from '../engine/layer-changes.ts';
 import { swapDependency } from '../engine/swap.ts';
 import { formatReference, parseReference, withDigest } from '../oci/reference.ts';
-import { credentialsFromDockerConfigJson } from '../oci/registry/credential-provider.ts';
+import { OciError } from '../oci/errors.ts';
+import { anonymous, credentialsFromDockerConfigJson } from '../oci/registry/credential-provider.ts';
 import type { ImageBuild, Kube, Stackerfile } from './kube.ts';
 import type { ImageBuildStatus, StackerfileStatus } from './resources.ts';
 
@@ -117,12 +118,33 @@ async function swapImage(
   return { name: image.name, ref: image.ref, digest, before: image.digest, inputs };
 }
 
-/** Opens a Stackerfile's registry as its output says: plain http when insecure, its push Secret's credentials. */
+/**
+ * Opens a Stackerfile's registry as its output says: plain http when insecure, its push Secret's
+ * credentials, or none. Never the operator's own credentials: those check inputs, and a tenant
+ * must not write (nor read for a write) with them.
+ */
 export async function stackerfileOpener(kube: Kube, stackerfile: Stackerfile): Promise<Opener> {
   const { output } = stackerfile.spec;
   const namespace = stackerfile.metadata?.namespace ?? 'default';
   const secret = output.pushSecretRef?.name;
   // Read once per swap: the stores it opens would each ask a lazy provider, one Secret read per image and repository.
-  const credentials = secret === undefined ? undefined : credentialsFromDockerConfigJson(await kube.dockerConfigJson(namespace, secret), `Secret ${namespace}/${secret}`);
-  return openReferences({ ...(output.insecure === true ? { insecure: true } : {}), ...(credentials === undefined ? {} : { credentials }) });
+  const credentials = secret === undefined ? anonymous : credentialsFromDockerConfigJson(await kube.dockerConfigJson(namespace, secret), `Secret ${namespace}/${secret}`);
+  return openReferences({ ...(output.insecure === true ? { insecure: true } : {}), credentials });
+}
+
+/**
+ * A swap that cannot be made with the Stackerfile's credentials, as the ImageBuild's failure: its
+ * Secret is unusable, or the registry refused the credentials used (which, and how to give the
+ * Stackerfile its own). Undefined for any other error.
+ */
+export function swapFailure(error: unknown, stackerfile: Stackerfile): string | undefined {
+  if (error instanceof OciError && error.code === 'CREDENTIALS_INVALID') return `${error.message}${error.hint === undefined ? '' : `; ${error.hint}`}`;
+  if (!(error instanceof OciError) || (error.code !== 'UNAUTHORIZED' && error.code !== 'DENIED')) return undefined;
+  const { output } = stackerfile.spec;
+  const namespace = stackerfile.metadata?.namespace ?? 'default';
+  const used =
+    output.pushSecretRef === undefined
+      ? 'no credentials: spec.output.pushSecretRef is not set, and the operator\'s own registry credentials serve input checks only'
+      : `the credentials of spec.output.pushSecretRef (Secret ${namespace}/${output.pushSecretRef.name})`;
+  return `the registry refused the swap with ${used}: ${error.message}; set spec.output.pushSecretRef to a kubernetes.io/dockerconfigjson Secret that can read and push ${output.registry}`;
 }

@@ -46,7 +46,7 @@ test('the build pod, field by field', () => {
   assert.ok(spec.volumes?.every((v) => v.hostPath === undefined));
   assert.deepEqual(container.args, [
     'build', '--file', '/restack/recipe/stacker.yaml', '--storage', 'overlay', '--roots-dir', '/var/lib/restack/roots',
-    '--oci-dir', '/var/lib/restack/oci', '--push', 'docker://registry.example/team', '--tag', 'latest', '--tag', 'v1',
+    '--oci-dir', '/var/lib/restack/oci', '--recipe-dir-only', '--push', 'docker://registry.example/team', '--tag', 'latest', '--tag', 'v1',
     '--substitute', 'PYVER=3.12', '--termination-log', '/dev/termination-log', '--json',
   ]);
   assert.equal(container.terminationMessagePath, '/dev/termination-log', 'where --termination-log writes the result');

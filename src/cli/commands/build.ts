@@ -26,6 +26,7 @@ interface BuildOptions extends RecipeOptions, StoreOptions {
   json?: boolean;
   shellFail?: boolean;
   terminationLog?: string;
+  recipeDirOnly?: boolean;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -76,6 +77,7 @@ export const registerBuild: RegisterCommand = (program, context) => {
     .option('--tag <tag>', 'a tag to push (repeatable; default latest)', collect, [])
     .option('--json', 'print one JSON event per line on stdout (layer-start, step, output, warning, layer-done, build-done, error)')
     .option('--shell-fail', 'when a run step fails, open a shell in its container')
+    .option('--recipe-dir-only', 'read local files (imports, overlay_dirs, binds, tar bases) only inside the recipe\'s directory, symlinks followed, and no oci: layouts: how the operator builds a tenant\'s recipe')
     .option('--termination-log <path>', 'also write the result there, compact (under 4096 bytes): the build pod\'s termination message')
     .action(async (options: BuildOptions) => {
       const { output } = context();
@@ -119,6 +121,7 @@ export const registerBuild: RegisterCommand = (program, context) => {
           noCache: !options.cache,
           ...(options.push === undefined ? {} : { push: { prefix: options.push, tags: options.tag.length === 0 ? ['latest'] : options.tag } }),
           shellOnFail: options.shellFail === true,
+          recipeDirOnly: options.recipeDirOnly === true,
           sourceDateEpoch: sourceDateEpochFrom(process.env),
           hostEnvironment: process.env,
           open: (ref, insecure) => (insecure ? openInsecure : open)(ref),

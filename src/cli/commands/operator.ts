@@ -19,6 +19,7 @@ interface OperatorOptions {
   executor: 'pod' | 'local';
   builderImage?: string;
   builder?: string;
+  builderEnv: string[];
   leaseDuration: string;
   leaseRenewPeriod: string;
   updates: boolean;
@@ -62,8 +63,10 @@ async function updateOptions(options: OperatorOptions): Promise<ManagerOptions['
 /** The executor the flags choose: build pods (the default) or child processes of the operator. */
 function executorOf(options: OperatorOptions): Executor {
   if (options.executor === 'local') {
-    return new LocalExecutor(options.builder?.split(' ').filter((word) => word !== '') ?? [process.execPath, process.argv[1] ?? 'restack', 'build']);
+    const command = options.builder?.split(' ').filter((word) => word !== '') ?? [process.execPath, process.argv[1] ?? 'restack', 'build'];
+    return new LocalExecutor(command, { environment: options.builderEnv });
   }
+  if (options.builderEnv.length > 0) throw new UserError('--builder-env is for the builds of --executor local', 'add --executor local, or drop --builder-env: build pods get no variable of the operator\'s');
   if (options.builder !== undefined) throw new UserError('--builder is the command of --executor local', 'add --executor local, or drop --builder and give --builder-image for build pods');
   if (options.builderImage === undefined) throw new UserError('--executor pod needs --builder-image', 'give the image build pods run (images/builder/), e.g. --builder-image registry.example/restack/builder:0.1.0, or use --executor local');
   return new PodExecutor({ builderImage: options.builderImage });
@@ -101,6 +104,7 @@ export const registerOperator: RegisterCommand = (program, context) => {
     .addOption(new Option('--executor <kind>', 'where builds run: pod (a build pod per ImageBuild) or local (a child process of the operator, for development)').choices(['pod', 'local']).default('pod'))
     .option('--builder-image <image>', 'the image of build pods (executor pod; a Stackerfile\'s spec.builder.image wins)')
     .option('--builder <command>', 'executor local: the build command, split on spaces (default: this restack build)')
+    .option('--builder-env <name>', 'executor local: pass this variable of the operator\'s environment to builds (repeatable); they get only PATH, locale, proxies and SOURCE_DATE_EPOCH otherwise', collect, [])
     .option('--no-updates', 'build only: do not watch inputs, swap or rebuild (docs/updates.md)')
     .option('--default-schedule <cron>', 'input checks for Stackerfiles without spec.updates.schedule', defaultSchedule)
     .option('--schedule-jitter <seconds>', 'widest delay after a schedule fires, so schedules spread out', '30')
