@@ -1,4 +1,5 @@
 import type { V1Pod } from '@kubernetes/client-node';
+import type { BuildPodSettings } from './build-policy.ts';
 
 /**
  * The build pod of an ImageBuild, in one place (kpack's habit): every security field is spelled
@@ -8,7 +9,6 @@ import type { V1Pod } from '@kubernetes/client-node';
 export interface BuildPodInput {
   imageBuild: { name: string; namespace: string; uid: string };
   stackerfileName: string;
-  builderImage: string;
   /** ConfigMap the controller writes with the recipe under `stacker.yaml`. */
   recipeConfigMap: string;
   /** `docker://host/prefix` the images are pushed to. */
@@ -19,9 +19,17 @@ export interface BuildPodInput {
   insecure: boolean;
   /** A kubernetes.io/dockerconfigjson Secret with push credentials. */
   pushSecretName?: string;
-  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
-  storage: 'overlay' | 'btrfs';
+  /** Image, resources, deadline and placement: the Stackerfile's spec.builder over the operator's defaults (build-policy.ts). */
+  settings: BuildPodSettings;
 }
+
+/**
+ * The seccomp profile of build pods, relative to the kubelet's seccomp directory
+ * (/var/lib/kubelet/seccomp/restack/build.json): containerd's default plus pivot_root, which LXC
+ * needs and RuntimeDefault denies even to holders of CAP_SYS_ADMIN. config/seccomp/ holds it; the
+ * chart's DaemonSet installs it on nodes; the admission policy requires exactly this profile.
+ */
+export const buildSeccompProfile = 'restack/build.json';
 
 export const buildPodLabels = {
   component: 'app.kubernetes.io/component',
@@ -43,11 +51,11 @@ export function recipeConfigMapName(imageBuild: string): string {
 }
 
 export function buildPod(input: BuildPodInput): V1Pod {
-  const { imageBuild } = input;
+  const { imageBuild, settings } = input;
   const args = [
     'build',
     '--file', `${recipeMount}/stacker.yaml`,
-    '--storage', input.storage,
+    '--storage', settings.storage,
     '--roots-dir', `${storageMount}/roots`,
     '--oci-dir', `${storageMount}/oci`,
     // A tenant's recipe reads no file of the pod's beyond its own (the mounted push Secret, say).
@@ -76,6 +84,10 @@ export function buildPod(input: BuildPodInput): V1Pod {
     },
     spec: {
       restartPolicy: 'Never',
+      // spec.builder.timeout: the kubelet stops the pod after this long, and the build fails saying so.
+      activeDeadlineSeconds: settings.activeDeadlineSeconds,
+      ...(settings.nodeSelector === undefined ? {} : { nodeSelector: settings.nodeSelector }),
+      ...(settings.tolerations === undefined ? {} : { tolerations: settings.tolerations }),
       // A user namespace: uid 0 in the pod is an unprivileged id range on the node, so the
       // capabilities below are namespaced and the build's root is nobody outside the pod.
       hostUsers: false,
@@ -85,7 +97,7 @@ export function buildPod(input: BuildPodInput): V1Pod {
       containers: [
         {
           name: 'build',
-          image: input.builderImage,
+          image: settings.image,
           command: ['restack'],
           args,
           env: [
@@ -109,12 +121,13 @@ export function buildPod(input: BuildPodInput): V1Pod {
             // A fresh procfs for the build container can only be mounted over a /proc that is not
             // partly masked (the kernel refuses to reveal less than is visible); allowed with hostUsers: false.
             procMount: 'Unmasked',
-            // The runtime's seccomp profile allows mount and unshare to holders of CAP_SYS_ADMIN.
-            seccompProfile: { type: 'RuntimeDefault' },
+            // The runtime's default allows mount and unshare to holders of CAP_SYS_ADMIN but never
+            // pivot_root, which LXC needs: the node's restack/build.json adds it, nothing more.
+            seccompProfile: { type: 'Localhost', localhostProfile: buildSeccompProfile },
             // The default AppArmor profile of container runtimes denies mount(2) outright.
             appArmorProfile: { type: 'Unconfined' },
           },
-          ...(input.resources === undefined ? {} : { resources: input.resources }),
+          resources: settings.resources,
           volumeMounts: [
             { name: 'recipe', mountPath: recipeMount, readOnly: true },
             // Overlay storage and the output layout: an emptyDir, so nothing outlives the pod
@@ -126,7 +139,8 @@ export function buildPod(input: BuildPodInput): V1Pod {
       ],
       volumes: [
         { name: 'recipe', configMap: { name: input.recipeConfigMap } },
-        { name: 'storage', emptyDir: {} },
+        // Bounded (limits.ephemeral-storage, else the operator's storageSizeLimit): the kubelet evicts a build that fills it.
+        { name: 'storage', emptyDir: settings.storageSizeLimit === undefined ? {} : { sizeLimit: settings.storageSizeLimit } },
         ...(input.pushSecretName === undefined
           ? []
           : [{ name: 'push-auth', secret: { secretName: input.pushSecretName, items: [{ key: '.dockerconfigjson', path: 'config.json' }] } }]),

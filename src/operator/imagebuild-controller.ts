@@ -4,6 +4,7 @@ import { setConditions } from './conditions.ts';
 import type { BuildRequest, BuildResult, Executor } from './executor.ts';
 import { splitKey, type Informer } from './informer.ts';
 import type { ImageBuild, Kube, Stackerfile } from './kube.ts';
+import type { Result } from './queue.ts';
 import { readRecipe } from './recipe-source.ts';
 import type { ImageBuildStatus } from './resources.ts';
 import { DependencyImages, runSwap, stackerfileOpener, swapFailure, type SwapRun } from './swap-runner.ts';
@@ -42,7 +43,7 @@ export class ImageBuildController {
     this.#o = options;
   }
 
-  async reconcile(key: string): Promise<void> {
+  async reconcile(key: string): Promise<Result | void> {
     const build = this.#o.imageBuilds.get(key);
     if (build === undefined || build.metadata?.deletionTimestamp !== undefined) return;
     const phase = build.status?.phase;
@@ -72,9 +73,11 @@ export class ImageBuildController {
     };
     const progress = await this.#o.executor.step(request);
     if (progress.state === 'done') return this.#finish(build, progress.result);
+    // A pod that has not started is looked at again without news: its start deadline, its push Secret.
+    const recheck = progress.recheckAfterMs === undefined ? undefined : { requeueAfterMs: progress.recheckAfterMs };
     const uid = request.imageBuild.uid;
     const wasRunning = phase === 'Running' || this.#running.has(uid);
-    if (wasRunning && progress.state === 'running' && progress.podName === (this.#running.get(uid)?.podName ?? build.status?.podName)) return;
+    if (wasRunning && progress.state === 'running' && progress.podName === (this.#running.get(uid)?.podName ?? build.status?.podName)) return recheck;
 
     const startTime = this.#running.get(uid)?.startTime ?? build.status?.startTime ?? now();
     await this.#write(build, {
@@ -90,6 +93,7 @@ export class ImageBuildController {
     } else if (progress.state === 'started') {
       await this.#o.kube.event(build, 'Warning', 'Restarted', 'the operator restarted while this build ran and could not follow it; running it again');
     }
+    return recheck;
   }
 
   /** A swap runs here, in the operator: no pod, only manifest writes and a tag move. */

@@ -1,4 +1,4 @@
-import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, VersionApi, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { credentialsFromDockerConfigJson, type CredentialProvider } from '../oci/registry/credential-provider.ts';
 import { parseDockerConfig, refuseCredentialHelpers } from '../oci/registry/credentials.ts';
 import { group, version, type ImageBuildSpec, type ImageBuildStatus, type StackerfileSpec, type StackerfileStatus } from './resources.ts';
@@ -24,11 +24,13 @@ const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 export class Kube {
   readonly objects: CustomObjectsApi;
   readonly core: CoreV1Api;
+  readonly version: VersionApi;
   readonly #component: string;
 
   constructor(kubeConfig: KubeConfig, component = 'restack-operator') {
     this.objects = kubeConfig.makeApiClient(CustomObjectsApi);
     this.core = kubeConfig.makeApiClient(CoreV1Api);
+    this.version = kubeConfig.makeApiClient(VersionApi);
     this.#component = component;
   }
 
@@ -158,6 +160,22 @@ export class Kube {
       },
     });
   }
+}
+
+/** What the API server said when it refused a request: the message of its Status, else the error's own. */
+export function apiMessage(error: unknown): string {
+  const body = (error as { body?: unknown }).body;
+  let status: unknown = body;
+  if (typeof body === 'string') {
+    try {
+      status = JSON.parse(body);
+    } catch {
+      status = undefined;
+    }
+  }
+  const message = (status as { message?: unknown } | undefined)?.message;
+  if (typeof message === 'string' && message !== '') return message;
+  return error instanceof Error ? error.message : String(error);
 }
 
 export function statusCode(error: unknown): number | undefined {

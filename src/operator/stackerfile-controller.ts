@@ -3,11 +3,12 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { findCondition, kstatus, setConditions, type ConditionInput } from './conditions.ts';
 import { objectKey, splitKey, type Informer } from './informer.ts';
+import type { Refusal } from './build-policy.ts';
 import type { InputWatcher } from './input-watcher.ts';
 import { statusCode, type ImageBuild, type Kube, type Stackerfile } from './kube.ts';
 import type { Result } from './queue.ts';
 import { describeDiagnostics, readRecipe, validateRecipe } from './recipe-source.ts';
-import { group, version, type ImageBuildSpec, type StackerfileStatus } from './resources.ts';
+import { group, version, type BuilderSpec, type ImageBuildSpec, type StackerfileStatus } from './resources.ts';
 import { planUpdate, rebuildAnnotation } from './updates.ts';
 import { defaultSchedule } from '../watch/scheduler.ts';
 
@@ -20,6 +21,8 @@ export interface StackerfileControllerOptions {
   inputs?: InputWatcher;
   /** For Stackerfiles without spec.updates.schedule. */
   defaultSchedule?: string;
+  /** Why the executor cannot build with a spec.builder (Executor.refuse): such a Stackerfile is Stalled before any ImageBuild. */
+  refuseBuilder?: (builder: BuilderSpec) => Refusal | undefined;
   /** How long to wait before looking again for a missing ConfigMap. */
   missingRecipeRetryMs?: number;
   now?: () => string;
@@ -129,6 +132,12 @@ export class StackerfileController {
     if (recipeErrors !== undefined) {
       // No retry: the recipe only changes with the spec, which brings a new reconcile.
       await this.#report(stackerfile, kstatus('Stalled', 'InvalidRecipe', recipeErrors), { type: 'Warning', reason: 'InvalidRecipe' });
+      return;
+    }
+    // Also no retry: what is refused changes with the spec, or with the operator's flags (a restart).
+    const refusal = this.#o.refuseBuilder?.(stackerfile.spec.builder ?? { storage: 'overlay' });
+    if (refusal !== undefined) {
+      await this.#report(stackerfile, kstatus('Stalled', refusal.reason, refusal.message), { type: 'Warning', reason: refusal.reason });
       return;
     }
 

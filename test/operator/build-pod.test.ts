@@ -10,15 +10,21 @@ const root = join(import.meta.dirname, '..', '..');
 const input: BuildPodInput = {
   imageBuild: { name: 'seeds-1-abc12', namespace: 'builds', uid: '0c4ad6c4-3c4e-4d4e-9d9f-000000000001' },
   stackerfileName: 'seeds',
-  builderImage: 'registry.example/restack/builder:0.1.0',
   recipeConfigMap: 'seeds-1-abc12-recipe',
   push: 'docker://registry.example/team',
   tags: ['latest', 'v1'],
   substitutions: { PYVER: '3.12' },
   insecure: false,
   pushSecretName: 'regcred',
-  resources: { limits: { memory: '2Gi' } },
-  storage: 'overlay',
+  settings: {
+    image: 'registry.example/restack/builder:0.1.0',
+    storage: 'overlay',
+    resources: { requests: { cpu: '1' }, limits: { memory: '2Gi', 'ephemeral-storage': '10Gi' } },
+    storageSizeLimit: '10Gi',
+    activeDeadlineSeconds: 3600,
+    nodeSelector: { 'restack.dev/builds': 'true' },
+    tolerations: [{ key: 'restack.dev/builds', operator: 'Exists', effect: 'NoSchedule' }],
+  },
 };
 
 test('the build pod, field by field', () => {
@@ -39,10 +45,14 @@ test('the build pod, field by field', () => {
     allowPrivilegeEscalation: false,
     capabilities: { add: ['SYS_ADMIN'], drop: ['NET_RAW'] },
     procMount: 'Unmasked',
-    seccompProfile: { type: 'RuntimeDefault' },
+    seccompProfile: { type: 'Localhost', localhostProfile: 'restack/build.json' },
     appArmorProfile: { type: 'Unconfined' },
   });
   assert.deepEqual(spec.volumes?.map((v) => Object.keys(v).filter((k) => k !== 'name')[0]), ['configMap', 'emptyDir', 'secret']);
+  assert.deepEqual(spec.volumes?.[1]?.emptyDir, { sizeLimit: '10Gi' });
+  assert.equal(spec.activeDeadlineSeconds, 3600);
+  assert.deepEqual(spec.nodeSelector, { 'restack.dev/builds': 'true' });
+  assert.deepEqual(spec.tolerations, [{ key: 'restack.dev/builds', operator: 'Exists', effect: 'NoSchedule' }]);
   assert.ok(spec.volumes?.every((v) => v.hostPath === undefined));
   assert.deepEqual(container.args, [
     'build', '--file', '/restack/recipe/stacker.yaml', '--storage', 'overlay', '--roots-dir', '/var/lib/restack/roots',
@@ -57,7 +67,7 @@ test('the build pod, field by field', () => {
   assert.equal(container.terminationMessagePolicy, 'FallbackToLogsOnError');
   assert.deepEqual(pod.metadata?.ownerReferences?.[0], { apiVersion: 'restack.dev/v1alpha1', kind: 'ImageBuild', name: 'seeds-1-abc12', uid: input.imageBuild.uid, controller: true, blockOwnerDeletion: true });
   assert.equal(pod.metadata?.labels?.['app.kubernetes.io/component'], 'restack-build');
-  assert.deepEqual(container.resources, { limits: { memory: '2Gi' } });
+  assert.deepEqual(container.resources, { requests: { cpu: '1' }, limits: { memory: '2Gi', 'ephemeral-storage': '10Gi' } });
 });
 
 describe('the build pod on a real API server with Pod Security and the admission policy', () => {

@@ -12,6 +12,7 @@ import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type V1Po
 import { pino } from 'pino';
 import { encodeResultMessage } from '../../src/engine/build/result-message.ts';
 import { buildPodLabels } from '../../src/operator/build-pod.ts';
+import { buildPodDefaultsSchema } from '../../src/operator/build-policy.ts';
 import type { BuildRequest, Executor } from '../../src/operator/executor.ts';
 import { LocalExecutor } from '../../src/operator/executor-local.ts';
 import { PodExecutor, podProgress } from '../../src/operator/executor-pod.ts';
@@ -148,7 +149,7 @@ describe('the pod executor with kwok as the kubelet', () => {
   let kwok: ChildService | undefined;
   let manager: Manager | undefined;
   let stagesDir: string;
-  const podExecutor = () => new PodExecutor({ builderImage: 'registry.example/restack/builder:test' });
+  const podExecutor = () => new PodExecutor({ policy: { builderImage: 'registry.example/restack/builder:test', allowedBuilderImages: [], defaults: buildPodDefaultsSchema.parse({}) } });
 
   /** Has kwok end the running build pod of `imageBuild` with this exit code, reason and termination message. */
   const endPod = async (imageBuild: ImageBuild, exitCode: number, reason: string, message: string) => {
