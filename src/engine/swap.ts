@@ -53,7 +53,7 @@ export interface SwapOutcome {
   after: string;
   platforms: PlatformSwap[];
   /** Why a swap was refused: the decision is then a rebuild. */
-  refusal?: { reason: 'NoProvenance' | 'BaseChanged' | 'Inconsistent' | 'Overlap' | 'PlatformMissing'; message: string };
+  refusal?: { reason: 'NoProvenance' | 'BaseChanged' | 'Inconsistent' | 'Overlap' | 'NotAnalysed' | 'PlatformMissing'; message: string };
   transfers: TransferCounts;
   tagsMoved: string[];
 }
@@ -199,6 +199,10 @@ export async function swapDependency(request: SwapRequest): Promise<SwapOutcome>
       const paths = safety.overlaps.map((overlap) => overlap.path);
       const shown = paths.slice(0, 10).join(', ') + (paths.length > 10 ? ` and ${paths.length - 10} more` : '');
       return refuse(outcome, 'Overlap', `${dependency.display} changes ${shown}, which ${target.display}'s layers above it also changed; rebuild (or pass --allow-overlap)`);
+    }
+    if (safety.unavailable.length > 0 && request.allowOverlap !== true) {
+      const unread = safety.unavailable.map((layer) => `${layer.digest.slice(0, 19)}: ${layer.reason}`).join('; ');
+      return refuse(outcome, 'NotAnalysed', `the overlap check could not read every layer of ${target.display} and ${dependency.display} (${unread}); rebuild (or pass --allow-overlap)`);
     }
   }
 
