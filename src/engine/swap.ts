@@ -53,7 +53,7 @@ export interface SwapOutcome {
   after: string;
   platforms: PlatformSwap[];
   /** Why a swap was refused: the decision is then a rebuild. */
-  refusal?: { reason: 'NoProvenance' | 'BaseChanged' | 'Inconsistent' | 'Overlap' | 'NotAnalysed' | 'PlatformMissing'; message: string };
+  refusal?: { reason: 'NoProvenance' | 'BaseChanged' | 'Inconsistent' | 'FormatMismatch' | 'Overlap' | 'NotAnalysed' | 'PlatformMissing'; message: string };
   transfers: TransferCounts;
   tagsMoved: string[];
 }

@@ -17,19 +17,22 @@ export function manifestFormat(manifest: ImageManifest): ManifestFormat {
   return manifest.mediaType === MediaType.dockerManifest || manifest.config.mediaType === MediaType.dockerConfig ? 'docker' : 'oci';
 }
 
+const ociNondistributableGzip = 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip';
 const dockerLayerFor: Record<string, string> = {
   [MediaType.ociLayerGzip]: MediaType.dockerLayerGzip,
   [MediaType.dockerLayerGzip]: MediaType.dockerLayerGzip,
   [MediaType.ociLayerTar]: MediaType.dockerLayerTar,
   [MediaType.dockerLayerTar]: MediaType.dockerLayerTar,
+  [ociNondistributableGzip]: MediaType.dockerForeignLayerGzip,
+  [MediaType.dockerForeignLayerGzip]: MediaType.dockerForeignLayerGzip,
 };
 const ociLayerFor: Record<string, string> = {
   [MediaType.dockerLayerGzip]: MediaType.ociLayerGzip,
   [MediaType.dockerLayerTar]: MediaType.ociLayerTar,
-  [MediaType.dockerForeignLayerGzip]: 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
+  [MediaType.dockerForeignLayerGzip]: ociNondistributableGzip,
 };
 
-/** True when every layer can be named in a Docker schema2 manifest (tar or gzip). */
+/** True when every layer can be named in a Docker schema2 manifest (tar or gzip, foreign gzip included). */
 export function dockerCompatible(layers: readonly Descriptor[]): boolean {
   return layers.every((layer) => dockerLayerFor[layer.mediaType] !== undefined);
 }
