@@ -84,7 +84,8 @@ const encoder = new TextEncoder();
 export function serializeImage(image: { manifest: ImageManifest; config: ImageConfig }): SerializedImage {
   const configBytes = encoder.encode(JSON.stringify(image.config));
   const configDescriptor: Descriptor = { mediaType: image.manifest.config.mediaType, digest: sha256Digest(configBytes), size: configBytes.length };
-  const manifest: ImageManifest = { ...image.manifest, config: { ...image.manifest.config, ...configDescriptor } };
+  // the descriptor is made anew: embedded `data` or annotations of an earlier config would not describe these bytes
+  const manifest: ImageManifest = { ...image.manifest, config: configDescriptor };
   const manifestBytes = encoder.encode(JSON.stringify(manifest));
   const mediaType = manifest.mediaType ?? MediaType.ociManifest;
   return {

@@ -129,7 +129,9 @@ export function planSwap(input: SwapInput): SwapPlan | SwapRefusal {
     applied: provenance.applied.map((item, index) => (index === appliedIndex ? entryAfter : shift(item, index))),
     own: shift(provenance.own, provenance.applied.length),
   };
-  const manifest = { ...image.manifest, layers: [...layers.slice(0, start), ...newSlice, ...layers.slice(end)] };
+  // a swapped image is another image: a `subject` naming what the old one referred to no longer holds
+  const { subject: _subject, ...unchanged } = image.manifest;
+  const manifest = { ...unchanged, layers: [...layers.slice(0, start), ...newSlice, ...layers.slice(end)] };
   const config: ImageConfig = {
     ...image.config,
     rootfs: { ...image.config.rootfs, diff_ids: [...diffIds.slice(0, start), ...slice.diffIds, ...diffIds.slice(end)] },

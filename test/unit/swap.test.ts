@@ -150,6 +150,23 @@ test('a Docker schema2 image cannot take zstd or squashfs layers: refused (Forma
   assert.equal(plan.manifest.layers[2]?.mediaType, 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip');
 });
 
+test("a swapped manifest drops its subject and the old config descriptor's embedded data and annotations", () => {
+  const { a, python3 } = composeA();
+  const stale = {
+    ...a,
+    manifest: {
+      ...a.manifest,
+      subject: { mediaType: MediaType.ociManifest, digest: sha256Digest('the image A signed'), size: 1 },
+      config: { ...a.manifest.config, data: Buffer.from(JSON.stringify(a.config)).toString('base64'), annotations: { 'com.example.note': 'of the old config' } },
+    },
+  };
+  const plan = planSwap({ image: stale, source: 'A', appliedIndex: 1, previous: python3, replacement: named('docker://reg/python3:latest', ['centos', 'python3+1']) });
+  assert.ok(!isRefusal(plan), isRefusal(plan) ? plan.message : '');
+  const written = serializeImage(plan).manifest;
+  assert.equal(written.subject, undefined);
+  assert.deepEqual(Object.keys(written.config).sort(), ['digest', 'mediaType', 'size']);
+});
+
 test('swap refuses an image without provenance', () => {
   const plan = planSwap({ image: image(['x']), source: 'X', appliedIndex: 0, previous: named('docker://reg/p:1', ['x']), replacement: named('docker://reg/p:1', ['x']) });
   assert.ok(isRefusal(plan) && plan.reason === 'NoProvenance');
