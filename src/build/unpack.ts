@@ -51,6 +51,8 @@ export interface UnpackSummary {
   directories: string[];
   whiteouts: string[];
   opaqueDirectories: string[];
+  /** overlay mode: hard links to files of lower layers, written as copies; the unpacked tree then depends on those layers. */
+  copiedFromLower: string[];
   warnings: string[];
 }
 
@@ -147,7 +149,7 @@ class LayerUnpacker {
         await lchown(hostPath, this.#ids.uid, this.#ids.gid);
       },
     });
-    this.summary = { digest: options.digest, entries: 0, bytes: 0, written: [], directories: [], whiteouts: [], opaqueDirectories: [], warnings: [] };
+    this.summary = { digest: options.digest, entries: 0, bytes: 0, written: [], directories: [], whiteouts: [], opaqueDirectories: [], copiedFromLower: [], warnings: [] };
   }
 
   async apply(header: Header, body: AsyncIterable<Buffer>): Promise<void> {
@@ -284,7 +286,10 @@ class LayerUnpacker {
       await link(source, hostPath);
       return hostPath;
     }
-    if (this.#mode === 'overlay' && (await this.#copyFromLower(targetComponents, hostPath, linkWhat))) return hostPath;
+    if (this.#mode === 'overlay' && (await this.#copyFromLower(targetComponents, hostPath, linkWhat))) {
+      this.summary.copiedFromLower.push(components.join('/'));
+      return hostPath;
+    }
     throw new BuildError('LAYER_INVALID', `${linkWhat} does not exist in the rootfs`, 'a hard link must point to a file of this layer or a layer below');
   }
 

@@ -53,7 +53,7 @@ export interface SwapOutcome {
   after: string;
   platforms: PlatformSwap[];
   /** Why a swap was refused: the decision is then a rebuild. */
-  refusal?: { reason: 'NoProvenance' | 'BaseChanged' | 'Inconsistent' | 'Overlap' | 'PlatformMissing'; message: string };
+  refusal?: { reason: 'NoProvenance' | 'BaseChanged' | 'Inconsistent' | 'FormatMismatch' | 'Overlap' | 'NotAnalysed' | 'PlatformMissing'; message: string };
   transfers: TransferCounts;
   tagsMoved: string[];
 }
@@ -200,6 +200,10 @@ export async function swapDependency(request: SwapRequest): Promise<SwapOutcome>
       const shown = paths.slice(0, 10).join(', ') + (paths.length > 10 ? ` and ${paths.length - 10} more` : '');
       return refuse(outcome, 'Overlap', `${dependency.display} changes ${shown}, which ${target.display}'s layers above it also changed; rebuild (or pass --allow-overlap)`);
     }
+    if (safety.unavailable.length > 0 && request.allowOverlap !== true) {
+      const unread = safety.unavailable.map((layer) => `${layer.digest.slice(0, 19)}: ${layer.reason}`).join('; ');
+      return refuse(outcome, 'NotAnalysed', `the overlap check could not read every layer of ${target.display} and ${dependency.display} (${unread}); rebuild (or pass --allow-overlap)`);
+    }
   }
 
   const newTop = topAfterSwap(stored, plans);
@@ -230,6 +234,17 @@ async function overlapReport(request: SwapRequest, plan: SwapPlan): Promise<Safe
   return analyseOverlap([...oldSlice, ...newSlice], above);
 }
 
+/**
+ * An attestation (BuildKit's SBOM and provenance manifests) of a platform image the swap
+ * replaced: it describes the old layers, so the swapped index leaves it out rather than attach it
+ * to an image it does not describe.
+ */
+function attestsReplaced(child: Descriptor, replaced: ReadonlyMap<string, Descriptor>): boolean {
+  const annotations = child.annotations ?? {};
+  const subject = annotations['vnd.docker.reference.digest'];
+  return annotations['vnd.docker.reference.type'] === 'attestation-manifest' && subject !== undefined && replaced.has(subject);
+}
+
 /** The descriptor (and bytes, for an index) of what the target tag will point at. */
 function topAfterSwap(stored: StoredImage, plans: { platform: PlatformImage; plan: SwapPlan }[]): { descriptor: Descriptor; bytes?: Uint8Array } {
   if (stored.index === undefined) {
@@ -240,7 +255,7 @@ function topAfterSwap(stored: StoredImage, plans: { platform: PlatformImage; pla
   const replaced = new Map(plans.map(({ platform, plan }) => [platform.descriptor.digest, serializeImage(plan).manifestDescriptor]));
   const index: ImageIndex = {
     ...stored.index,
-    manifests: stored.index.manifests.map((child) => {
+    manifests: stored.index.manifests.filter((child) => !attestsReplaced(child, replaced)).map((child) => {
       const next = replaced.get(child.digest);
       return next === undefined ? child : { ...child, mediaType: next.mediaType, digest: next.digest, size: next.size };
     }),

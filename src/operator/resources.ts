@@ -164,7 +164,7 @@ export const imageBuildSpecSchema = z
 export type ImageBuildSpec = z.infer<typeof imageBuildSpecSchema>;
 
 export const swapResults = ['Swapped', 'UpToDate', 'Refused'] as const;
-export const swapRefusals = ['NoProvenance', 'BaseChanged', 'Inconsistent', 'Overlap', 'PlatformMissing', 'NotPublished'] as const;
+export const swapRefusals = ['NoProvenance', 'BaseChanged', 'Inconsistent', 'FormatMismatch', 'Overlap', 'NotAnalysed', 'PlatformMissing', 'NotPublished'] as const;
 
 export const phases = ['Pending', 'Running', 'Succeeded', 'Failed'] as const;
 

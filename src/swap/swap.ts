@@ -1,7 +1,7 @@
 import type { Descriptor, HistoryEntry, ImageConfig } from '../oci/types.ts';
 import { appliedSlice, type AppliedSlice, type NamedImage } from './compose.ts';
 import { flattenHistory, layerHistory } from './history.ts';
-import { convertLayer, manifestFormat, readProvenance, writeProvenance, type ImageParts } from './image.ts';
+import { convertLayer, dockerCompatible, manifestFormat, readProvenance, writeProvenance, type ImageParts } from './image.ts';
 import { totalLayers, type AppliedProvenance, type Provenance } from './provenance.ts';
 
 export interface SwapInput {
@@ -22,7 +22,8 @@ export interface SwapInput {
 export type SwapRefusal =
   | { reason: 'NoProvenance'; message: string }
   | { reason: 'BaseChanged'; message: string }
-  | { reason: 'Inconsistent'; message: string };
+  | { reason: 'Inconsistent'; message: string }
+  | { reason: 'FormatMismatch'; message: string };
 
 export interface SwapPlan {
   manifest: ImageParts['manifest'];
@@ -109,6 +110,13 @@ export function planSwap(input: SwapInput): SwapPlan | SwapRefusal {
   const { start, count } = entry.layers;
   const end = start + count;
   const format = manifestFormat(image.manifest);
+  if (format === 'docker' && !dockerCompatible(slice.layers)) {
+    const kinds = [...new Set(slice.layers.filter((layer) => !dockerCompatible([layer])).map((layer) => layer.mediaType))].join(', ');
+    return {
+      reason: 'FormatMismatch',
+      message: `${source} is a Docker schema2 image, which cannot name ${replacement.ref}'s ${kinds} layers; rebuild (it is then written as OCI)`,
+    };
+  }
   const newSlice = slice.layers.map((layer) => convertLayer(layer, format));
   const history = layerHistory(image.config, layers.length, (index) => `layer ${index}`);
   const groups: HistoryEntry[][] = [...history.perLayer.slice(0, start), ...slice.history, ...history.perLayer.slice(end)];
@@ -121,7 +129,9 @@ export function planSwap(input: SwapInput): SwapPlan | SwapRefusal {
     applied: provenance.applied.map((item, index) => (index === appliedIndex ? entryAfter : shift(item, index))),
     own: shift(provenance.own, provenance.applied.length),
   };
-  const manifest = { ...image.manifest, layers: [...layers.slice(0, start), ...newSlice, ...layers.slice(end)] };
+  // a swapped image is another image: a `subject` naming what the old one referred to no longer holds
+  const { subject: _subject, ...unchanged } = image.manifest;
+  const manifest = { ...unchanged, layers: [...layers.slice(0, start), ...newSlice, ...layers.slice(end)] };
   const config: ImageConfig = {
     ...image.config,
     rootfs: { ...image.config.rootfs, diff_ids: [...diffIds.slice(0, start), ...slice.diffIds, ...diffIds.slice(end)] },

@@ -133,6 +133,40 @@ test('swap refuses provenance that does not match the image it names: another di
   }
 });
 
+test('a Docker schema2 image cannot take zstd or squashfs layers: refused (FormatMismatch); foreign layers keep Docker names', () => {
+  const { a, python3 } = composeA('docker');
+  for (const mediaType of [MediaType.ociLayerZstd, MediaType.stackerSquashfs]) {
+    const zstd = { ref: 'docker://reg/python3:latest', image: image(['centos', 'python3+1'], 'docker') };
+    zstd.image.manifest.layers[1] = { ...(zstd.image.manifest.layers[1] as Descriptor), mediaType };
+    const plan = planSwap({ image: a, source: 'A', appliedIndex: 1, previous: python3, replacement: zstd });
+    assert.ok(isRefusal(plan), `${mediaType} swapped into a Docker manifest`);
+    assert.equal(plan.reason, 'FormatMismatch');
+    assert.match(plan.message, new RegExp(`Docker schema2 image, which cannot name .*${mediaType.replace(/[.+]/g, '.')} layers; rebuild`));
+  }
+  const foreign = named('docker://reg/python3:latest', ['centos', 'python3+1']);
+  foreign.image.manifest.layers[1] = { ...(foreign.image.manifest.layers[1] as Descriptor), mediaType: 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip' };
+  const plan = planSwap({ image: a, source: 'A', appliedIndex: 1, previous: python3, replacement: foreign });
+  assert.ok(!isRefusal(plan), isRefusal(plan) ? plan.message : '');
+  assert.equal(plan.manifest.layers[2]?.mediaType, 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip');
+});
+
+test("a swapped manifest drops its subject and the old config descriptor's embedded data and annotations", () => {
+  const { a, python3 } = composeA();
+  const stale = {
+    ...a,
+    manifest: {
+      ...a.manifest,
+      subject: { mediaType: MediaType.ociManifest, digest: sha256Digest('the image A signed'), size: 1 },
+      config: { ...a.manifest.config, data: Buffer.from(JSON.stringify(a.config)).toString('base64'), annotations: { 'com.example.note': 'of the old config' } },
+    },
+  };
+  const plan = planSwap({ image: stale, source: 'A', appliedIndex: 1, previous: python3, replacement: named('docker://reg/python3:latest', ['centos', 'python3+1']) });
+  assert.ok(!isRefusal(plan), isRefusal(plan) ? plan.message : '');
+  const written = serializeImage(plan).manifest;
+  assert.equal(written.subject, undefined);
+  assert.deepEqual(Object.keys(written.config).sort(), ['digest', 'mediaType', 'size']);
+});
+
 test('swap refuses an image without provenance', () => {
   const plan = planSwap({ image: image(['x']), source: 'X', appliedIndex: 0, previous: named('docker://reg/p:1', ['x']), replacement: named('docker://reg/p:1', ['x']) });
   assert.ok(isRefusal(plan) && plan.reason === 'NoProvenance');
