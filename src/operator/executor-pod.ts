@@ -4,6 +4,8 @@ import { buildPod, buildPodLabels, buildPodName, recipeConfigMapName } from './b
 import { buildResultOf, type BuildProgress, type BuildRequest, type Executor, type ExecutorContext } from './executor.ts';
 import { Informer } from './informer.ts';
 import { statusCode, type Kube } from './kube.ts';
+import { outputOpener } from './swap-runner.ts';
+import { verifyBuildOutputs } from './verify-outputs.ts';
 
 const component = 'restack-build';
 const container = 'build';
@@ -82,7 +84,7 @@ export class PodExecutor implements Executor {
     const { namespace, name } = request.imageBuild;
     const podName = buildPodName(name);
     const pod = this.#pods?.get(`${namespace}/${podName}`) ?? (await this.#readPod(kube, namespace, podName));
-    if (pod !== undefined) return podProgress(pod, request);
+    if (pod !== undefined) return this.#checked(podProgress(pod, request), request, kube);
     if (request.podName !== undefined) {
       return { state: 'done', result: { ok: false, message: `the build pod ${namespace}/${request.podName} is gone before it finished (deleted?); nothing is left to follow` } };
     }
@@ -115,6 +117,13 @@ export class PodExecutor implements Executor {
     });
     await createUnlessExists(() => kube.core.createNamespacedPod({ namespace, body }));
     return { state: 'started', podName };
+  }
+
+  /** A pod's word is not taken for what it pushed: its outputs are checked against the registry (verify-outputs.ts). */
+  async #checked(progress: BuildProgress, request: BuildRequest, kube: Kube): Promise<BuildProgress> {
+    if (progress.state !== 'done' || !progress.result.ok) return progress;
+    const open = await outputOpener(kube, request.imageBuild.namespace, request);
+    return { state: 'done', result: await verifyBuildOutputs(request, progress.result.outputs, open) };
   }
 
   /** The recipe ConfigMap goes; a pod that never finished (stuck, say) goes too, so it cannot push later. */
