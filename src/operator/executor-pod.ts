@@ -6,6 +6,8 @@ import { buildResultOf, type BuildProgress, type BuildRequest, type BuildResult,
 import { Informer } from './informer.ts';
 import { apiMessage, statusCode, type Kube } from './kube.ts';
 import type { BuilderSpec } from './resources.ts';
+import { outputOpener } from './swap-runner.ts';
+import { verifyBuildOutputs } from './verify-outputs.ts';
 
 const component = 'restack-build';
 const container = 'build';
@@ -123,7 +125,7 @@ export class PodExecutor implements Executor {
     const pod = this.#pods?.get(`${namespace}/${podName}`) ?? (await this.#readPod(kube, namespace, podName));
     if (pod !== undefined) {
       const progress = podProgress(pod, request);
-      return progress.state === 'running' && !containerStarted(pod) ? this.#notStarted(pod, request) : progress;
+      return progress.state === 'running' && !containerStarted(pod) ? this.#notStarted(pod, request) : this.#checked(progress, request, kube);
     }
     if (request.podName !== undefined) {
       return { state: 'done', result: { ok: false, message: `the build pod ${namespace}/${request.podName} is gone before it finished (deleted?); nothing is left to follow` } };
@@ -206,6 +208,13 @@ export class PodExecutor implements Executor {
     } catch (error) {
       return error instanceof Error ? error.message : String(error);
     }
+  }
+
+  /** A pod's word is not taken for what it pushed: its outputs are checked against the registry (verify-outputs.ts). */
+  async #checked(progress: BuildProgress, request: BuildRequest, kube: Kube): Promise<BuildProgress> {
+    if (progress.state !== 'done' || !progress.result.ok) return progress;
+    const open = await outputOpener(kube, request.imageBuild.namespace, request);
+    return { state: 'done', result: await verifyBuildOutputs(request, progress.result.outputs, open) };
   }
 
   /** The recipe ConfigMap goes; a pod that never finished (stuck, say) goes too, so it cannot push later. */

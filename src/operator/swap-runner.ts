@@ -119,17 +119,20 @@ async function swapImage(
 }
 
 /**
- * Opens a Stackerfile's registry as its output says: plain http when insecure, its push Secret's
- * credentials, or none. Never the operator's own credentials: those check inputs, and a tenant
- * must not write (nor read for a write) with them.
+ * Opens a Stackerfile's registry as its output says: plain http when insecure, the credentials of
+ * its push Secret (in `namespace`), or none. Never the operator's own credentials: those check
+ * inputs, and a tenant must not write (nor read for a write) with them.
  */
-export async function stackerfileOpener(kube: Kube, stackerfile: Stackerfile): Promise<Opener> {
-  const { output } = stackerfile.spec;
-  const namespace = stackerfile.metadata?.namespace ?? 'default';
-  const secret = output.pushSecretRef?.name;
-  // Read once per swap: the stores it opens would each ask a lazy provider, one Secret read per image and repository.
+export async function outputOpener(kube: Kube, namespace: string, output: { pushSecretName?: string | undefined; insecure: boolean }): Promise<Opener> {
+  const secret = output.pushSecretName;
+  // Read once per use: the stores it opens would each ask a lazy provider, one Secret read per image and repository.
   const credentials = secret === undefined ? anonymous : credentialsFromDockerConfigJson(await kube.dockerConfigJson(namespace, secret), `Secret ${namespace}/${secret}`);
-  return openReferences({ ...(output.insecure === true ? { insecure: true } : {}), credentials });
+  return openReferences({ ...(output.insecure ? { insecure: true } : {}), credentials });
+}
+
+export function stackerfileOpener(kube: Kube, stackerfile: Stackerfile): Promise<Opener> {
+  const { output } = stackerfile.spec;
+  return outputOpener(kube, stackerfile.metadata?.namespace ?? 'default', { pushSecretName: output.pushSecretRef?.name, insecure: output.insecure === true });
 }
 
 /**

@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { pino } from 'pino';
-import { encodeResultMessage } from '../../src/engine/build/result-message.ts';
+import { decodeResultMessage, encodeResultMessage, type ResultMessage } from '../../src/engine/build/result-message.ts';
 import { buildPodLabels } from '../../src/operator/build-pod.ts';
 import { buildPodDefaultsSchema } from '../../src/operator/build-policy.ts';
 import type { BuildRequest, Executor } from '../../src/operator/executor.ts';
@@ -18,7 +18,7 @@ import { LocalExecutor } from '../../src/operator/executor-local.ts';
 import { PodExecutor, podProgress } from '../../src/operator/executor-pod.ts';
 import type { ImageBuild, Stackerfile } from '../../src/operator/kube.ts';
 import { Manager } from '../../src/operator/manager.ts';
-import { pushBusyboxBase, suiteDir } from '../build-engine/helpers.ts';
+import { build as restackBuild, pushBusyboxBase, suiteDir } from '../build-engine/helpers.ts';
 import { eventually, useCluster, type Cluster } from '../cluster/harness.ts';
 import { startOrSkip, startRegistry, type RunningRegistry } from '../services/registry.ts';
 import { spawnService, type ChildService } from '../services/service.ts';
@@ -30,7 +30,9 @@ const seeds = await readFile(join(root, 'test', 'fixtures', 'recipes', 'seeds-ex
 const api = { group: 'restack.dev', version: 'v1alpha1' };
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 const logger = pino({ level: process.env['RESTACK_TEST_LOG'] ?? 'silent' });
-const digest = (n: number) => `sha256:${String(n).repeat(64)}`;
+const { service: registry, skip } = await startOrSkip(() => startRegistry());
+const pushUser = { name: 'builder', password: 'push-secret' };
+const { service: securedRegistry, skip: securedSkip } = await startOrSkip(() => startRegistry({ htpasswd: { [pushUser.name]: pushUser.password } }));
 
 /** Annotations this test puts on a running build pod to have kwok end it (see outcomeStage). */
 const outcome = { exitCode: 'restack.test/exit-code', reason: 'restack.test/reason', message: 'restack.test/message' };
@@ -143,8 +145,33 @@ describe('a build pod read from its status', () => {
   });
 });
 
-describe('the pod executor with kwok as the kubelet', () => {
+/**
+ * A recipe the real builder makes without a run step (so without a container), and what it
+ * really pushed: the builds below report it, or forgeries of it, from their pods.
+ */
+async function builtForReal(dir: string, registry: RunningRegistry, prefix: string, recipe: string): Promise<Extract<ResultMessage, { outputs: unknown }>> {
+  await writeFile(join(dir, 'ssl.txt'), 'openssl 3.0.13\n');
+  await writeFile(join(dir, `${prefix}.yaml`), recipe);
+  const result = join(dir, `${prefix}.result`);
+  const run = await restackBuild(['-f', join(dir, `${prefix}.yaml`), '--oci-dir', join(dir, `${prefix}-oci`), '--roots-dir', join(dir, `${prefix}-roots`), '--push', `docker://${registry.host}/${prefix}`, '--tag', 'v1', '--termination-log', result]);
+  const message = decodeResultMessage(await readFile(result, 'utf8'));
+  if (run.exitCode !== 0 || message === undefined || !('outputs' in message)) throw new Error(`the build of ${prefix} failed: ${run.stderr}`);
+  return message;
+}
+
+describe('the pod executor with kwok as the kubelet', { ...(skip === undefined ? {} : { skip }) }, () => {
   const ns = 'builds';
+  const pushed = registry as RunningRegistry;
+  const base = () => `docker://${pushed.host}/base/busybox:latest`;
+  /** ssl and python3 each import a file; A applies both: a build without a container. */
+  const recipe = () =>
+    `ssl:\n  from: {type: docker, url: "${base()}"}\n  imports: [{path: ssl.txt, dest: /usr/lib/ssl/version}]\n` +
+    `python3:\n  from: {type: docker, url: "${base()}"}\n  imports: [{path: ssl.txt, dest: /usr/bin/python3}]\n` +
+    'A:\n  from: {type: docker, url: "' + base() + '"}\n  apply: [ssl, python3]\n';
+  /** What the builder pushed to <registry>/team with tag v1. */
+  let real: Extract<ResultMessage, { outputs: unknown }>;
+  const realOutput = (name: string) => real.outputs.find((output) => output.name === name) as Extract<ResultMessage, { outputs: unknown }>['outputs'][number];
+  const output = () => ({ registry: `${pushed.host}/team`, tags: ['v1'] });
   let a: Api;
   let kwok: ChildService | undefined;
   let manager: Manager | undefined;
@@ -178,6 +205,8 @@ describe('the pod executor with kwok as the kubelet', () => {
     await core.patchNode({ name: 'kwok-node', body: { spec: { unschedulable: true } } }, mergePatch);
     await core.createNode({ body: { metadata: { name: 'build-node', annotations: { 'restack.dev/test-kwok': 'builds' }, labels: { 'kubernetes.io/hostname': 'build-node', 'kubernetes.io/os': 'linux', type: 'kwok' } } } });
     await eventually('node build-node Ready', async () => ((await core.readNode({ name: 'build-node' })).status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? true : undefined), 60_000);
+    await pushBusyboxBase(base());
+    real = await builtForReal(stagesDir, pushed, 'team', recipe());
     manager = await startManager(cluster, ns, podExecutor());
   });
   after(async () => {
@@ -187,13 +216,13 @@ describe('the pod executor with kwok as the kubelet', () => {
   });
 
   test('the ImageBuild writes its recipe ConfigMap and an admitted pod; the result in its termination message makes it Succeeded', async () => {
-    await createStackerfile(a, ns, 'ok', { recipe: seeds, substitutions: { PYVER: '3.12' }, output: { registry: '127.0.0.1:5000/team', tags: ['v1'] } });
+    await createStackerfile(a, ns, 'ok', { recipe: recipe(), output: output() });
     const running = await eventuallyBuild(a, ns, 'ok', 'Running with a pod', (build) => build.status?.phase === 'Running' && build.status.podName !== undefined);
     const name = running.metadata?.name ?? '';
     assert.equal(running.status?.podName, `${name}-build`);
 
     const configMap = await a.core.readNamespacedConfigMap({ namespace: ns, name: `${name}-recipe` });
-    assert.equal(configMap.data?.['stacker.yaml'], seeds);
+    assert.equal(configMap.data?.['stacker.yaml'], recipe());
     assert.equal(configMap.metadata?.ownerReferences?.[0]?.uid, running.metadata?.uid, 'owned by the ImageBuild: deleting it cleans up');
 
     const [pod, ...others] = await podsOf(a, ns, name);
@@ -202,14 +231,13 @@ describe('the pod executor with kwok as the kubelet', () => {
     assert.equal(pod?.spec?.nodeName, 'build-node', 'admitted under Pod Security and the policy, and scheduled');
     assert.equal(pod?.spec?.containers[0]?.image, 'registry.example/restack/builder:test');
     const args = pod?.spec?.containers[0]?.args ?? [];
-    assert.deepEqual(args.slice(args.indexOf('--push')), ['--push', 'docker://127.0.0.1:5000/team', '--tag', 'v1', '--substitute', 'PYVER=3.12', '--termination-log', '/dev/termination-log', '--json']);
+    assert.deepEqual(args.slice(args.indexOf('--push')), ['--push', `docker://${pushed.host}/team`, '--tag', 'v1', '--termination-log', '/dev/termination-log', '--json']);
 
-    const inputs = [{ ref: 'docker://centos:latest', role: 'from' as const, digest: digest(9) }];
-    const outputs = ['ssl', 'python3', 'A'].map((layer, i) => ({ name: layer, digest: digest(i), ref: `127.0.0.1:5000/team/${layer.toLowerCase()}:v1`, inputs }));
-    await endPod(running, 0, 'Completed', encodeResultMessage({ v: 1, outputs }));
-
-    const succeeded = await eventuallyBuild(a, ns, 'ok', 'Succeeded', (build) => build.status?.phase === 'Succeeded');
-    assert.deepEqual(succeeded.status?.outputs, outputs);
+    await endPod(running, 0, 'Completed', encodeResultMessage(real));
+    const succeeded = await eventuallyBuild(a, ns, 'ok', 'Succeeded', (build) => build.status?.phase === 'Succeeded' || build.status?.phase === 'Failed');
+    assert.equal(succeeded.status?.phase, 'Succeeded', succeeded.status?.message);
+    assert.deepEqual(succeeded.status?.outputs, real.outputs, 'every output checked against the registry');
+    const inputs = realOutput('A').inputs;
     const stackerfile = await eventually('Ready', async () => {
       const sf = await getStackerfile(a, ns, 'ok');
       return sf.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? sf : undefined;
@@ -238,21 +266,57 @@ describe('the pod executor with kwok as the kubelet', () => {
   });
 
   test('an operator restarted while the pod runs follows the same pod: no second pod, no restart', async () => {
-    await createStackerfile(a, ns, 'long', { recipe: seeds, output: { registry: '127.0.0.1:5000/team' } });
+    await createStackerfile(a, ns, 'long', { recipe: recipe(), output: output() });
     const running = await eventuallyBuild(a, ns, 'long', 'Running', (b) => b.status?.podName !== undefined);
     const name = running.metadata?.name ?? '';
     const [pod] = await podsOf(a, ns, name);
     await manager?.stop();
     manager = await startManager(a.cluster, ns, podExecutor());
-    await endPod(running, 0, 'Completed', encodeResultMessage({ v: 1, outputs: [{ name: 'A', digest: digest(7) }] }));
+    // As the builder shortens a result that does not fit: no ref, no inputs.
+    await endPod(running, 0, 'Completed', encodeResultMessage({ v: 1, outputs: [{ name: 'A', digest: realOutput('A').digest }], dropped: ['inputs', 'refs'] }));
 
     const succeeded = await eventuallyBuild(a, ns, 'long', 'Succeeded', (b) => b.status?.phase === 'Succeeded');
-    assert.deepEqual(succeeded.status?.outputs, [{ name: 'A', digest: digest(7), ref: '127.0.0.1:5000/team/a:latest' }], 'a ref the result left out comes from the registry and tag');
+    assert.deepEqual(succeeded.status?.outputs, [realOutput('A')], 'the ref from the registry and tag, the inputs from the image\'s provenance');
     assert.equal(succeeded.status?.startTime, running.status?.startTime);
     const pods: V1Pod[] = await podsOf(a, ns, name);
     assert.deepEqual(pods.map((p) => p.metadata?.uid), [pod?.metadata?.uid]);
     const events = await a.core.listNamespacedEvent({ namespace: ns, fieldSelector: `involvedObject.name=${name}` });
     assert.deepEqual(events.items.map((e) => e.reason).sort(), ['Started', 'Succeeded']);
+  });
+
+  test('a forged termination message fails the ImageBuild, saying how it departs from the registry; nothing is recorded', async () => {
+    const A = realOutput('A');
+    // A real image at the tag whose provenance names another input than the recipe's.
+    const evil = await builtForReal(stagesDir, pushed, 'evil', `A:\n  from: {type: docker, url: "${base()}"}\n  apply: ["docker://${pushed.host}/team/python3:v1"]\n`);
+    const evilA = evil.outputs[0] as typeof A;
+    const forgeries: { name: string; registry?: string; message: ResultMessage; expected: string }[] = [
+      { name: 'forged-digest', message: { v: 1, outputs: [{ ...A, digest: realOutput('ssl').digest }] }, expected: `${pushed.host}/team/a:v1 holds ${A.digest}, not the reported ${realOutput('ssl').digest}` },
+      { name: 'forged-ref', message: { v: 1, outputs: [{ ...A, ref: 'registry.example/elsewhere/a:v1' }] }, expected: `its ref registry.example/elsewhere/a:v1 is not where the build publishes it: ${pushed.host}/team/a:v1, under spec.output.registry ${pushed.host}/team` },
+      { name: 'forged-name', message: { v: 1, outputs: [{ ...A, name: 'B' }] }, expected: 'it is not a published layer of the recipe' },
+      { name: 'forged-inputs', message: { v: 1, outputs: [{ ...A, inputs: (A.inputs ?? []).map((input) => ({ ...input, digest: evilA.digest })) }] }, expected: 'the reported inputs differ from the image\'s provenance' },
+      {
+        name: 'forged-provenance',
+        registry: `${pushed.host}/evil`,
+        message: evil,
+        expected: `its provenance names the applied inputs [docker://${pushed.host}/team/python3:v1], the recipe's are [docker://${pushed.host}/evil/ssl:v1, docker://${pushed.host}/evil/python3:v1]`,
+      },
+    ];
+    for (const forgery of forgeries) await createStackerfile(a, ns, forgery.name, { recipe: recipe(), output: { ...output(), ...(forgery.registry === undefined ? {} : { registry: forgery.registry }) } });
+    for (const forgery of forgeries) {
+      await endPod(await eventuallyBuild(a, ns, forgery.name, 'Running', (b) => b.status?.podName !== undefined), 0, 'Completed', encodeResultMessage(forgery.message));
+    }
+    for (const forgery of forgeries) {
+      const failed = await eventuallyBuild(a, ns, forgery.name, 'finished', (b) => b.status?.phase === 'Succeeded' || b.status?.phase === 'Failed');
+      assert.equal(failed.status?.phase, 'Failed', `${forgery.name} was recorded: ${JSON.stringify(failed.status?.outputs)}`);
+      assert.ok(failed.status?.message?.startsWith('the build reported output '), failed.status?.message);
+      assert.ok(failed.status?.message?.includes(`, but ${forgery.expected}`), `${forgery.name}: ${failed.status?.message}`);
+      assert.equal(failed.status?.outputs, undefined);
+      const stackerfile = await eventually(`${forgery.name} Stalled`, async () => {
+        const sf = await getStackerfile(a, ns, forgery.name);
+        return sf.status?.conditions?.some((c) => c.type === 'Stalled' && c.status === 'True') ? sf : undefined;
+      });
+      assert.deepEqual(stackerfile.status?.images ?? [], [], 'no image recorded');
+    }
   });
 
   test('a missing push Secret fails the build before any pod, naming spec.output.pushSecretRef and the fix', async () => {
@@ -263,9 +327,6 @@ describe('the pod executor with kwok as the kubelet', () => {
   });
 });
 
-const { service: registry, skip } = await startOrSkip(() => startRegistry());
-const pushUser = { name: 'builder', password: 'push-secret' };
-const { service: securedRegistry, skip: securedSkip } = await startOrSkip(() => startRegistry({ htpasswd: { [pushUser.name]: pushUser.password } }));
 
 describe('the local executor runs the real restack build', { skip: skip ?? securedSkip }, () => {
   const ns = 'local-build';
