@@ -7,7 +7,6 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { execa } from 'execa';
 import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { decodeResultMessage, encodeResultMessage, type ResultMessage } from '../../src/engine/build/result-message.ts';
@@ -20,6 +19,7 @@ import type { ImageBuild, Stackerfile } from '../../src/operator/kube.ts';
 import { Manager } from '../../src/operator/manager.ts';
 import { build as restackBuild, pushBusyboxBase, suiteDir } from '../build-engine/helpers.ts';
 import { eventually, useCluster, type Cluster } from '../cluster/harness.ts';
+import { configuredBuilderImage, impersonating, operatorUser, setUpPodBuilds } from './build-namespace.ts';
 import { startOrSkip, startRegistry, type RunningRegistry } from '../services/registry.ts';
 import { spawnService, type ChildService } from '../services/service.ts';
 import { installCrds } from './install-crds.ts';
@@ -110,8 +110,9 @@ const eventuallyBuild = (a: Api, namespace: string, stackerfile: string, what: s
   );
 const podsOf = async ({ core }: Api, namespace: string, imageBuild: string) => (await core.listNamespacedPod({ namespace, labelSelector: `${buildPodLabels.imageBuild}=${imageBuild}` })).items;
 
-function startManager(cluster: Cluster, namespace: string, executor: Executor): Promise<Manager> {
-  const manager = new Manager({ kubeConfig: cluster.kubeConfig, logger, executor, namespace, metricsBindAddress: '127.0.0.1:0' });
+/** The operator in `namespace`, as `kubeConfig`'s user: the admin unless given (the pod executor runs as its ServiceAccount). */
+function startManager(cluster: Cluster, namespace: string, executor: Executor, kubeConfig = cluster.kubeConfig): Promise<Manager> {
+  const manager = new Manager({ kubeConfig, logger, executor, namespace, metricsBindAddress: '127.0.0.1:0' });
   return manager.start().then(() => manager);
 }
 
@@ -136,6 +137,14 @@ describe('a build pod read from its status', () => {
     assert.deepEqual(podProgress(pod({ phase: 'Failed', reason: 'Evicted', message: 'The node was low on resource: memory.' }), request), {
       state: 'done',
       result: { ok: false, message: 'the build pod team/app-1-abcdef-build is Failed without a result: Evicted: The node was low on resource: memory.' },
+    });
+  });
+
+  test('a pod stopped at its deadline (spec.builder.timeout) says so and how to give it longer', () => {
+    const late: V1Pod = { metadata: { name: 'app-1-abcdef-build' }, spec: { containers: [], activeDeadlineSeconds: 2700 }, status: { phase: 'Failed', reason: 'DeadlineExceeded', message: 'Pod was active on the node longer than the specified deadline' } };
+    assert.deepEqual(podProgress(late, request), {
+      state: 'done',
+      result: { ok: false, message: "the build pod team/app-1-abcdef-build ran longer than its deadline of 2700 s and was stopped; raise spec.builder.timeout (default: the operator's --build-pod-defaults timeout)" },
     });
   });
 
@@ -176,7 +185,15 @@ describe('the pod executor with kwok as the kubelet', { ...(skip === undefined ?
   let kwok: ChildService | undefined;
   let manager: Manager | undefined;
   let stagesDir: string;
-  const podExecutor = () => new PodExecutor({ policy: { builderImage: 'registry.example/restack/builder:test', allowedBuilderImages: [], defaults: buildPodDefaultsSchema.parse({}) } });
+  /** Allowed by the operator, not by the admission policy's parameters: a cluster admin's mismatch. */
+  const allowedByOperatorOnly = 'registry.example/restack/builder:0.2.0-rc1';
+  const podExecutor = () =>
+    new PodExecutor({
+      policy: { builderImage: configuredBuilderImage, allowedBuilderImages: [allowedByOperatorOnly], defaults: buildPodDefaultsSchema.parse({ startTimeout: '15s' }) },
+      pendingRecheckMs: 500,
+    });
+  /** As config/rbac and the admission policy's parameters say: the operator's ServiceAccount. */
+  const startOperator = () => startManager(a.cluster, ns, podExecutor(), impersonating(a.cluster, operatorUser));
 
   /** Has kwok end the running build pod of `imageBuild` with this exit code, reason and termination message. */
   const endPod = async (imageBuild: ImageBuild, exitCode: number, reason: string, message: string) => {
@@ -189,9 +206,8 @@ describe('the pod executor with kwok as the kubelet', { ...(skip === undefined ?
     a = apiOf(await useCluster());
     const { cluster, core } = a;
     await installCrds(cluster);
-    await execa(join(cluster.binDir, 'kubectl'), ['--kubeconfig', cluster.kubeconfigPath, 'apply', '-f', join(root, 'config', 'admission')]);
-    // The level docs/build-pod.md states, and the label the admission policy's binding selects.
-    await core.createNamespace({ body: { metadata: { name: ns, labels: { 'pod-security.kubernetes.io/enforce': 'privileged', 'restack.dev/builds': 'true' } } } });
+    // The level docs/build-pod.md states, the label the admission policy's binding selects, the operator's RBAC.
+    await setUpPodBuilds(cluster, [ns]);
 
     // A node of this test's own, run by a kwok with the outcome stage on top of the standard ones;
     // the cluster's node is cordoned so every build pod lands here.
@@ -207,7 +223,7 @@ describe('the pod executor with kwok as the kubelet', { ...(skip === undefined ?
     await eventually('node build-node Ready', async () => ((await core.readNode({ name: 'build-node' })).status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? true : undefined), 60_000);
     await pushBusyboxBase(base());
     real = await builtForReal(stagesDir, pushed, 'team', recipe());
-    manager = await startManager(cluster, ns, podExecutor());
+    manager = await startOperator();
   });
   after(async () => {
     await manager?.stop();
@@ -229,7 +245,8 @@ describe('the pod executor with kwok as the kubelet', { ...(skip === undefined ?
     assert.equal(others.length, 0);
     assert.equal(pod?.spec?.hostUsers, false);
     assert.equal(pod?.spec?.nodeName, 'build-node', 'admitted under Pod Security and the policy, and scheduled');
-    assert.equal(pod?.spec?.containers[0]?.image, 'registry.example/restack/builder:test');
+    assert.equal(pod?.spec?.containers[0]?.image, configuredBuilderImage);
+    assert.equal(pod?.spec?.activeDeadlineSeconds, 3600, 'the default timeout, one hour');
     const args = pod?.spec?.containers[0]?.args ?? [];
     assert.deepEqual(args.slice(args.indexOf('--push')), ['--push', `docker://${pushed.host}/team`, '--tag', 'v1', '--termination-log', '/dev/termination-log', '--json']);
 
@@ -271,7 +288,7 @@ describe('the pod executor with kwok as the kubelet', { ...(skip === undefined ?
     const name = running.metadata?.name ?? '';
     const [pod] = await podsOf(a, ns, name);
     await manager?.stop();
-    manager = await startManager(a.cluster, ns, podExecutor());
+    manager = await startOperator();
     // As the builder shortens a result that does not fit: no ref, no inputs.
     await endPod(running, 0, 'Completed', encodeResultMessage({ v: 1, outputs: [{ name: 'A', digest: realOutput('A').digest }], dropped: ['inputs', 'refs'] }));
 
@@ -324,6 +341,64 @@ describe('the pod executor with kwok as the kubelet', { ...(skip === undefined ?
     const failed = await eventuallyBuild(a, ns, 'no-secret', 'Failed', (b) => b.status?.phase === 'Failed');
     assert.match(failed.status?.message ?? '', /^spec\.output\.pushSecretRef: Secret builds\/regcred does not exist; create it \(kubectl create secret docker-registry regcred/);
     assert.deepEqual(await podsOf(a, ns, failed.metadata?.name ?? ''), []);
+  });
+  /** The conditions Stalled of a Stackerfile, once it is Stalled. */
+  const eventuallyStalled = (name: string) =>
+    eventually(`${name} Stalled`, async () => (await getStackerfile(a, ns, name)).status?.conditions?.find((c) => c.type === 'Stalled' && c.status === 'True'));
+  const eventsOf = async (name: string) => (await a.core.listNamespacedEvent({ namespace: ns, fieldSelector: `involvedObject.name=${name}` })).items;
+
+  test('a Stackerfile asking for a builder image the cluster admin did not allow, or for btrfs, is Stalled naming the field; no ImageBuild, no pod', async () => {
+    await createStackerfile(a, ns, 'own-image', { recipe: seeds, output: { registry: '127.0.0.1:5000/team' }, builder: { image: 'docker.io/library/alpine:latest' } });
+    await createStackerfile(a, ns, 'btrfs', { recipe: seeds, output: { registry: '127.0.0.1:5000/team' }, builder: { storage: 'btrfs' } });
+    const image = await eventuallyStalled('own-image');
+    assert.equal(image.reason, 'BuilderImageNotAllowed');
+    assert.match(image.message, /^spec\.builder\.image docker\.io\/library\/alpine:latest is not an allowed builder image \(allowed: registry\.example\/restack\/builder:0\.1\.0, registry\.example\/restack\/builder:0\.2\.0-rc1\)/);
+    const btrfs = await eventuallyStalled('btrfs');
+    assert.equal(btrfs.reason, 'StorageNotSupported');
+    assert.match(btrfs.message, /^spec\.builder\.storage btrfs is not supported in build pods/);
+    assert.deepEqual(await buildsOf(a, ns, 'own-image'), []);
+    assert.deepEqual(await buildsOf(a, ns, 'btrfs'), []);
+    assert.deepEqual((await eventsOf('own-image')).map((e) => [e.type, e.reason]), [['Warning', 'BuilderImageNotAllowed']]);
+  });
+
+  test('a build pod the API server refuses (the admission policy, a 422) fails its ImageBuild with the API\'s message and an Event, once', async () => {
+    // The operator allows this image; the policy's parameters do not.
+    await createStackerfile(a, ns, 'policy', { recipe: seeds, output: { registry: '127.0.0.1:5000/team' }, builder: { image: allowedByOperatorOnly } });
+    await createStackerfile(a, ns, 'invalid', { recipe: seeds, output: { registry: '127.0.0.1:5000/team' }, builder: { nodeSelector: { 'not a label key': 'x' } } });
+    const policy = await eventuallyBuild(a, ns, 'policy', 'Failed', (b) => b.status?.phase === 'Failed');
+    assert.match(policy.status?.message ?? '', /^the API server refused the build pod builds\/policy-1-[0-9a-f]{6}-build: .*ValidatingAdmissionPolicy 'restack-build-pods' .* denied request: a restack build pod runs an allowed builder image/);
+    const invalid = await eventuallyBuild(a, ns, 'invalid', 'Failed', (b) => b.status?.phase === 'Failed');
+    assert.match(invalid.status?.message ?? '', /^the API server refused the build pod builds\/invalid-1-[0-9a-f]{6}-build: Pod "invalid-1-[0-9a-f]{6}-build" is invalid: spec\.nodeSelector: Invalid value: "not a label key"/);
+    for (const build of [policy, invalid]) {
+      assert.deepEqual(await podsOf(a, ns, build.metadata?.name ?? ''), []);
+      const events = await eventsOf(build.metadata?.name ?? '');
+      assert.deepEqual(events.map((e) => [e.type, e.reason]), [['Warning', 'Failed']]);
+      assert.equal(events[0]?.message, build.status?.message);
+    }
+    assert.match((await eventuallyStalled('invalid')).message, /spec\.nodeSelector: Invalid value/);
+  });
+
+  test('a build pod that never starts fails once its start timeout passes, with the scheduler\'s reason', async () => {
+    await createStackerfile(a, ns, 'nowhere', { recipe: seeds, output: { registry: '127.0.0.1:5000/team' }, builder: { nodeSelector: { 'restack.test/no-such-node': 'true' } } });
+    const running = await eventuallyBuild(a, ns, 'nowhere', 'Running', (b) => b.status?.podName !== undefined);
+    const failed = await eventuallyBuild(a, ns, 'nowhere', 'Failed', (b) => b.status?.phase === 'Failed', 60_000);
+    assert.match(failed.status?.message ?? '', /^the build pod builds\/nowhere-1-[0-9a-f]{6}-build did not start within 15s: not scheduled: Unschedulable: 0\/\d+ nodes are available: .*node affinity\/selector/);
+    assert.match(failed.status?.message ?? '', /\nFailedScheduling: 0\/\d+ nodes are available/, "the pod's Warning Events follow");
+    await eventually('the stuck pod deleted', async () => ((await podsOf(a, ns, running.metadata?.name ?? '')).every((pod) => pod.metadata?.deletionTimestamp !== undefined) ? true : undefined));
+  });
+
+  test('a push Secret deleted while the build pod waits to start fails the build at once, naming spec.output.pushSecretRef', async () => {
+    const dockerConfig = Buffer.from(JSON.stringify({ auths: {} })).toString('base64');
+    await a.core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'short-lived' }, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': dockerConfig } } });
+    await createStackerfile(a, ns, 'secret-gone', {
+      recipe: seeds,
+      output: { registry: '127.0.0.1:5000/team', pushSecretRef: { name: 'short-lived' } },
+      builder: { nodeSelector: { 'restack.test/no-such-node': 'true' } },
+    });
+    await eventuallyBuild(a, ns, 'secret-gone', 'Running', (b) => b.status?.podName !== undefined);
+    await a.core.deleteNamespacedSecret({ namespace: ns, name: 'short-lived' });
+    const failed = await eventuallyBuild(a, ns, 'secret-gone', 'Failed', (b) => b.status?.phase === 'Failed');
+    assert.match(failed.status?.message ?? '', /^the build pod builds\/secret-gone-1-[0-9a-f]{6}-build cannot start: spec\.output\.pushSecretRef: Secret builds\/short-lived does not exist; create it/);
   });
 });
 
