@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Builds (or reuses from the cache) the test cluster's binaries at the versions pinned in
 # versions.env, and installs etcd and openssl from Debian when they are missing.
-# Prints the directory holding kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
+# Prints the directory holding kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet,
 # kwok and helm on stdout; everything else goes to stderr. Idempotent: a warm run takes well
 # under a second, a cold one builds Kubernetes from the Go module proxy (see README.md).
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-k8s_commands=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+k8s_commands=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet)
 
 require_go() {
   command -v go >/dev/null ||
@@ -36,7 +36,7 @@ install_debian_packages() {
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >&2
 }
 
-# Builds the four commands in one `go build` so their shared packages compile once.
+# Builds the Kubernetes commands in one `go build` so their shared packages compile once.
 build_kubernetes() {
   local cmd complete=1
   for cmd in "${k8s_commands[@]}"; do [[ -x $k8s_bin/$cmd ]] || complete=0; done
