@@ -23,6 +23,14 @@ export interface BuildPodInput {
   storage: 'overlay' | 'btrfs';
 }
 
+/**
+ * The seccomp profile of build pods, relative to the kubelet's seccomp directory
+ * (/var/lib/kubelet/seccomp/restack/build.json): containerd's default plus pivot_root, which LXC
+ * needs and RuntimeDefault denies even to holders of CAP_SYS_ADMIN. config/seccomp/ holds it; the
+ * chart's DaemonSet installs it on nodes; the admission policy requires exactly this profile.
+ */
+export const buildSeccompProfile = 'restack/build.json';
+
 export const buildPodLabels = {
   component: 'app.kubernetes.io/component',
   imageBuild: 'restack.dev/imagebuild',
@@ -107,8 +115,9 @@ export function buildPod(input: BuildPodInput): V1Pod {
             // A fresh procfs for the build container can only be mounted over a /proc that is not
             // partly masked (the kernel refuses to reveal less than is visible); allowed with hostUsers: false.
             procMount: 'Unmasked',
-            // The runtime's seccomp profile allows mount and unshare to holders of CAP_SYS_ADMIN.
-            seccompProfile: { type: 'RuntimeDefault' },
+            // The runtime's default allows mount and unshare to holders of CAP_SYS_ADMIN but never
+            // pivot_root, which LXC needs: the node's restack/build.json adds it, nothing more.
+            seccompProfile: { type: 'Localhost', localhostProfile: buildSeccompProfile },
             // The default AppArmor profile of container runtimes denies mount(2) outright.
             appArmorProfile: { type: 'Unconfined' },
           },

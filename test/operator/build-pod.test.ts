@@ -39,7 +39,7 @@ test('the build pod, field by field', () => {
     allowPrivilegeEscalation: false,
     capabilities: { add: ['SYS_ADMIN'], drop: ['NET_RAW'] },
     procMount: 'Unmasked',
-    seccompProfile: { type: 'RuntimeDefault' },
+    seccompProfile: { type: 'Localhost', localhostProfile: 'restack/build.json' },
     appArmorProfile: { type: 'Unconfined' },
   });
   assert.deepEqual(spec.volumes?.map((v) => Object.keys(v).filter((k) => k !== 'name')[0]), ['configMap', 'emptyDir', 'secret']);
