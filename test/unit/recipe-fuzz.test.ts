@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { formatDiagnostic } from '../../src/stackerfile/diagnostics.ts';
 import { loadRecipes } from '../../src/stackerfile/load.ts';
+import { prng } from './prng.ts';
 
 const corpus = join(import.meta.dirname, '..', 'fixtures', 'recipes');
 const recipes = readdirSync(corpus)
@@ -17,20 +18,8 @@ const recipes = readdirSync(corpus)
   .sort()
   .map((name) => ({ name, text: readFileSync(join(corpus, name), 'utf8') }));
 
-/** mulberry32: a small seeded PRNG, so a failing case can be replayed from its number. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Ten levels of ten aliases each: 10^9 strings if expanded. */
-export function aliasBomb(key: string): string {
+function aliasBomb(key: string): string {
   const lines = [`${key}0: &${key}0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]`];
   for (let level = 1; level < 10; level++) lines.push(`${key}${level}: &${key}${level} [${Array(10).fill(`*${key}${level - 1}`).join(', ')}]`);
   return lines.join('\n');
