@@ -3,6 +3,7 @@ import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { execa } from 'execa';
@@ -44,12 +45,25 @@ async function pseudoDefinitions(image: string, work: string): Promise<string[]>
   const fifo = join(work, 'pseudo');
   await makeNode(fifo, 'fifo');
   const subprocess = execa('unsquashfs', ['-no-progress', '-pf', fifo, image], { reject: false, stdin: 'ignore' });
+  const reader = createReadStream(fifo, { encoding: 'utf8' });
+  let opened = false;
+  reader.on('open', () => {
+    opened = true;
+  });
   const ended = subprocess.then(async (result) => {
-    const writer = await open(fifo, constants.O_WRONLY | constants.O_NONBLOCK).catch(() => undefined);
-    await writer?.close();
+    // A reader still waiting in open() (unsquashfs ended without opening the FIFO) counts as one:
+    // opening the FIFO for writing ourselves then succeeds and lets it see the end. Until its
+    // open has started (a busy thread pool), there is no reader yet: try again shortly.
+    while (!opened && !reader.destroyed) {
+      const writer = await open(fifo, constants.O_WRONLY | constants.O_NONBLOCK).catch(() => undefined);
+      if (writer !== undefined) {
+        await writer.close();
+        break;
+      }
+      await sleep(10);
+    }
     return result;
   });
-  const reader = createReadStream(fifo, { encoding: 'utf8' });
   const lines: string[] = [];
   let complete = false;
   try {

@@ -114,7 +114,7 @@ const goRegexList = z.array(
 const layerShape = {
   from: fromSchema,
   imports: importsSchema.optional(),
-  import: importsSchema.optional(),
+  import: importsSchema.nullable().optional(),
   overlay_dirs: z
     .array(z.strictObject({ source: nonEmptyText('a host directory'), dest: text().optional() }), { error: expected('a list of {source, dest}') })
     .optional(),

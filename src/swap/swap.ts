@@ -2,7 +2,7 @@ import type { Descriptor, HistoryEntry, ImageConfig } from '../oci/types.ts';
 import { appliedSlice, type AppliedSlice, type NamedImage } from './compose.ts';
 import { flattenHistory, layerHistory } from './history.ts';
 import { convertLayer, dockerCompatible, manifestFormat, readProvenance, writeProvenance, type ImageParts } from './image.ts';
-import { totalLayers, type AppliedProvenance, type Provenance } from './provenance.ts';
+import { baseDigestKey, totalLayers, type AppliedProvenance, type Provenance } from './provenance.ts';
 
 export interface SwapInput {
   /** The image to change, with its provenance; `source` names it in messages. */
@@ -105,6 +105,11 @@ export function planSwap(input: SwapInput): SwapPlan | SwapRefusal {
         `${replacement.ref}'s base changed: ${replacement.image.digest} is built on ${plural(slice.base.count, 'layer')} (chain ${slice.base.chain.slice(0, 19) || 'empty'}), ` +
         `the version ${source} applied, ${entry.digest}, on ${plural(was.base.count, 'layer')} (chain ${was.base.chain.slice(0, 19) || 'empty'}); rebuild`,
     };
+  }
+  // an image restack did not build has no provenance; the standard base annotations, when both versions carry them, still tell
+  const [baseWas, baseNow] = [input.previous, replacement].map((named) => named.image.manifest.annotations?.[baseDigestKey]);
+  if (baseWas !== undefined && baseNow !== undefined && baseWas !== baseNow) {
+    return { reason: 'BaseChanged', message: `${replacement.ref}'s base changed: ${replacement.image.digest} says it is built on ${baseNow}, the version ${source} applied on ${baseWas}; rebuild` };
   }
 
   const { start, count } = entry.layers;

@@ -4,7 +4,7 @@ import { lstat, mkdir, readFile, readlink, readdir, writeFile } from 'node:fs/pr
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { BuildError } from '../../src/build/errors.ts';
-import { unpackLayer, type UnpackOptions } from '../../src/build/unpack.ts';
+import { refusedXattr, unpackLayer, type UnpackOptions } from '../../src/build/unpack.ts';
 import { readXattrs } from '../../src/build/xattr.ts';
 import { tarLayer, tempDir, type TarSpec, type TestLayer } from './helpers.ts';
 
@@ -259,4 +259,13 @@ test('xattrs outside the allowed namespaces are left out with a warning', async 
   const xattrs = (await readXattrs([join(root, 'f')])).get(join(root, 'f'));
   assert.deepEqual([...(xattrs?.keys() ?? [])], ['user.kept']);
   assert.deepEqual(summary.warnings.map((warning) => /xattr (\S+)/.exec(warning)?.[1]).sort(), ['security.selinux', 'system.posix_acl_access', 'trusted.evil']);
+});
+
+test('file capabilities are kept only inside a user namespace, where the kernel scopes them to its root', () => {
+  assert.equal(refusedXattr('security.capability', true), undefined);
+  assert.match(refusedXattr('security.capability', false) ?? '', /only when the build runs in a user namespace/);
+  assert.equal(refusedXattr('user.mime_type', false), undefined);
+  for (const name of ['trusted.overlay.redirect', 'user.overlay.opaque', 'security.selinux', 'security.ima', 'system.posix_acl_default']) {
+    assert.ok(refusedXattr(name, true) !== undefined, name);
+  }
 });

@@ -51,6 +51,13 @@ test('built bases and applied layer names order the build regardless of file ord
   assert.deepEqual(plan.inputs, [{ ref: 'rootfs.tar', role: 'from', type: 'tar', usedBy: ['base'] }]);
 });
 
+test('a stacker:// import orders the build after the layer it reads, and importing from itself is an error', async () => {
+  const loaded = await load({ 'stacker.yaml': 'user:\n  from: {type: scratch}\n  imports: [stacker://maker/out, {path: "stacker://maker/more"}]\nmaker:\n  from: {type: scratch}\n' });
+  assert.equal(loaded.ok, true, loaded.diagnostics.map(formatDiagnostic).join('\n'));
+  assert.deepEqual(planRecipes(loaded.recipes).order, ['maker', 'user']);
+  assert.match(errors('a:\n  from: {type: scratch}\n  imports: stacker://a/x\n')[0] ?? '', /a\.imports: layer "a" cannot import from itself/);
+});
+
 test('every error in a file is reported with FILE:LINE:COL and the field path', () => {
   const found = errors('a:\n  from:\n    type: dockr\n  runn: x\nb:\n  from: {type: docker}\n  os:\n');
   assert.deepEqual(found, [

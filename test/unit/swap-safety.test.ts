@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { analyseOverlap, classifyTarEntry, type LayerChanges } from '../../src/swap/safety.ts';
+import { prng } from './prng.ts';
 
 type Spec = { name: string; type: 'file' | 'directory' | 'symlink' | 'link'; linkname?: string; content?: string };
 
@@ -80,18 +81,6 @@ function flatten(...layers: Spec[][]): string {
   const tree: Tree = new Map();
   for (const specs of layers) applyLayer(tree, specs);
   return JSON.stringify([...tree.entries()].sort(([a], [b]) => a.localeCompare(b)));
-}
-
-/** mulberry32: a small seeded PRNG, so a failure names a case that can be replayed. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function randomLayer(random: () => number, tag: string): Spec[] {

@@ -113,6 +113,23 @@ test("swap refuses a new version whose own base gained a layer, though it starts
   assert.match(plan.message, /built on 2 layers .* on 1 layer /);
 });
 
+test("an image restack did not build: its base annotations, when both versions carry them, tell a changed base", () => {
+  const annotated = (names: string[], baseDigest: string): NamedImage => {
+    const plain = named('docker://reg/python3:latest', names);
+    const manifest = { ...plain.image.manifest, annotations: { 'org.opencontainers.image.base.digest': baseDigest } };
+    return { ref: plain.ref, image: { ...plain.image, manifest, digest: sha256Digest(JSON.stringify(manifest)) } };
+  };
+  const python3 = annotated(['centos', 'python3'], sha256Digest('centos 7'));
+  const composed = composeImage({ base: named('docker://reg/centos:latest', ['centos']), applied: [python3], own: [own('A')] });
+  const a = serialized(composed);
+  const updated = annotated(['centos', 'centos-update', 'python3+1'], sha256Digest('centos 7 updated'));
+  const plan = planSwap({ image: a, source: 'A', appliedIndex: 0, previous: python3, replacement: updated });
+  assert.ok(isRefusal(plan) && plan.reason === 'BaseChanged', isRefusal(plan) ? plan.message : 'swapped');
+  assert.match(plan.message, /says it is built on sha256:.* on sha256:.*; rebuild/);
+  const rebuiltOnSameBase = annotated(['centos', 'python3+1'], sha256Digest('centos 7'));
+  assert.ok(!isRefusal(planSwap({ image: a, source: 'A', appliedIndex: 0, previous: python3, replacement: rebuiltOnSameBase })));
+});
+
 test('swap refuses provenance that does not match the image it names: another digest, another range, another base', () => {
   const { a, python3, ssl } = composeA();
   const python3v2 = named('docker://reg/python3:latest', ['centos', 'python3+1']);
