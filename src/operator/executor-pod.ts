@@ -3,6 +3,7 @@ import { decodeResultMessage } from '../engine/build/result-message.ts';
 import { buildPod, buildPodLabels, buildPodName, recipeConfigMapName } from './build-pod.ts';
 import { buildResultOf, type BuildProgress, type BuildRequest, type Executor, type ExecutorContext } from './executor.ts';
 import { Informer } from './informer.ts';
+import { labelValue } from './names.ts';
 import { statusCode, type Kube } from './kube.ts';
 
 const component = 'restack-build';
@@ -66,7 +67,8 @@ export class PodExecutor implements Executor {
           ? await kube.core.listPodForAllNamespaces({ labelSelector })
           : await kube.core.listNamespacedPod({ namespace, labelSelector })) as KubernetesListObject<V1Pod>,
       onChange: (pod) => {
-        const imageBuild = pod.metadata?.labels?.[buildPodLabels.imageBuild];
+        // The owner, not the label: a label value is bounded (names.ts) and may be a hash.
+        const imageBuild = pod.metadata?.ownerReferences?.find((owner) => owner.controller === true && owner.kind === 'ImageBuild')?.name;
         if (imageBuild !== undefined) context.onProgress(`${pod.metadata?.namespace}/${imageBuild}`);
       },
     });
@@ -97,7 +99,7 @@ export class PodExecutor implements Executor {
     await createUnlessExists(() =>
       kube.core.createNamespacedConfigMap({
         namespace,
-        body: { metadata: { name: configMap, namespace, labels: { [buildPodLabels.imageBuild]: name }, ownerReferences: [owner] }, data: { 'stacker.yaml': request.recipe } },
+        body: { metadata: { name: configMap, namespace, labels: { [buildPodLabels.imageBuild]: labelValue(name) }, ownerReferences: [owner] }, data: { 'stacker.yaml': request.recipe } },
       }),
     );
     const body = buildPod({

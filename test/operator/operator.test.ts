@@ -148,6 +148,25 @@ describe('the operator against a real API server', () => {
     assert.equal(builds[0]?.metadata?.ownerReferences?.[0]?.controller, true);
   });
 
+  test('a Stackerfile with a 253-character name builds: every name and label the operator derives fits the API\'s limits', async () => {
+    const ns = await namespace('long-names');
+    await startManager(ns);
+    const long = (letter: string) => `${'a'.repeat(200)}.${letter.repeat(52)}`;
+    // Two names that share their first 200 characters get builds of their own.
+    for (const name of [long('x'), long('y')]) await createStackerfile(ns, name, seeds);
+    for (const name of [long('x'), long('y')]) {
+      await eventually(`${name.slice(-3)} Ready`, async () => (condition(await getStackerfile(ns, name), 'Ready')?.status === 'True' ? true : undefined));
+    }
+    const builds = await listBuilds(ns);
+    assert.equal(builds.length, 2);
+    assert.equal(new Set(builds.map((b) => b.metadata?.name)).size, 2);
+    for (const build of builds) {
+      assert.ok((build.metadata?.name ?? '').length <= 63 - '-recipe'.length, build.metadata?.name);
+      const label = build.metadata?.labels?.['restack.dev/stackerfile'] ?? '';
+      assert.ok(label.length <= 63 && label.startsWith('a'.repeat(40)), label);
+    }
+  });
+
   test('with leader election only one of two managers reconciles', async () => {
     const ns = await namespace('elect');
     const election = { namespace: ns, name: 'restack-operator', leaseDurationMs: 3000, renewEveryMs: 1000 };
