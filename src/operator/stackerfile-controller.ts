@@ -216,7 +216,8 @@ export class StackerfileController {
       if (statusCode(error) === 404) return null;
       throw error;
     }));
-    if (build === null) return generationBuild;
+    // Only a build of this very Stackerfile: one of the same name deleted and created again is another object.
+    if (build === null || controllerUid(build) !== stackerfile.metadata?.uid) return generationBuild;
     if (cached === undefined) return undefined;
     return build.spec.recipeGeneration === stackerfile.metadata?.generation ? build : generationBuild;
   }

@@ -167,6 +167,34 @@ describe('the operator against a real API server', () => {
     }
   });
 
+  test('an ImageBuild is matched to its Stackerfile by owner uid: a build not owned by the Stackerfile it names is never run for it', async () => {
+    const ns = await namespace('by-uid');
+    await startManager(ns);
+    const create = (name: string) =>
+      objects.createNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', body: { apiVersion: 'restack.dev/v1alpha1', kind: 'Stackerfile', metadata: { name }, spec: { recipe: seeds, suspend: true, output: { registry: '127.0.0.1:5000/team' } } } }) as Promise<Stackerfile>;
+    await create('app');
+    // Owned by another object, as the builds of an earlier Stackerfile of the same name are.
+    const other = await create('other');
+    await objects.createNamespacedCustomObject({
+      ...api,
+      namespace: ns,
+      plural: 'imagebuilds',
+      body: {
+        apiVersion: 'restack.dev/v1alpha1',
+        kind: 'ImageBuild',
+        metadata: { name: 'stale', ownerReferences: [{ apiVersion: 'restack.dev/v1alpha1', kind: 'Stackerfile', name: 'app', uid: other.metadata?.uid ?? '', controller: true }] },
+        spec: { stackerfileRef: { name: 'app' }, strategy: 'Build', reason: 'Initial' },
+      },
+    });
+    const stale = await eventually('the stale build finished', async () => {
+      const build = (await listBuilds(ns)).find((b) => b.metadata?.name === 'stale');
+      return build?.status?.phase === 'Succeeded' || build?.status?.phase === 'Failed' ? build : undefined;
+    });
+    assert.equal(stale.status?.phase, 'Failed');
+    assert.match(stale.status?.message ?? '', /^Stackerfile by-uid\/app is not the one this build was made for/);
+    assert.equal((await getStackerfile(ns, 'app')).status?.images, undefined);
+  });
+
   test('with leader election only one of two managers reconciles', async () => {
     const ns = await namespace('elect');
     const election = { namespace: ns, name: 'restack-operator', leaseDurationMs: 3000, renewEveryMs: 1000 };
