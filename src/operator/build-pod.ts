@@ -1,5 +1,6 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { BuildPodSettings } from './build-policy.ts';
+import { derivedName, labelValue } from './names.ts';
 
 /**
  * The build pod of an ImageBuild, in one place (kpack's habit): every security field is spelled
@@ -43,11 +44,11 @@ const storageMount = '/var/lib/restack';
 const authMount = '/restack/auth';
 
 export function buildPodName(imageBuild: string): string {
-  return `${imageBuild}-build`;
+  return derivedName(imageBuild, '-build');
 }
 
 export function recipeConfigMapName(imageBuild: string): string {
-  return `${imageBuild}-recipe`;
+  return derivedName(imageBuild, '-recipe');
 }
 
 export function buildPod(input: BuildPodInput): V1Pod {
@@ -75,8 +76,8 @@ export function buildPod(input: BuildPodInput): V1Pod {
       namespace: imageBuild.namespace,
       labels: {
         [buildPodLabels.component]: 'restack-build',
-        [buildPodLabels.imageBuild]: imageBuild.name,
-        [buildPodLabels.stackerfile]: input.stackerfileName,
+        [buildPodLabels.imageBuild]: labelValue(imageBuild.name),
+        [buildPodLabels.stackerfile]: labelValue(input.stackerfileName),
       },
       ownerReferences: [
         { apiVersion: 'restack.dev/v1alpha1', kind: 'ImageBuild', name: imageBuild.name, uid: imageBuild.uid, controller: true, blockOwnerDeletion: true },

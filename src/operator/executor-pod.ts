@@ -5,6 +5,7 @@ import { builderRefusal, buildPodSettings, durationSeconds, serverVersionRefusal
 import { buildResultOf, type BuildProgress, type BuildRequest, type BuildResult, type Executor, type ExecutorContext } from './executor.ts';
 import { Informer } from './informer.ts';
 import { apiMessage, statusCode, type Kube } from './kube.ts';
+import { labelValue } from './names.ts';
 import type { BuilderSpec } from './resources.ts';
 import { outputOpener } from './swap-runner.ts';
 import { verifyBuildOutputs } from './verify-outputs.ts';
@@ -103,7 +104,8 @@ export class PodExecutor implements Executor {
           ? await kube.core.listPodForAllNamespaces({ labelSelector })
           : await kube.core.listNamespacedPod({ namespace, labelSelector })) as KubernetesListObject<V1Pod>,
       onChange: (pod) => {
-        const imageBuild = pod.metadata?.labels?.[buildPodLabels.imageBuild];
+        // The owner, not the label: a label value is bounded (names.ts) and may be a hash.
+        const imageBuild = pod.metadata?.ownerReferences?.find((owner) => owner.controller === true && owner.kind === 'ImageBuild')?.name;
         if (imageBuild !== undefined) context.onProgress(`${pod.metadata?.namespace}/${imageBuild}`);
       },
     });
@@ -140,7 +142,7 @@ export class PodExecutor implements Executor {
     const configMapRefused = await createUnlessExists(() =>
       kube.core.createNamespacedConfigMap({
         namespace,
-        body: { metadata: { name: configMap, namespace, labels: { [buildPodLabels.imageBuild]: name }, ownerReferences: [owner] }, data: { 'stacker.yaml': request.recipe } },
+        body: { metadata: { name: configMap, namespace, labels: { [buildPodLabels.imageBuild]: labelValue(name) }, ownerReferences: [owner] }, data: { 'stacker.yaml': request.recipe } },
       }),
     );
     if (configMapRefused !== undefined) return done({ ok: false, message: `the API server refused the recipe ConfigMap ${namespace}/${configMap}: ${configMapRefused}` });

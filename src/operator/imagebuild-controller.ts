@@ -7,6 +7,7 @@ import type { ImageBuild, Kube, Stackerfile } from './kube.ts';
 import type { Result } from './queue.ts';
 import { readRecipe } from './recipe-source.ts';
 import type { ImageBuildStatus } from './resources.ts';
+import { controllerUid } from './stackerfile-controller.ts';
 import { DependencyImages, runSwap, stackerfileOpener, swapFailure, type SwapRun } from './swap-runner.ts';
 
 export interface ImageBuildControllerOptions {
@@ -51,6 +52,10 @@ export class ImageBuildController {
     const { namespace } = splitKey(key);
     const stackerfile = this.#o.stackerfiles.get(`${namespace}/${build.spec.stackerfileRef.name}`);
     if (stackerfile === undefined) return this.#finish(build, { ok: false, message: `Stackerfile ${namespace}/${build.spec.stackerfileRef.name} does not exist` });
+    // By uid, not name: a Stackerfile deleted and created again under the same name is another object.
+    if (controllerUid(build) !== stackerfile.metadata?.uid) {
+      return this.#finish(build, { ok: false, message: `Stackerfile ${namespace}/${build.spec.stackerfileRef.name} is not the one this build was made for (its controller uid is ${controllerUid(build) ?? 'missing'}): it was deleted and created again` });
+    }
     if (build.spec.recipeGeneration !== undefined && build.spec.recipeGeneration !== stackerfile.metadata?.generation) {
       return this.#finish(build, { ok: false, message: `superseded: the Stackerfile is at generation ${stackerfile.metadata?.generation}, this build is of ${build.spec.recipeGeneration}` });
     }

@@ -60,6 +60,7 @@ export function pinned(ref: string, digest: string): string {
  */
 export async function runSwap(build: ImageBuild, stackerfile: Stackerfile, open: Opener, layerChanges: LayerChangesCache, dependencies: DependencyImages): Promise<SwapRun> {
   const published = new Map((stackerfile.status?.images ?? []).map((image) => [image.name, image]));
+  const tags = stackerfile.spec.output.tags ?? ['latest'];
   const changed = (build.spec.inputs ?? []).filter((input) => input.role === 'apply' && input.digest !== undefined);
   const run: SwapRun = { outputs: [], checks: [] };
   for (const name of build.spec.images ?? []) {
@@ -70,7 +71,7 @@ export async function runSwap(build: ImageBuild, stackerfile: Stackerfile, open:
       }
       continue;
     }
-    const output = await swapImage(image, changed, open, { layerChanges, dependencies }, run.checks);
+    const output = await swapImage(image, changed, open, tags, { layerChanges, dependencies }, run.checks);
     if (output !== undefined) run.outputs.push(output);
   }
   return run;
@@ -80,6 +81,7 @@ async function swapImage(
   image: PublishedImage,
   changed: readonly { ref: string; digest?: string | undefined }[],
   open: Opener,
+  tags: readonly string[],
   caches: { layerChanges: LayerChangesCache; dependencies: DependencyImages },
   checks: Check[],
 ): Promise<Output | undefined> {
@@ -90,8 +92,11 @@ async function swapImage(
     const recorded = inputs.find((candidate) => candidate.ref === input.ref && candidate.role === 'apply');
     if (recorded === undefined || input.digest === undefined) continue;
     const dependency = open(pinned(input.ref, input.digest));
+    const target = open(image.ref);
     const outcome = await swapDependency({
-      target: open(image.ref),
+      target,
+      // Every tag of spec.output.tags moves with the one the status names, as a build pushes them all.
+      extraTags: tags.filter((tag) => tag !== target.ref.tag),
       dependency,
       readDependency: (opened) => caches.dependencies.get(opened),
       layerChanges: caches.layerChanges,

@@ -19,7 +19,7 @@ const fetched = (written: string) => /^https?:\/\//.test(written) || written.sta
 function importUses(name: string, layer: Layer): HostPathUse[] {
   return (['imports', 'import'] as const).flatMap((field) => {
     const raw = layer[field];
-    if (raw === undefined) return [];
+    if (raw === undefined || raw === null) return [];
     if (typeof raw === 'string') return fetched(raw) ? [] : [{ path: [name, field], written: raw, kind: 'path' as const }];
     return raw.flatMap((entry, index) => {
       const written = typeof entry === 'string' ? entry : entry.path;

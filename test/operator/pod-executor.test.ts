@@ -336,6 +336,22 @@ describe('the pod executor with kwok as the kubelet', { ...(skip === undefined ?
     }
   });
 
+  test('a Stackerfile with a 253-character name gets a pod and a recipe ConfigMap whose names and labels fit the API\'s limits', async () => {
+    const name = `${'b'.repeat(200)}.${'c'.repeat(52)}`;
+    await createStackerfile(a, ns, name, { recipe: seeds, output: { registry: '127.0.0.1:5000/team' } });
+    const running = await eventuallyBuild(a, ns, name, 'Running with a pod', (b) => b.status?.phase === 'Running' && b.status.podName !== undefined);
+    const [pod] = await podsOf(a, ns, running.metadata?.name ?? '');
+    assert.equal(pod?.metadata?.name, running.status?.podName);
+    for (const value of Object.values(pod?.metadata?.labels ?? {})) assert.ok(value.length <= 63, value);
+    assert.ok((pod?.metadata?.name ?? '').length <= 63);
+    const configMap = pod?.spec?.volumes?.find((volume) => volume.name === 'recipe')?.configMap?.name ?? '';
+    assert.equal((await a.core.readNamespacedConfigMap({ namespace: ns, name: configMap })).data?.['stacker.yaml'], seeds);
+    // The result is checked against the registry, where nothing was pushed: a failure report keeps the test to names.
+    await endPod(running, 1, 'Error', encodeResultMessage({ v: 1, error: { layer: 'A', step: 'run', code: 'RUN_FAILED', message: 'exit 1', lastLines: [] } }));
+    const failed = await eventuallyBuild(a, ns, name, 'Failed', (b) => b.status?.phase === 'Failed');
+    assert.match(failed.status?.message ?? '', /exit 1/);
+  });
+
   test('a missing push Secret fails the build before any pod, naming spec.output.pushSecretRef and the fix', async () => {
     await createStackerfile(a, ns, 'no-secret', { recipe: seeds, output: { registry: '127.0.0.1:5000/team', pushSecretRef: { name: 'regcred' } } });
     const failed = await eventuallyBuild(a, ns, 'no-secret', 'Failed', (b) => b.status?.phase === 'Failed');
