@@ -21,6 +21,7 @@ import { eventually, useCluster, type Cluster, type RealNode } from '../cluster/
 import { startRegistryPod, type RegistryPod } from '../cluster/registry-pod.ts';
 import { startOrSkip } from '../services/service.ts';
 import { installCrds } from './install-crds.ts';
+import { appRecipe, depsRecipe } from './seeds-recipes.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const api = { group: 'restack.dev', version: 'v1alpha1' };
@@ -28,17 +29,6 @@ const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 const ns = 'real-builds';
 const logger = pino({ level: process.env['RESTACK_TEST_LOG'] ?? 'silent' });
 const open = referenceOpener({ insecure: true });
-
-/** The seeds' example on a busybox base: ssl and python3 (one Stackerfile), and A applying both. */
-function depsRecipe(base: string, python: string): string {
-  return [
-    `ssl:\n  from: {type: docker, url: "${base}"}\n  run: |\n    mkdir -p /usr/lib/ssl\n    echo "openssl 3.0.13" > /usr/lib/ssl/version\n`,
-    `python3:\n  from: {type: docker, url: "${base}"}\n  run: |\n    mkdir -p /usr/bin\n    echo "#!/bin/sh" > /usr/bin/python3\n    echo "echo Python ${python}" >> /usr/bin/python3\n    chmod +x /usr/bin/python3\n`,
-  ].join('');
-}
-function appRecipe(base: string, prefix: string): string {
-  return `A:\n  from: {type: docker, url: "${base}"}\n  apply:\n    - docker://${prefix}/ssl:latest\n    - docker://${prefix}/python3:latest\n  run: |\n    mkdir -p /srv/A\n    echo "A, built on $(cat /usr/lib/ssl/version)" > /srv/A/README\n`;
-}
 
 const { service: started, skip } = await startOrSkip(() => useCluster({ realNode: true }));
 

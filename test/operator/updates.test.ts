@@ -9,6 +9,7 @@ import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@k
 import { pino } from 'pino';
 import { eventually, useCluster, type Cluster } from '../cluster/harness.ts';
 import { installCrds } from './install-crds.ts';
+import { appRecipe, depsRecipe } from './seeds-recipes.ts';
 import { pushBusyboxBase } from '../build-engine/helpers.ts';
 import { open } from '../swap/seeds.ts';
 import { openReferences } from '../../src/engine/open-reference.ts';
@@ -25,17 +26,6 @@ const cli = join(root, 'src', 'cli', 'main.ts');
 const api = { group: 'restack.dev', version: 'v1alpha1' };
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 const ns = 'updates';
-
-function depsRecipe(base: string, python: string, extra = ''): string {
-  return [
-    `ssl:\n  from: {type: docker, url: "${base}"}\n  run: |\n    mkdir -p /usr/lib/ssl\n    echo "openssl 3.0.13" > /usr/lib/ssl/version\n`,
-    `python3:\n  from: {type: docker, url: "${base}"}\n  run: |\n    mkdir -p /usr/bin\n    echo "#!/bin/sh" > /usr/bin/python3\n    echo "echo Python ${python}" >> /usr/bin/python3\n    chmod +x /usr/bin/python3\n${extra}`,
-  ].join('');
-}
-
-function appRecipe(base: string, prefix: string): string {
-  return `A:\n  from: {type: docker, url: "${base}"}\n  apply:\n    - docker://${prefix}/ssl:latest\n    - docker://${prefix}/python3:latest\n  run: |\n    mkdir -p /srv/A\n    echo "A" > /srv/A/README\n`;
-}
 
 const { service: started, skip } = await startOrSkip(() => startRegistry());
 const users = { alice: 'correct horse' };
