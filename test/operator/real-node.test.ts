@@ -14,7 +14,7 @@ import { referenceOpener } from '../../src/cli/commands/store-options.ts';
 import { readStoredImage } from '../../src/engine/images.ts';
 import { buildPod } from '../../src/operator/build-pod.ts';
 import { PodExecutor } from '../../src/operator/executor-pod.ts';
-import type { ImageBuild, Stackerfile } from '../../src/operator/kube.ts';
+import type { ImageBuild } from '../../src/operator/kube.ts';
 import { Manager } from '../../src/operator/manager.ts';
 import { pushBusyboxBase } from '../build-engine/helpers.ts';
 import { eventually, useCluster, type Cluster, type RealNode } from '../cluster/harness.ts';
@@ -22,6 +22,7 @@ import { startRegistryPod, type RegistryPod } from '../cluster/registry-pod.ts';
 import { startOrSkip } from '../services/service.ts';
 import { installCrds } from './install-crds.ts';
 import { appRecipe, depsRecipe } from './seeds-recipes.ts';
+import { stackerfileProgress } from './stackerfile-progress.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const api = { group: 'restack.dev', version: 'v1alpha1' };
@@ -53,31 +54,7 @@ describe('build pods on a real node', { skip, timeout: 600_000 }, () => {
         spec: { recipe, output: { registry: prefix, tags: ['latest'], insecure: true }, updates: { schedule: '*/2 * * * * *', onApplyUpdate: 'Swap', onBaseUpdate: 'Rebuild' } },
       },
     });
-  const get = async (name: string) => (await objects.getNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', name })) as Stackerfile;
-  const builds = async (name: string) =>
-    ((await objects.listNamespacedCustomObject({ ...api, namespace: ns, plural: 'imagebuilds', labelSelector: `restack.dev/stackerfile=${name}` })) as { items: ImageBuild[] }).items.sort((a, b) =>
-      (a.metadata?.creationTimestamp?.toString() ?? '').localeCompare(b.metadata?.creationTimestamp?.toString() ?? ''),
-    );
-  const condition = (sf: Stackerfile, type: string) => sf.status?.conditions?.find((c) => c.type === type);
-  /** Ready on the latest ImageBuild, which `accept` approves; a failure says what was last seen. */
-  const readyAfter = async (name: string, accept: (build: ImageBuild, all: ImageBuild[]) => boolean) => {
-    let seen = 'nothing yet';
-    try {
-      return await eventually(
-        `${name} Ready after the expected ImageBuild`,
-        async () => {
-          const sf = await get(name);
-          const all = await builds(name);
-          const latest = all.find((b) => b.metadata?.name === sf.status?.latestImageBuild);
-          seen = `Ready=${condition(sf, 'Ready')?.status} (${condition(sf, 'Ready')?.message}); builds: ${all.map((b) => `${b.spec.strategy}/${b.spec.reason}/${b.status?.phase}: ${b.status?.message ?? ''}`).join(', ')}`;
-          return condition(sf, 'Ready')?.status === 'True' && latest !== undefined && accept(latest, all) ? { sf, latest, all } : undefined;
-        },
-        240_000,
-      );
-    } catch (error) {
-      throw new Error(`${error instanceof Error ? error.message : String(error)}; last seen: ${seen}`);
-    }
-  };
+  const { get, builds, condition, readyAfter } = stackerfileProgress(() => objects, ns);
   const layersOf = async (image: string) => (await readStoredImage(open(`docker://${prefix}/${image}:latest`))).platforms[0]?.image.manifest.layers.map((l) => l.digest) ?? [];
   /** The node whose kubelet started the ImageBuild's build pod, from the kubelet's Started event (the pod itself may be gone). */
   const startedOn = async (build: ImageBuild) => {
