@@ -56,7 +56,7 @@ describe('build pods on a real node', { skip, timeout: 600_000 }, () => {
     });
   const { get, builds, condition, readyAfter } = stackerfileProgress(() => objects, ns);
   const layersOf = async (image: string) => (await readStoredImage(open(`docker://${prefix}/${image}:latest`))).platforms[0]?.image.manifest.layers.map((l) => l.digest) ?? [];
-  /** The node whose kubelet started the ImageBuild's build pod, from the kubelet's Started event (the pod itself may be gone). */
+  /** The node whose kubelet started the ImageBuild's build pod, from the kubelet's Started event. */
   const startedOn = async (build: ImageBuild) => {
     const events = await core.listNamespacedEvent({ namespace: ns, fieldSelector: `involvedObject.name=${build.status?.podName},reason=Started` });
     return events.items.map((event) => `${event.source?.component} on ${event.source?.host}`);
@@ -100,6 +100,11 @@ describe('build pods on a real node', { skip, timeout: 600_000 }, () => {
     for (const built of [deps.latest, app.latest]) {
       assert.equal(built.status?.phase, 'Succeeded', built.status?.message);
       assert.deepEqual(await startedOn(built), [`kubelet on ${cluster.node.name}`], 'the build ran under the real kubelet, not kwok');
+      // The finished pod stays for its logs (the kubelet reports the container terminated before the pod's phase).
+      const pod = await core.readNamespacedPod({ namespace: ns, name: built.status?.podName ?? '' });
+      assert.equal(pod.spec?.hostUsers, false);
+      assert.equal(pod.status?.containerStatuses?.[0]?.state?.terminated?.exitCode, 0);
+      assert.match(await core.readNamespacedPodLog({ namespace: ns, name: pod.metadata?.name ?? '' }), /"event":"build-done"/);
     }
     assert.deepEqual(deps.sf.status?.images?.map((image) => image.name).sort(), ['python3', 'ssl']);
     const a = app.sf.status?.images?.find((image) => image.name === 'A');
