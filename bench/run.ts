@@ -1,12 +1,14 @@
 // npm run bench: every benchmark, each printing ratios against a reference measured in the same run.
 import { printRows, type BenchRow } from './report.ts';
 import { buildBench } from './build.ts';
+import { buildPodBench } from './build-pod.ts';
 import { operatorBench, operatorUpdatesBench } from './operator.ts';
 import { swapBench } from './swap.ts';
 
 const benches: [string, () => Promise<BenchRow[]>][] = [
   ['swap', swapBench],
   ['build', buildBench],
+  ['build-pod', buildPodBench],
   ['operator', operatorBench],
   ['operator-updates', operatorUpdatesBench],
 ];
