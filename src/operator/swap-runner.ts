@@ -21,8 +21,9 @@ export interface SwapRun {
 export type Opener = (ref: string) => OpenedReference;
 
 /**
- * The dependencies of recent swaps as read, by pinned reference: a fan-out swaps one version into
- * many images, and a digest's content never changes, so it is read once, not once per image.
+ * The dependencies of recent swaps as read, by reader and pinned reference: a fan-out swaps one
+ * version into many images, and a digest's content never changes, so it is read once, not once
+ * per image. One Stackerfile's read (with its Secret) never serves another reader.
  */
 export class DependencyImages {
   readonly #images = new Map<string, Promise<StoredImage>>();
@@ -32,8 +33,9 @@ export class DependencyImages {
     this.#capacity = capacity;
   }
 
-  get(pinnedDependency: OpenedReference): Promise<StoredImage> {
-    const key = pinnedDependency.display;
+  /** `reader` names the credentials the reference was opened with. */
+  get(pinnedDependency: OpenedReference, reader: string): Promise<StoredImage> {
+    const key = `${reader}\0${pinnedDependency.display}`;
     let image = this.#images.get(key);
     if (image === undefined) {
       image = readStoredImage(pinnedDependency);
@@ -44,6 +46,12 @@ export class DependencyImages {
     }
     return image;
   }
+}
+
+/** Whose credentials a Stackerfile's swaps read with: its push Secret, or none. */
+function readerOf(stackerfile: Stackerfile): string {
+  const secret = stackerfile.spec.output.pushSecretRef?.name;
+  return secret === undefined ? 'anonymous' : `Secret ${stackerfile.metadata?.namespace ?? 'default'}/${secret}`;
 }
 
 /** The reference pinned to the digest the watcher saw, so every image of a fan-out gets the same version. */
@@ -70,7 +78,7 @@ export async function runSwap(build: ImageBuild, stackerfile: Stackerfile, open:
       }
       continue;
     }
-    const output = await swapImage(image, changed, open, { layerChanges, dependencies }, run.checks);
+    const output = await swapImage(image, changed, open, { layerChanges, dependencies, reader: readerOf(stackerfile) }, run.checks);
     if (output !== undefined) run.outputs.push(output);
   }
   return run;
@@ -80,7 +88,7 @@ async function swapImage(
   image: PublishedImage,
   changed: readonly { ref: string; digest?: string | undefined }[],
   open: Opener,
-  caches: { layerChanges: LayerChangesCache; dependencies: DependencyImages },
+  caches: { layerChanges: LayerChangesCache; dependencies: DependencyImages; reader: string },
   checks: Check[],
 ): Promise<Output | undefined> {
   let inputs = image.inputs ?? [];
@@ -93,7 +101,7 @@ async function swapImage(
     const outcome = await swapDependency({
       target: open(image.ref),
       dependency,
-      dependencyImage: await caches.dependencies.get(dependency),
+      dependencyImage: await caches.dependencies.get(dependency, caches.reader),
       layerChanges: caches.layerChanges,
     });
     const check = { image: image.name, dependency: input.ref, from: recorded.digest ?? '', to: input.digest };
