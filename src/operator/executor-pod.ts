@@ -4,7 +4,7 @@ import { buildPod, buildPodLabels, buildPodName, recipeConfigMapName } from './b
 import { buildResultOf, type BuildProgress, type BuildRequest, type Executor, type ExecutorContext } from './executor.ts';
 import { Informer } from './informer.ts';
 import { statusCode, type Kube } from './kube.ts';
-import { outputOpener } from './swap-runner.ts';
+import { outputOpener } from './output-registry.ts';
 import { verifyBuildOutputs } from './verify-outputs.ts';
 
 const component = 'restack-build';

@@ -1,11 +1,10 @@
 import { readStoredImage, type OpenedReference, type StoredImage } from '../engine/images.ts';
-import { openReferences } from '../engine/open-reference.ts';
 import type { LayerChangesCache } from '../engine/layer-changes.ts';
 import { swapDependency } from '../engine/swap.ts';
 import { formatReference, parseReference, withDigest } from '../oci/reference.ts';
 import { OciError } from '../oci/errors.ts';
-import { anonymous, credentialsFromDockerConfigJson } from '../oci/registry/credential-provider.ts';
 import type { ImageBuild, Kube, Stackerfile } from './kube.ts';
+import { outputOpener, type Opener } from './output-registry.ts';
 import type { ImageBuildStatus, StackerfileStatus } from './resources.ts';
 
 type Check = NonNullable<ImageBuildStatus['checks']>[number];
@@ -16,9 +15,6 @@ export interface SwapRun {
   outputs: Output[];
   checks: Check[];
 }
-
-/** Opens references of one Stackerfile's registry (its insecure flag, its push credentials). */
-export type Opener = (ref: string) => OpenedReference;
 
 /**
  * The dependencies of recent swaps as read, by reader and pinned reference: a fan-out swaps one
@@ -126,18 +122,7 @@ async function swapImage(
   return { name: image.name, ref: image.ref, digest, before: image.digest, inputs };
 }
 
-/**
- * Opens a Stackerfile's registry as its output says: plain http when insecure, the credentials of
- * its push Secret (in `namespace`), or none. Never the operator's own credentials: those check
- * inputs, and a tenant must not write (nor read for a write) with them.
- */
-export async function outputOpener(kube: Kube, namespace: string, output: { pushSecretName?: string | undefined; insecure: boolean }): Promise<Opener> {
-  const secret = output.pushSecretName;
-  // Read once per use: the stores it opens would each ask a lazy provider, one Secret read per image and repository.
-  const credentials = secret === undefined ? anonymous : credentialsFromDockerConfigJson(await kube.dockerConfigJson(namespace, secret), `Secret ${namespace}/${secret}`);
-  return openReferences({ ...(output.insecure ? { insecure: true } : {}), credentials });
-}
-
+/** Opens a Stackerfile's registry with its output's settings and credentials (output-registry.ts). */
 export function stackerfileOpener(kube: Kube, stackerfile: Stackerfile): Promise<Opener> {
   const { output } = stackerfile.spec;
   return outputOpener(kube, stackerfile.metadata?.namespace ?? 'default', { pushSecretName: output.pushSecretRef?.name, insecure: output.insecure === true });

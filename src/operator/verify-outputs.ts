@@ -8,7 +8,8 @@ import type { Provenance } from '../swap/provenance.ts';
 import { readProvenance } from '../swap/image.ts';
 import type { BuildOutput, BuildRequest, BuildResult } from './executor.ts';
 import { validateRecipe } from './recipe-source.ts';
-import { pinned, type Opener } from './swap-runner.ts';
+import type { Opener } from './output-registry.ts';
+import { pinned } from './swap-runner.ts';
 
 type Input = NonNullable<BuildOutput['inputs']>[number];
 
