@@ -33,11 +33,11 @@ export async function swapFanOut(prefix: string, names: readonly string[], depen
   const layerChanges = new LayerChangesCache();
   const dependency = open(dependencyRef);
   const dependencies = new DependencyImages();
-  await dependencies.get(dependency);
+  await dependencies.get(dependency, 'anonymous');
   afterSharedRead();
   let first: SwapOutcome | undefined;
   await eachLimited(names, limit, async (name) => {
-    const outcome = await swapDependency({ target: open(`${prefix}/${name}:latest`), dependency, readDependency: (opened) => dependencies.get(opened), layerChanges });
+    const outcome = await swapDependency({ target: open(`${prefix}/${name}:latest`), dependency, readDependency: (opened) => dependencies.get(opened, 'anonymous'), layerChanges });
     if (outcome.status !== 'swapped') throw new Error(`${name}: ${outcome.refusal?.message ?? outcome.status}`);
     first ??= outcome;
   });

@@ -6,8 +6,8 @@ import { buildResultOf, type BuildProgress, type BuildRequest, type BuildResult,
 import { Informer } from './informer.ts';
 import { apiMessage, statusCode, type Kube } from './kube.ts';
 import { labelValue } from './names.ts';
+import { outputOpener } from './output-registry.ts';
 import type { BuilderSpec } from './resources.ts';
-import { outputOpener } from './swap-runner.ts';
 import { verifyBuildOutputs } from './verify-outputs.ts';
 
 const component = 'restack-build';
