@@ -31,7 +31,8 @@ describe('RegistryStore against docker-registry', { skip }, () => {
     const descriptor = await writeImage(store, 'push/small', image, 'v1');
     assert.equal(descriptor.digest, image.manifestDescriptor.digest);
     const blobBytes = image.blobs.reduce((sum, blob) => sum + blob.bytes.length, 0);
-    assert.equal(store.stats.blobBytesSent, blobBytes);
+    // the first small blob is offered whole in its POST, which docker-registry 2.8 ignores: it is sent again in the session
+    assert.equal(store.stats.blobBytesSent, blobBytes + (image.blobs[0]?.bytes.length ?? 0));
 
     const read = await validateImage(store, 'push/small', 'v1');
     assert.deepEqual(Buffer.from(read.manifestBytes), Buffer.from(image.manifestBytes));
