@@ -1,10 +1,14 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { inspectImage } from '../../src/engine/inspect.ts';
-import { LayerChangesCache } from '../../src/engine/layer-changes.ts';
+import { LayerChangesCache, listBlobChanges } from '../../src/engine/layer-changes.ts';
 import { swapDependency } from '../../src/engine/swap.ts';
 import { startFaultyProxy } from '../services/faulty-proxy.ts';
-import { makeLayer, validateImage } from '../services/images.ts';
+import { recordLayerChanges } from '../../src/swap/layer-record.ts';
+import type { LayerEntry } from '../../src/swap/safety.ts';
+import { makeLayer, validateImage, type BuiltLayer } from '../services/images.ts';
 import { startOrSkip, startRegistry, type RunningRegistry } from '../services/registry.ts';
 import { open, pushLayered, pushSeeds } from './seeds.ts';
 
@@ -14,6 +18,8 @@ const { service: registry, skip } = await startOrSkip(() => startRegistry());
 function shape(requests: { method: string; path: string }[]): string[] {
   return requests.map(({ method, path }) => `${method} ${path.replace(/sha256:[0-9a-f]{64}|sha256%3A[0-9a-f]{64}/g, 'D').replace(/uploads\/[0-9a-f-]{36}\?[^ ]*/, 'uploads/SESSION')}`);
 }
+
+const proxyStore = (prefix: string) => open(`${prefix}/a:latest`).store;
 
 describe('what a swap asks of a registry', { skip }, () => {
   const running = registry as RunningRegistry;
@@ -76,5 +82,68 @@ describe('what a swap asks of a registry', { skip }, () => {
     assert.deepEqual(outcome.transfers, { present: 1, mounted: 1, uploaded: 0 });
     const target = open(`${prefix}/a:latest`);
     await validateImage(target.store, target.repository, 'latest');
+  });
+
+  /** What a build records on its own layer: its real listing, signed with the builder's key. */
+  const recorded = (key: Uint8Array, listing?: LayerEntry[]) => async (layer: BuiltLayer) => {
+    const changes = await listBlobChanges(Readable.from(Buffer.from(layer.bytes)), layer.descriptor);
+    assert.ok('entries' in changes);
+    return recordLayerChanges(layer.descriptor, listing ?? changes.entries, key);
+  };
+
+  test("with the builders' key, an own layer's signed record replaces reading it; without the key it is read", async () => {
+    const proxy = await startFaultyProxy(running.url);
+    try {
+      const key = randomBytes(32);
+      const prefix = `docker://${proxy.host}/recorded`;
+      const seeds = await pushSeeds(prefix, { describeOwn: recorded(key) });
+      await pushLayered(prefix, 'python3', [seeds.base, await makeLayer({ 'usr/bin/python3': 'python 3.12\n' })]);
+      const ownRead = () => proxy.requests.filter((request) => request.method === 'GET' && request.path === `/v2/recorded/a/blobs/${seeds.own.descriptor.digest}`).length;
+      const request = (layerChanges: LayerChangesCache) => ({ target: open(`${prefix}/a:latest`), dependency: open(`${prefix}/python3:latest`), layerChanges });
+      const unkeyed = await swapDependency({ ...request(new LayerChangesCache()), dryRun: true });
+      assert.equal(unkeyed.status, 'planned', unkeyed.refusal?.message);
+      assert.equal(ownRead(), 1, 'without the key the record is not trusted: the layer is read');
+      // the dependency's slices (listed once per fan-out) are listed before counting
+      const keyed = new LayerChangesCache(undefined, { recordKey: key });
+      await keyed.get(proxyStore(prefix), 'recorded/a', seeds.python3.descriptor);
+      proxy.clear();
+      const outcome = await swapDependency(request(keyed));
+      assert.equal(outcome.status, 'swapped', outcome.refusal?.message);
+      assert.equal(ownRead(), 0);
+      const requests = shape(proxy.requests).filter((line) => line.includes('/recorded/a/'));
+      assert.deepEqual(requests, [
+        'GET /v2/recorded/a/manifests/latest',
+        'GET /v2/recorded/a/blobs/D',
+        'POST /v2/recorded/a/blobs/uploads/?mount=D&from=recorded%2Fpython3',
+        'POST /v2/recorded/a/blobs/uploads/',
+        'PUT /v2/recorded/a/blobs/uploads/SESSION',
+        'PUT /v2/recorded/a/manifests/latest',
+      ]);
+      // the record stays on the layer it describes, for the next swap
+      const swapped = await inspectImage(open(`${prefix}/a:latest`));
+      assert.equal(swapped.digest, outcome.after);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  test('a record forged to hide an overlap does not verify: the layer is read and the swap refused', async () => {
+    const key = randomBytes(32);
+    const prefix = `docker://${running.host}/forged`;
+    // A's own layer rewrites python3's file; its pusher records only srv/A/app.py, with a key of its own, or with a copied mac
+    const hidden: LayerEntry[] = [{ path: 'srv/A/app.py', kind: 'file' }];
+    for (const describeOwn of [recorded(randomBytes(32), hidden), async (layer: BuiltLayer) => {
+      const genuine = await recorded(key)(layer);
+      const record = JSON.parse(genuine.annotations?.['restack.dev/changes'] ?? '{}') as { entries: unknown[] };
+      record.entries = record.entries.filter((entry) => (entry as string[])[1] !== 'usr/bin/python3');
+      return { ...genuine, annotations: { 'restack.dev/changes': JSON.stringify(record) } };
+    }]) {
+      const seeds = await pushSeeds(prefix, { ownFiles: { 'usr/bin/python3': 'patched by A\n' }, describeOwn });
+      await pushLayered(prefix, 'python3', [seeds.base, await makeLayer({ 'usr/bin/python3': 'python 3.12\n' })]);
+      const outcome = await swapDependency({ target: open(`${prefix}/a:latest`), dependency: open(`${prefix}/python3:latest`), layerChanges: new LayerChangesCache(undefined, { recordKey: key }) });
+      assert.equal(outcome.status, 'refused');
+      assert.equal(outcome.refusal?.reason, 'Overlap', outcome.refusal?.message);
+      assert.match(outcome.refusal?.message ?? '', /\/usr\/bin\/python3/);
+    }
   });
 });
