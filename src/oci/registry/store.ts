@@ -7,6 +7,7 @@ import { manifestAcceptTypes } from '../mediatypes.ts';
 import type { BlobSource, BlobTransfer, Store } from '../store.ts';
 import type { Descriptor, FetchedManifest } from '../types.ts';
 import { sizeMismatch, verifyBytes, verifyingStream } from '../verify-stream.ts';
+import type { ConcurrencyBounds } from './adaptive-limit.ts';
 import { Authenticator } from './auth.ts';
 import { RegistryClient } from './client.ts';
 import { catalogScope, type Scope } from './scope.ts';
@@ -22,8 +23,8 @@ export interface RegistryStoreOptions {
   insecure?: boolean;
   /** Default: docker config files named by the environment (REGISTRY_AUTH_FILE, DOCKER_CONFIG, ~/.docker). */
   credentials?: CredentialProvider;
-  /** Requests in flight at once against this registry. */
-  maxConcurrency?: number;
+  /** Requests in flight at once against this registry: starts at `initial` (8), adapts between `min` (1) and `max` (32) to its answers. */
+  concurrency?: Partial<ConcurrencyBounds>;
   retry?: RetryOptions;
   /** Blobs above this size are uploaded in PATCH chunks of `chunkSize` bytes. */
   chunkedUploadThreshold?: number;
@@ -76,7 +77,7 @@ export class RegistryStore implements Store {
     const transport = new HttpTransport({
       stats: this.stats,
       ...(options.retry === undefined ? {} : { retry: options.retry }),
-      ...(options.maxConcurrency === undefined ? {} : { maxConcurrency: options.maxConcurrency }),
+      ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
       ...(options.sleep === undefined ? {} : { sleep: options.sleep }),
     });
     const auth = new Authenticator(registry, base, transport, options.credentials ?? credentialsFromEnvironment());
