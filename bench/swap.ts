@@ -17,7 +17,10 @@ import { RawRegistry, rawFanOut, type RawLayerSwap } from './raw-swap.ts';
 import { timed, type BenchRow } from './report.ts';
 
 const fanOutImages = Number(process.env['RESTACK_BENCH_FANOUT'] ?? 1000);
-const concurrency = Number(process.env['RESTACK_BENCH_CONCURRENCY'] ?? 8);
+/** Swaps in flight at once in the engine's fan-out (the registry store adapts its requests in flight). */
+const concurrency = Number(process.env['RESTACK_BENCH_CONCURRENCY'] ?? 32);
+/** Rounds of the fan-out runs, interleaved; each keeps its best time. */
+const rounds = Number(process.env['RESTACK_BENCH_ROUNDS'] ?? 2);
 /** Workers of the raw-HTTP reference, each measured on the same images. */
 const referenceWorkers = [8, 32];
 
@@ -138,49 +141,61 @@ export async function swapBench(): Promise<BenchRow[]> {
     await eachLimited(repositories, concurrency, async (repository) => void originals.set(repository, await raw.getManifest(repository, 'latest')));
     // Every run starts from the same images and mounts a layer no repository has yet.
     const restore = () => eachLimited(repositories, concurrency, (repository) => raw.putManifest(repository, 'latest', originals.get(repository) as Uint8Array));
-    const references: { workers: number; seconds: number; requests: number }[] = [];
-    for (const workers of referenceWorkers) {
-      const next = await makeLayer({ [`usr/lib/python3.12/lib-${workers}.bin`]: randomBytes(8 << 20) });
-      await pushLayered(prefix, `python3-reference-${workers}`, [base, next]);
-      const swap: RawLayerSwap = {
-        from: { digest: python3.descriptor.digest, diffId: python3.diffId },
-        to: { ...next.descriptor, diffId: next.diffId, repository: `bench/python3-reference-${workers}` },
-      };
-      const run = await timed(() => rawFanOut(raw, repositories, 'latest', swap, workers));
-      references.push({ workers, seconds: run.seconds, requests: run.result });
-      await restore();
+    // The reference at 8 and 32 workers, and the engine on the same images: reading their own
+    // layers (as for images built without the key), then trusting their signed change records.
+    // The machine is shared, so the runs are interleaved over rounds and each keeps its best time.
+    type Variant = { name: string; workers: number; engine: boolean; key?: Uint8Array; seconds: number; requests: number; shared: number; blobBytes: number };
+    const variants: Variant[] = [
+      ...referenceWorkers.map((workers) => ({ name: `reference: raw HTTP, ${workers} workers`, workers, engine: false })),
+      { name: `engine, reading own layers, ${concurrency} workers`, workers: concurrency, engine: true },
+      { name: `engine, signed change records, ${concurrency} workers`, workers: concurrency, engine: true, key: recordKey },
+    ].map((variant) => ({ ...variant, seconds: Number.POSITIVE_INFINITY, requests: 0, shared: 0, blobBytes: 0 }));
+    for (let round = 0; round < rounds; round++) {
+      for (const variant of variants) {
+        // each run mounts a layer that no image's repository has yet
+        const next = await makeLayer({ 'usr/lib/python3.12/lib.bin': randomBytes(8 << 20) });
+        if (variant.engine) {
+          await pushLayered(prefix, 'python3', [base, next]);
+          stats.reset();
+          // Once per fan-out, not per image: reading the dependency, and listing its old and new
+          // slice (the listings are cached by digest).
+          let shared = 0;
+          const run = await timed(() => swapFanOut(prefix, names, `${prefix}/python3:latest`, variant.workers, () => (shared = stats.requests), variant.key));
+          shared += run.result.platforms.reduce((sum, platform) => sum + platform.oldSlice.length + platform.newSlice.length, 0);
+          Object.assign(variant, { seconds: Math.min(variant.seconds, run.seconds), requests: stats.requests - shared, shared, blobBytes: stats.blobBytesSent });
+          console.error(`${variant.name}: ${run.seconds.toFixed(3)} s, requests by method ${JSON.stringify(stats.requestsByMethod)}, concurrency limit at the end ${stats.concurrencyLimit}`);
+        } else {
+          await pushLayered(prefix, 'python3-reference', [base, next]);
+          const swap: RawLayerSwap = {
+            from: { digest: python3.descriptor.digest, diffId: python3.diffId },
+            to: { ...next.descriptor, diffId: next.diffId, repository: 'bench/python3-reference' },
+          };
+          const run = await timed(() => rawFanOut(raw, repositories, 'latest', swap, variant.workers));
+          Object.assign(variant, { seconds: Math.min(variant.seconds, run.seconds), requests: run.result });
+          console.error(`${variant.name}: ${run.seconds.toFixed(3)} s`);
+        }
+        await restore();
+      }
     }
+    const references = variants.filter((variant) => !variant.engine);
     const fastest = references.reduce((best, run) => (run.seconds < best.seconds ? run : best));
-    for (const run of references) {
+    for (const variant of variants) {
+      const perImage = variant.requests / fanOutImages;
+      const label = `${variant.name}, best of ${rounds}`;
+      if (!variant.engine) {
+        rows.push(
+          { bench: 'fan-out', metric: label, value: variant.seconds, unit: 's' },
+          { bench: 'fan-out', metric: `${variant.name}: requests per image`, value: perImage, unit: 'req' },
+        );
+        continue;
+      }
+      const ratio = variant.seconds / fastest.seconds;
       rows.push(
-        { bench: 'fan-out', metric: `reference: raw HTTP, ${run.workers} workers`, value: run.seconds, unit: 's' },
-        { bench: 'fan-out', metric: `reference: requests per image`, value: run.requests / fanOutImages, unit: 'req' },
+        { bench: 'fan-out', metric: label, value: variant.seconds, unit: 's', reference: { name: fastest.name, value: fastest.seconds } },
+        { bench: 'fan-out', metric: `${variant.name}: fan-out / fastest reference`, value: ratio, unit: 'x', target: '<= 1.3', met: ratio <= 1.3 },
+        { bench: 'fan-out', metric: `${variant.name}: requests per image (+${variant.shared} shared)`, value: perImage, unit: 'req', reference: { name: 'raw HTTP', value: fastest.requests / fanOutImages }, target: '<= 5', met: perImage <= 5 },
+        { bench: 'fan-out', metric: `${variant.name}: blob bytes sent per image (config)`, value: variant.blobBytes / fanOutImages, unit: 'B' },
       );
-    }
-    // The engine on images whose own layers it reads (built without the key), then trusting the signed records.
-    const engineRuns = [
-      { name: 'engine, reading own layers', key: undefined },
-      { name: 'engine, signed change records', key: recordKey },
-    ];
-    for (const [index, run] of engineRuns.entries()) {
-      await pushLayered(prefix, 'python3', [base, index === 0 ? python3Next : await makeLayer({ 'usr/lib/python3.12/lib.bin': randomBytes(8 << 20) })]);
-      stats.reset();
-      // Once per fan-out, not per image: reading the dependency, and listing its old and new slice
-      // (the listings are cached by digest).
-      let sharedRequests = 0;
-      const fanOut = await timed(() => swapFanOut(prefix, names, `${prefix}/python3:latest`, concurrency, () => (sharedRequests = stats.requests), run.key));
-      sharedRequests += fanOut.result.platforms.reduce((sum, platform) => sum + platform.oldSlice.length + platform.newSlice.length, 0);
-      const fanOutStats = stats.snapshot();
-      const perImage = (fanOutStats.requests - sharedRequests) / fanOutImages;
-      const ratio = fanOut.seconds / fastest.seconds;
-      rows.push(
-        { bench: 'fan-out', metric: `${run.name}: ${fanOutImages} images, ${concurrency} workers`, value: fanOut.seconds, unit: 's', reference: { name: `raw HTTP, ${fastest.workers} workers`, value: fastest.seconds } },
-        { bench: 'fan-out', metric: `${run.name}: fan-out / fastest reference`, value: ratio, unit: 'x', target: '<= 1.3', met: ratio <= 1.3 },
-        { bench: 'fan-out', metric: `${run.name}: requests per image (+${sharedRequests} shared)`, value: perImage, unit: 'req', reference: { name: 'raw HTTP', value: (references[0]?.requests ?? 0) / fanOutImages }, target: '<= 5', met: perImage <= 5 },
-        { bench: 'fan-out', metric: `${run.name}: blob bytes sent per image (config)`, value: fanOutStats.blobBytesSent / fanOutImages, unit: 'B' },
-      );
-      console.error(`${run.name}: requests by method: ${JSON.stringify(fanOutStats.requestsByMethod)}`);
-      if (index < engineRuns.length - 1) await restore();
     }
   } finally {
     await proxy.stop();
