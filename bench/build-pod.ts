@@ -1,5 +1,4 @@
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { referenceOpener } from '../src/cli/commands/store-options.ts';
@@ -11,6 +10,7 @@ import { Manager } from '../src/operator/manager.ts';
 import { pushBusyboxBase } from '../test/build-engine/helpers.ts';
 import { eventually, useCluster, type Cluster, type RealNode } from '../test/cluster/harness.ts';
 import { startRegistryPod } from '../test/cluster/registry-pod.ts';
+import { allowBuilderImages, impersonating, operatorUser, podBuildPolicy, setUpPodBuilds } from '../test/operator/build-namespace.ts';
 import { installCrds } from '../test/operator/install-crds.ts';
 import { depsRecipe } from '../test/operator/seeds-recipes.ts';
 import { SkipError } from '../test/services/service.ts';
@@ -45,14 +45,16 @@ export async function buildPodBench(): Promise<BenchRow[]> {
   const registry = await startRegistryPod({ ...cluster, node }, 'bench-registry');
   try {
     await installCrds(cluster);
-    await execa(join(cluster.binDir, 'kubectl'), ['--kubeconfig', cluster.kubeconfigPath, 'apply', '-k', join(root, 'config', 'admission')]);
+    await setUpPodBuilds(cluster, []);
+    await allowBuilderImages(cluster, [node.builderImage]);
     const base = `docker://${registry.host}/bench/base:latest`;
     await pushBusyboxBase(base, {}, referenceOpener({ insecure: true }));
 
     /** Seconds from each Stackerfile's creation to its ImageBuild Succeeded, one build at a time. */
     const buildTimes = async (namespace: string, labels: Record<string, string>, executor: Executor): Promise<number[]> => {
       await core.createNamespace({ body: { metadata: { name: namespace, labels } } });
-      const manager = new Manager({ kubeConfig: cluster.kubeConfig, logger: pino({ level: 'silent' }), executor, namespace, metricsBindAddress: '127.0.0.1:0' });
+      // The operator's own identity: the admission policy admits build pods from it only.
+      const manager = new Manager({ kubeConfig: impersonating(cluster, operatorUser), logger: pino({ level: 'silent' }), executor, namespace, metricsBindAddress: '127.0.0.1:0' });
       await manager.start();
       const seconds: number[] = [];
       try {
@@ -81,7 +83,7 @@ export async function buildPodBench(): Promise<BenchRow[]> {
     };
 
     const local = await buildTimes('bench-local', {}, new LocalExecutor([process.execPath, join(root, 'src', 'cli', 'main.ts'), 'build']));
-    const pod = await buildTimes('bench-pod', { 'pod-security.kubernetes.io/enforce': 'privileged', 'restack.dev/builds': 'true' }, new PodExecutor({ builderImage: node.builderImage }));
+    const pod = await buildTimes('bench-pod', { 'pod-security.kubernetes.io/enforce': 'privileged', 'restack.dev/builds': 'true' }, new PodExecutor({ policy: podBuildPolicy(node.builderImage) }));
     console.error(`bench build-pod: local ${local.map((s) => s.toFixed(2)).join(', ')} s; pod ${pod.map((s) => s.toFixed(2)).join(', ')} s`);
     return [
       { bench: 'build-pod', metric: 'Stackerfile to Succeeded (ssl, python3)', value: median(pod), unit: 's', reference: { name: 'local executor', value: median(local) } },

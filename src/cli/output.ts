@@ -2,11 +2,14 @@
 export interface Output {
   out(text: string): void;
   err(text: string): void;
+  /** stderr when it is a terminal: long commands keep a status line there (progress.ts). */
+  terminal?: { columns?: number; write(text: string): unknown };
 }
 
 export const processOutput: Output = {
   out: (text) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),
   err: (text) => process.stderr.write(text.endsWith('\n') ? text : `${text}\n`),
+  ...(process.stderr.isTTY ? { terminal: process.stderr } : {}),
 };
 
 export function printJson(output: Output, value: unknown): void {

@@ -1,4 +1,6 @@
 import type { V1Pod } from '@kubernetes/client-node';
+import type { BuildPodSettings } from './build-policy.ts';
+import { derivedName, labelValue } from './names.ts';
 
 /**
  * The build pod of an ImageBuild, in one place (kpack's habit): every security field is spelled
@@ -8,7 +10,6 @@ import type { V1Pod } from '@kubernetes/client-node';
 export interface BuildPodInput {
   imageBuild: { name: string; namespace: string; uid: string };
   stackerfileName: string;
-  builderImage: string;
   /** ConfigMap the controller writes with the recipe under `stacker.yaml`. */
   recipeConfigMap: string;
   /** `docker://host/prefix` the images are pushed to. */
@@ -19,8 +20,8 @@ export interface BuildPodInput {
   insecure: boolean;
   /** A kubernetes.io/dockerconfigjson Secret with push credentials. */
   pushSecretName?: string;
-  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
-  storage: 'overlay' | 'btrfs';
+  /** Image, resources, deadline and placement: the Stackerfile's spec.builder over the operator's defaults (build-policy.ts). */
+  settings: BuildPodSettings;
 }
 
 /**
@@ -43,21 +44,23 @@ const storageMount = '/var/lib/restack';
 const authMount = '/restack/auth';
 
 export function buildPodName(imageBuild: string): string {
-  return `${imageBuild}-build`;
+  return derivedName(imageBuild, '-build');
 }
 
 export function recipeConfigMapName(imageBuild: string): string {
-  return `${imageBuild}-recipe`;
+  return derivedName(imageBuild, '-recipe');
 }
 
 export function buildPod(input: BuildPodInput): V1Pod {
-  const { imageBuild } = input;
+  const { imageBuild, settings } = input;
   const args = [
     'build',
     '--file', `${recipeMount}/stacker.yaml`,
-    '--storage', input.storage,
+    '--storage', settings.storage,
     '--roots-dir', `${storageMount}/roots`,
     '--oci-dir', `${storageMount}/oci`,
+    // A tenant's recipe reads no file of the pod's beyond its own (the mounted push Secret, say).
+    '--recipe-dir-only',
     '--push', input.push,
     ...input.tags.flatMap((tag) => ['--tag', tag]),
     ...Object.entries(input.substitutions).flatMap(([key, value]) => ['--substitute', `${key}=${value}`]),
@@ -73,8 +76,8 @@ export function buildPod(input: BuildPodInput): V1Pod {
       namespace: imageBuild.namespace,
       labels: {
         [buildPodLabels.component]: 'restack-build',
-        [buildPodLabels.imageBuild]: imageBuild.name,
-        [buildPodLabels.stackerfile]: input.stackerfileName,
+        [buildPodLabels.imageBuild]: labelValue(imageBuild.name),
+        [buildPodLabels.stackerfile]: labelValue(input.stackerfileName),
       },
       ownerReferences: [
         { apiVersion: 'restack.dev/v1alpha1', kind: 'ImageBuild', name: imageBuild.name, uid: imageBuild.uid, controller: true, blockOwnerDeletion: true },
@@ -82,6 +85,10 @@ export function buildPod(input: BuildPodInput): V1Pod {
     },
     spec: {
       restartPolicy: 'Never',
+      // spec.builder.timeout: the kubelet stops the pod after this long, and the build fails saying so.
+      activeDeadlineSeconds: settings.activeDeadlineSeconds,
+      ...(settings.nodeSelector === undefined ? {} : { nodeSelector: settings.nodeSelector }),
+      ...(settings.tolerations === undefined ? {} : { tolerations: settings.tolerations }),
       // A user namespace: uid 0 in the pod is an unprivileged id range on the node, so the
       // capabilities below are namespaced and the build's root is nobody outside the pod.
       hostUsers: false,
@@ -91,7 +98,7 @@ export function buildPod(input: BuildPodInput): V1Pod {
       containers: [
         {
           name: 'build',
-          image: input.builderImage,
+          image: settings.image,
           command: ['restack'],
           args,
           env: [
@@ -121,7 +128,7 @@ export function buildPod(input: BuildPodInput): V1Pod {
             // The default AppArmor profile of container runtimes denies mount(2) outright.
             appArmorProfile: { type: 'Unconfined' },
           },
-          ...(input.resources === undefined ? {} : { resources: input.resources }),
+          resources: settings.resources,
           volumeMounts: [
             { name: 'recipe', mountPath: recipeMount, readOnly: true },
             // Overlay storage and the output layout: an emptyDir, so nothing outlives the pod
@@ -133,7 +140,8 @@ export function buildPod(input: BuildPodInput): V1Pod {
       ],
       volumes: [
         { name: 'recipe', configMap: { name: input.recipeConfigMap } },
-        { name: 'storage', emptyDir: {} },
+        // Bounded (limits.ephemeral-storage, else the operator's storageSizeLimit): the kubelet evicts a build that fills it.
+        { name: 'storage', emptyDir: settings.storageSizeLimit === undefined ? {} : { sizeLimit: settings.storageSizeLimit } },
         ...(input.pushSecretName === undefined
           ? []
           : [{ name: 'push-auth', secret: { secretName: input.pushSecretName, items: [{ key: '.dockerconfigjson', path: 'config.json' }] } }]),

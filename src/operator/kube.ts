@@ -1,5 +1,6 @@
-import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, VersionApi, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { credentialsFromDockerConfigJson, type CredentialProvider } from '../oci/registry/credential-provider.ts';
+import { parseDockerConfig, refuseCredentialHelpers } from '../oci/registry/credentials.ts';
 import { group, version, type ImageBuildSpec, type ImageBuildStatus, type StackerfileSpec, type StackerfileStatus } from './resources.ts';
 
 export interface Stackerfile extends KubernetesObject {
@@ -23,11 +24,13 @@ const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 export class Kube {
   readonly objects: CustomObjectsApi;
   readonly core: CoreV1Api;
+  readonly version: VersionApi;
   readonly #component: string;
 
   constructor(kubeConfig: KubeConfig, component = 'restack-operator') {
     this.objects = kubeConfig.makeApiClient(CustomObjectsApi);
     this.core = kubeConfig.makeApiClient(CoreV1Api);
+    this.version = kubeConfig.makeApiClient(VersionApi);
     this.#component = component;
   }
 
@@ -109,7 +112,10 @@ export class Kube {
     }
   }
 
-  /** The docker config of a kubernetes.io/dockerconfigjson Secret; errors name spec.output.pushSecretRef and the fix. */
+  /**
+   * The docker config of a kubernetes.io/dockerconfigjson Secret; errors name spec.output.pushSecretRef and the fix.
+   * A tenant's Secret holds logins, never the name of a program for the operator (or its local builds) to run.
+   */
   async dockerConfigJson(namespace: string, name: string): Promise<string> {
     const field = 'spec.output.pushSecretRef';
     let secret;
@@ -121,7 +127,10 @@ export class Kube {
     }
     const encoded = secret.data?.['.dockerconfigjson'];
     if (encoded === undefined) throw new Error(`${field}: Secret ${namespace}/${name} has no .dockerconfigjson key; make it a kubernetes.io/dockerconfigjson Secret`);
-    return Buffer.from(encoded, 'base64').toString('utf8');
+    const text = Buffer.from(encoded, 'base64').toString('utf8');
+    const source = `${field}: Secret ${namespace}/${name}, key .dockerconfigjson`;
+    refuseCredentialHelpers(parseDockerConfig(text, source), source);
+    return text;
   }
 
   /**
@@ -151,6 +160,22 @@ export class Kube {
       },
     });
   }
+}
+
+/** What the API server said when it refused a request: the message of its Status, else the error's own. */
+export function apiMessage(error: unknown): string {
+  const body = (error as { body?: unknown }).body;
+  let status: unknown = body;
+  if (typeof body === 'string') {
+    try {
+      status = JSON.parse(body);
+    } catch {
+      status = undefined;
+    }
+  }
+  const message = (status as { message?: unknown } | undefined)?.message;
+  if (typeof message === 'string' && message !== '') return message;
+  return error instanceof Error ? error.message : String(error);
 }
 
 export function statusCode(error: unknown): number | undefined {

@@ -1,10 +1,10 @@
 import { readStoredImage, type OpenedReference, type StoredImage } from '../engine/images.ts';
-import { openReferences } from '../engine/open-reference.ts';
 import type { LayerChangesCache } from '../engine/layer-changes.ts';
 import { swapDependency } from '../engine/swap.ts';
 import { formatReference, parseReference, withDigest } from '../oci/reference.ts';
-import { credentialsFromDockerConfigJson } from '../oci/registry/credential-provider.ts';
+import { OciError } from '../oci/errors.ts';
 import type { ImageBuild, Kube, Stackerfile } from './kube.ts';
+import { outputOpener, type Opener } from './output-registry.ts';
 import type { ImageBuildStatus, StackerfileStatus } from './resources.ts';
 
 type Check = NonNullable<ImageBuildStatus['checks']>[number];
@@ -16,12 +16,10 @@ export interface SwapRun {
   checks: Check[];
 }
 
-/** Opens references of one Stackerfile's registry (its insecure flag, its push credentials). */
-export type Opener = (ref: string) => OpenedReference;
-
 /**
- * The dependencies of recent swaps as read, by pinned reference: a fan-out swaps one version into
- * many images, and a digest's content never changes, so it is read once, not once per image.
+ * The dependencies of recent swaps as read, by reader and pinned reference: a fan-out swaps one
+ * version into many images, and a digest's content never changes, so it is read once, not once
+ * per image. One Stackerfile's read (with its Secret) never serves another reader.
  */
 export class DependencyImages {
   readonly #images = new Map<string, Promise<StoredImage>>();
@@ -31,8 +29,9 @@ export class DependencyImages {
     this.#capacity = capacity;
   }
 
-  get(pinnedDependency: OpenedReference): Promise<StoredImage> {
-    const key = pinnedDependency.display;
+  /** `reader` names the credentials the reference was opened with. */
+  get(pinnedDependency: OpenedReference, reader: string): Promise<StoredImage> {
+    const key = `${reader}\0${pinnedDependency.display}`;
     let image = this.#images.get(key);
     if (image === undefined) {
       image = readStoredImage(pinnedDependency);
@@ -43,6 +42,12 @@ export class DependencyImages {
     }
     return image;
   }
+}
+
+/** Whose credentials a Stackerfile's swaps read with: its push Secret, or none. */
+function readerOf(stackerfile: Stackerfile): string {
+  const secret = stackerfile.spec.output.pushSecretRef?.name;
+  return secret === undefined ? 'anonymous' : `Secret ${stackerfile.metadata?.namespace ?? 'default'}/${secret}`;
 }
 
 /** The reference pinned to the digest the watcher saw, so every image of a fan-out gets the same version. */
@@ -59,6 +64,7 @@ export function pinned(ref: string, digest: string): string {
  */
 export async function runSwap(build: ImageBuild, stackerfile: Stackerfile, open: Opener, layerChanges: LayerChangesCache, dependencies: DependencyImages): Promise<SwapRun> {
   const published = new Map((stackerfile.status?.images ?? []).map((image) => [image.name, image]));
+  const tags = stackerfile.spec.output.tags ?? ['latest'];
   const changed = (build.spec.inputs ?? []).filter((input) => input.role === 'apply' && input.digest !== undefined);
   const run: SwapRun = { outputs: [], checks: [] };
   for (const name of build.spec.images ?? []) {
@@ -69,7 +75,7 @@ export async function runSwap(build: ImageBuild, stackerfile: Stackerfile, open:
       }
       continue;
     }
-    const output = await swapImage(image, changed, open, { layerChanges, dependencies }, run.checks);
+    const output = await swapImage(image, changed, open, tags, { layerChanges, dependencies, reader: readerOf(stackerfile) }, run.checks);
     if (output !== undefined) run.outputs.push(output);
   }
   return run;
@@ -79,7 +85,8 @@ async function swapImage(
   image: PublishedImage,
   changed: readonly { ref: string; digest?: string | undefined }[],
   open: Opener,
-  caches: { layerChanges: LayerChangesCache; dependencies: DependencyImages },
+  tags: readonly string[],
+  caches: { layerChanges: LayerChangesCache; dependencies: DependencyImages; reader: string },
   checks: Check[],
 ): Promise<Output | undefined> {
   let inputs = image.inputs ?? [];
@@ -89,10 +96,13 @@ async function swapImage(
     const recorded = inputs.find((candidate) => candidate.ref === input.ref && candidate.role === 'apply');
     if (recorded === undefined || input.digest === undefined) continue;
     const dependency = open(pinned(input.ref, input.digest));
+    const target = open(image.ref);
     const outcome = await swapDependency({
-      target: open(image.ref),
+      target,
+      // Every tag of spec.output.tags moves with the one the status names, as a build pushes them all.
+      extraTags: tags.filter((tag) => tag !== target.ref.tag),
       dependency,
-      dependencyImage: await caches.dependencies.get(dependency),
+      readDependency: (opened) => caches.dependencies.get(opened, caches.reader),
       layerChanges: caches.layerChanges,
     });
     const check = { image: image.name, dependency: input.ref, from: recorded.digest ?? '', to: input.digest };
@@ -117,12 +127,25 @@ async function swapImage(
   return { name: image.name, ref: image.ref, digest, before: image.digest, inputs };
 }
 
-/** Opens a Stackerfile's registry as its output says: plain http when insecure, its push Secret's credentials. */
-export async function stackerfileOpener(kube: Kube, stackerfile: Stackerfile): Promise<Opener> {
+/** Opens a Stackerfile's registry with its output's settings and credentials (output-registry.ts). */
+export function stackerfileOpener(kube: Kube, stackerfile: Stackerfile): Promise<Opener> {
+  const { output } = stackerfile.spec;
+  return outputOpener(kube, stackerfile.metadata?.namespace ?? 'default', { pushSecretName: output.pushSecretRef?.name, insecure: output.insecure === true });
+}
+
+/**
+ * A swap that cannot be made with the Stackerfile's credentials, as the ImageBuild's failure: its
+ * Secret is unusable, or the registry refused the credentials used (which, and how to give the
+ * Stackerfile its own). Undefined for any other error.
+ */
+export function swapFailure(error: unknown, stackerfile: Stackerfile): string | undefined {
+  if (error instanceof OciError && error.code === 'CREDENTIALS_INVALID') return `${error.message}${error.hint === undefined ? '' : `; ${error.hint}`}`;
+  if (!(error instanceof OciError) || (error.code !== 'UNAUTHORIZED' && error.code !== 'DENIED')) return undefined;
   const { output } = stackerfile.spec;
   const namespace = stackerfile.metadata?.namespace ?? 'default';
-  const secret = output.pushSecretRef?.name;
-  // Read once per swap: the stores it opens would each ask a lazy provider, one Secret read per image and repository.
-  const credentials = secret === undefined ? undefined : credentialsFromDockerConfigJson(await kube.dockerConfigJson(namespace, secret), `Secret ${namespace}/${secret}`);
-  return openReferences({ ...(output.insecure === true ? { insecure: true } : {}), ...(credentials === undefined ? {} : { credentials }) });
+  const used =
+    output.pushSecretRef === undefined
+      ? 'no credentials: spec.output.pushSecretRef is not set, and the operator\'s own registry credentials serve input checks only'
+      : `the credentials of spec.output.pushSecretRef (Secret ${namespace}/${output.pushSecretRef.name})`;
+  return `the registry refused the swap with ${used}: ${error.message}; set spec.output.pushSecretRef to a kubernetes.io/dockerconfigjson Secret that can read and push ${output.registry}`;
 }

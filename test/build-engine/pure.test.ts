@@ -199,7 +199,7 @@ test('events read as progress lines; the summary names every output', () => {
   assert.equal(describeEvent({ event: 'layer-start', layer: 'A', index: 3, total: 3, buildOnly: false }), '[3/3] A');
   assert.equal(describeEvent({ event: 'step', layer: 'A', step: 'run', message: 'in /x', elapsedMs: 1250 }), '  A: run in /x (1.3s)');
   assert.equal(describeEvent({ event: 'output', layer: 'A', line: 'hello' }), 'A: hello');
-  assert.equal(describeEvent({ event: 'layer-done', layer: 'A', digest: 'sha256:1', cached: true, ownLayers: 1, elapsedMs: 10 }), '  A: done sha256:1 (cached, 0.0s)');
+  assert.equal(describeEvent({ event: 'layer-done', layer: 'A', digest: 'sha256:1', cached: true, ownLayers: 1, bytes: 0, elapsedMs: 10 }), '  A: done sha256:1 (cached, 0.0s)');
   assert.equal(describeEvent({ event: 'warning', layer: 'A', message: 'm', paths: ['/p'] }), '  A: warning: m\n    /p');
   assert.equal(describeEvent({ event: 'build-done', outputs: [], elapsedMs: 1 }), undefined);
   const provenance = { version: 1 as const, base: null, applied: [], own: { layers: { start: 0, count: 1 } } };

@@ -6,13 +6,12 @@
 // a build namespace must never run. One cluster and one node for the whole file.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { execa } from 'execa';
 import { ApiException, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { referenceOpener } from '../../src/cli/commands/store-options.ts';
 import { readStoredImage } from '../../src/engine/images.ts';
 import { buildPod } from '../../src/operator/build-pod.ts';
+import { buildPodSettings } from '../../src/operator/build-policy.ts';
 import { PodExecutor } from '../../src/operator/executor-pod.ts';
 import type { ImageBuild } from '../../src/operator/kube.ts';
 import { Manager } from '../../src/operator/manager.ts';
@@ -20,11 +19,11 @@ import { pushBusyboxBase } from '../build-engine/helpers.ts';
 import { eventually, useCluster, type Cluster, type RealNode } from '../cluster/harness.ts';
 import { startRegistryPod, type RegistryPod } from '../cluster/registry-pod.ts';
 import { startOrSkip } from '../services/service.ts';
+import { allowBuilderImages, impersonating, operatorUser, podBuildPolicy, setUpPodBuilds } from './build-namespace.ts';
 import { installCrds } from './install-crds.ts';
 import { appRecipe, depsRecipe } from './seeds-recipes.ts';
 import { stackerfileProgress } from './stackerfile-progress.ts';
 
-const root = join(import.meta.dirname, '..', '..');
 const api = { group: 'restack.dev', version: 'v1alpha1' };
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 const ns = 'real-builds';
@@ -66,17 +65,18 @@ describe('build pods on a real node', { skip, timeout: 600_000 }, () => {
     core = cluster.kubeConfig.makeApiClient(CoreV1Api);
     objects = cluster.kubeConfig.makeApiClient(CustomObjectsApi);
     await installCrds(cluster);
-    await execa(join(cluster.binDir, 'kubectl'), ['--kubeconfig', cluster.kubeconfigPath, 'apply', '-k', join(root, 'config', 'admission')]);
-    // The level docs/build-pod.md states, and the label the admission policy's binding selects.
-    await core.createNamespace({ body: { metadata: { name: ns, labels: { 'pod-security.kubernetes.io/enforce': 'privileged', 'restack.dev/builds': 'true' } } } });
+    // As docs/install.md: the operator's RBAC, the admission policy allowing the node's builder
+    // image, and the build namespace at the privileged level with the policy's label.
+    await setUpPodBuilds(cluster, [ns]);
+    await allowBuilderImages(cluster, [cluster.node.builderImage]);
     registry = await startRegistryPod(cluster, 'real-registry');
     prefix = `${registry.host}/seeds`;
     base = `docker://${prefix}/base:latest`;
     await pushBusyboxBase(base, {}, open);
     manager = new Manager({
-      kubeConfig: cluster.kubeConfig,
+      kubeConfig: impersonating(cluster, operatorUser),
       logger,
-      executor: new PodExecutor({ builderImage: cluster.node.builderImage }),
+      executor: new PodExecutor({ policy: podBuildPolicy(cluster.node.builderImage) }),
       namespace: ns,
       metricsBindAddress: '127.0.0.1:0',
       updates: { jitterWindowMs: 0, insecureRegistries: [registry.host] },
@@ -148,13 +148,12 @@ describe('build pods on a real node', { skip, timeout: 600_000 }, () => {
       const made = buildPod({
         imageBuild: { name, namespace: ns, uid: '00000000-0000-0000-0000-000000000000' },
         stackerfileName: 'admission',
-        builderImage: cluster.node.builderImage,
+        settings: buildPodSettings(podBuildPolicy(cluster.node.builderImage), { storage: 'overlay' }),
         recipeConfigMap: `${name}-recipe`,
         push: `docker://${prefix}`,
         tags: ['latest'],
         substitutions: {},
         insecure: true,
-        storage: 'overlay',
       });
       delete made.metadata?.ownerReferences;
       change(made);
@@ -162,7 +161,8 @@ describe('build pods on a real node', { skip, timeout: 600_000 }, () => {
     };
     const refusal = async (body: V1Pod) => {
       try {
-        await core.createNamespacedPod({ namespace: ns, body });
+        // As the operator, so that only the field asked for makes the difference.
+        await impersonating(cluster, operatorUser).makeApiClient(CoreV1Api).createNamespacedPod({ namespace: ns, body });
       } catch (error) {
         if (error instanceof ApiException) return String(error.body);
         throw error;

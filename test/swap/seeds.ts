@@ -1,4 +1,5 @@
 import { composeToStore } from '../../src/engine/compose.ts';
+import type { Descriptor } from '../../src/oci/types.ts';
 import { referenceOpener } from '../../src/cli/commands/store-options.ts';
 import { makeImage, makeLayer, writeImage, type BuiltLayer, type LayerEntry } from '../services/images.ts';
 
@@ -18,6 +19,10 @@ export interface SeedOptions {
   compression?: 'gzip' | 'none';
   /** Extra files of A's own layer (to provoke overlaps). */
   ownFiles?: Record<string, LayerEntry>;
+  /** More own layers of A, above the first (a squashfs layer, say). */
+  moreOwn?: BuiltLayer[];
+  /** The descriptor A's manifest names for an own layer (one carrying a change record, say). */
+  describeOwn?: (layer: BuiltLayer) => Promise<Descriptor>;
 }
 
 /** Pushes `<prefix>/<name>:latest` = base + one layer, as a build of the recipe would. */
@@ -42,12 +47,15 @@ export async function pushSeeds(prefix: string, options: SeedOptions = {}): Prom
   await pushLayered(prefix, 'ssl', [base, ssl], format);
   await pushLayered(prefix, 'python3', [base, python3], format);
   const target = open(`${prefix}/a:latest`);
-  await target.store.putBlob(target.repository, own.descriptor, own.bytes);
+  const owns = [own, ...(options.moreOwn ?? [])];
+  for (const layer of owns) await target.store.putBlob(target.repository, layer.descriptor, layer.bytes);
   const outcome = await composeToStore({
     base: open(`${prefix}/base:latest`),
     applied: [open(`${prefix}/ssl:latest`), open(`${prefix}/python3:latest`)],
     target,
-    own: [{ descriptor: own.descriptor, diffId: own.diffId, history: { created_by: 'run: ./A/install' } }],
+    own: await Promise.all(
+      owns.map(async (layer) => ({ descriptor: (await options.describeOwn?.(layer)) ?? layer.descriptor, diffId: layer.diffId, history: { created_by: 'run: ./A/install' } })),
+    ),
   });
   return { base, ssl, python3, own, a: outcome.digest };
 }

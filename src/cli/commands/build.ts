@@ -10,6 +10,7 @@ import { encodeResultMessage, errorResult, resultOutputs, type ResultMessage } f
 import { planRecipes } from '../../stackerfile/plan.ts';
 import { describeError, UserError } from '../errors.ts';
 import type { Output } from '../output.ts';
+import { BuildProgress, progressReporter } from '../progress.ts';
 import type { RegisterCommand } from './index.ts';
 import { addRecipeOptions, loadAndReport, type RecipeOptions } from './recipe-options.ts';
 import { addStoreOptions, referenceOpener, type StoreOptions } from './store-options.ts';
@@ -25,6 +26,7 @@ interface BuildOptions extends RecipeOptions, StoreOptions {
   json?: boolean;
   shellFail?: boolean;
   terminationLog?: string;
+  recipeDirOnly?: boolean;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -56,11 +58,11 @@ function describeFailure(error: unknown): { event: ErrorEvent; text: string; exi
   return { event: { event: 'error', code, message, ...(hint === undefined ? {} : { hint }) }, text, exitCode };
 }
 
-function eventPrinter(output: Output, json: boolean): (event: BuildEvent) => void {
+function eventPrinter(output: Output, json: boolean, err: (text: string) => void): (event: BuildEvent) => void {
   if (json) return (event) => output.out(JSON.stringify(event));
   return (event) => {
     const line = describeEvent(event);
-    if (line !== undefined) output.err(line);
+    if (line !== undefined) err(line);
   };
 }
 
@@ -75,14 +77,18 @@ export const registerBuild: RegisterCommand = (program, context) => {
     .option('--tag <tag>', 'a tag to push (repeatable; default latest)', collect, [])
     .option('--json', 'print one JSON event per line on stdout (layer-start, step, output, warning, layer-done, build-done, error)')
     .option('--shell-fail', 'when a run step fails, open a shell in its container')
+    .option('--recipe-dir-only', 'read local files (imports, overlay_dirs, binds, tar bases) only inside the recipe\'s directory, symlinks followed, and no oci: layouts: how the operator builds a tenant\'s recipe')
     .option('--termination-log <path>', 'also write the result there, compact (under 4096 bytes): the build pod\'s termination message')
     .action(async (options: BuildOptions) => {
       const { output } = context();
       const json = options.json === true;
-      const printEvent = eventPrinter(output, json);
+      const progress = new BuildProgress(Date.now());
+      const reporter = progressReporter(output, json ? undefined : (now) => progress.describe(now));
+      const printEvent = eventPrinter(output, json, reporter.err);
       let step: string | undefined;
       const print = (event: BuildEvent) => {
         if (event.event === 'step') step = event.step;
+        progress.observe(event, Date.now());
         printEvent(event);
       };
       const record = async (result: ResultMessage) => {
@@ -95,6 +101,7 @@ export const registerBuild: RegisterCommand = (program, context) => {
       if (loaded === undefined) {
         const event: ErrorEvent = { event: 'error', code: 'RECIPE_INVALID', message: `${options.file} has errors (listed on stderr)`, hint: 'restack validate -f FILE lists them' };
         if (json) print(event);
+        reporter.stop();
         await record(errorResult(event, undefined));
         return;
       }
@@ -114,6 +121,7 @@ export const registerBuild: RegisterCommand = (program, context) => {
           noCache: !options.cache,
           ...(options.push === undefined ? {} : { push: { prefix: options.push, tags: options.tag.length === 0 ? ['latest'] : options.tag } }),
           shellOnFail: options.shellFail === true,
+          recipeDirOnly: options.recipeDirOnly === true,
           sourceDateEpoch: sourceDateEpochFrom(process.env),
           hostEnvironment: process.env,
           open: (ref, insecure) => (insecure ? openInsecure : open)(ref),
@@ -124,9 +132,11 @@ export const registerBuild: RegisterCommand = (program, context) => {
       } catch (error) {
         const failure = describeFailure(error);
         if (json) print(failure.event);
-        output.err(failure.text);
+        reporter.err(failure.text);
         process.exitCode = failure.exitCode;
         await record(errorResult(failure.event, step));
+      } finally {
+        reporter.stop();
       }
     });
 };

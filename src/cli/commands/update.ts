@@ -10,6 +10,7 @@ import { planRecipes } from '../../stackerfile/plan.ts';
 import { decide, defaultPolicy, rebuildAfterRefusal, type ApplyPolicy, type BasePolicy } from '../../watch/decide.ts';
 import { describeError, UserError } from '../errors.ts';
 import type { Output } from '../output.ts';
+import { progressReporter, UpdateProgress } from '../progress.ts';
 import type { RegisterCommand } from './index.ts';
 import { addRecipeOptions, loadAndReport, type RecipeOptions } from './recipe-options.ts';
 import { addStoreOptions, referenceOpener, type StoreOptions } from './store-options.ts';
@@ -38,14 +39,15 @@ export function describeResult(result: UpdateResult): string {
   return `${result.image}: ${action}: ${result.message} [${digests}]`;
 }
 
-function eventPrinter(output: Output, json: boolean): (event: UpdateEvent) => void {
+/** Prints events: JSON lines on stdout, or results on stdout and the rest through `err` (stderr, under a status line on a terminal). */
+function eventPrinter(output: Output, json: boolean, err: (text: string) => void): (event: UpdateEvent) => void {
   if (json) return (event) => output.out(JSON.stringify(event));
   return (event) => {
     if (event.event === 'image-done') output.out(describeResult(event));
-    else if (event.event === 'decision') output.err(`${event.image}: ${event.action}${event.reason === undefined ? '' : ` (${event.reason})`}: ${event.message}`);
+    else if (event.event === 'decision') err(`${event.image}: ${event.action}${event.reason === undefined ? '' : ` (${event.reason})`}: ${event.message}`);
     else if (event.event !== 'update-done') {
       const line = describeEvent(event);
-      if (line !== undefined) output.err(line);
+      if (line !== undefined) err(line);
     }
   };
 }
@@ -57,18 +59,27 @@ function checkPrefix(push: string): void {
 }
 
 /** One pass over the recipe; failures are reported, never thrown, so --watch keeps going. Returns the exit code. */
-async function updateOnce(options: UpdateOptions, output: Output, print: (event: UpdateEvent) => void): Promise<number> {
+async function updateOnce(options: UpdateOptions, output: Output): Promise<number> {
+  const json = options.json === true;
   const loaded = await loadAndReport(options, output, { STACKER_OCI_DIR: resolve(options.ociDir), STACKER_ROOTFS_DIR: resolve(options.rootsDir) });
   if (loaded === undefined) {
-    if (options.json === true) print({ event: 'error', code: 'RECIPE_INVALID', message: `${options.file} has errors (listed on stderr)`, hint: 'restack validate -f FILE lists them' });
+    if (json) output.out(JSON.stringify({ event: 'error', code: 'RECIPE_INVALID', message: `${options.file} has errors (listed on stderr)`, hint: 'restack validate -f FILE lists them' }));
     return 1;
   }
+  const plan = planRecipes(loaded.recipes);
+  const progress = new UpdateProgress(plan.layers.length, Date.now());
+  const reporter = progressReporter(output, json ? undefined : (now) => progress.describe(now));
+  const printEvent = eventPrinter(output, json, reporter.err);
+  const print = (event: UpdateEvent) => {
+    progress.observe(event, Date.now());
+    printEvent(event);
+  };
   try {
     const open = referenceOpener(options);
     const openInsecure = referenceOpener({ ...options, insecure: true });
     const policy = { onApplyUpdate: options.onApplyUpdate, onBaseUpdate: options.onBaseUpdate };
     await updateRecipes({
-      plan: planRecipes(loaded.recipes),
+      plan,
       recipes: loaded.recipes,
       prefix: options.push,
       tags: options.tag.length === 0 ? ['latest'] : options.tag,
@@ -90,22 +101,24 @@ async function updateOnce(options: UpdateOptions, output: Output, print: (event:
     return 0;
   } catch (error) {
     const { text, exitCode } = describeError(error);
-    if (options.json === true) {
+    if (json) {
       const code = error instanceof Error && 'code' in error && typeof error.code === 'string' ? error.code : 'FAILED';
       print({ event: 'error', code, message: error instanceof Error ? error.message : String(error) });
     }
-    output.err(text);
+    reporter.err(text);
     return exitCode === 70 ? 70 : 1;
+  } finally {
+    reporter.stop();
   }
 }
 
 /** Runs a pass now and then on the schedule, one at a time, until SIGINT or SIGTERM; the pass under way finishes first. */
-async function watch(options: UpdateOptions, output: Output, print: (event: UpdateEvent) => void): Promise<void> {
+async function watch(options: UpdateOptions, output: Output): Promise<void> {
   let running: Promise<number> | undefined;
   // a pass that outlasts the schedule's period makes the next firing a no-op
   const pass = async () => {
     if (running !== undefined) return;
-    running = updateOnce(options, output, print);
+    running = updateOnce(options, output);
     await running.finally(() => (running = undefined));
   };
   const task = cron.schedule(options.schedule, pass);
@@ -146,12 +159,11 @@ export const registerUpdate: RegisterCommand = (program, context) => {
     .option('--json', 'print one JSON event per line on stdout (decision, image-done, update-done, error, and the build events of rebuilds)')
     .action(async (options: UpdateOptions) => {
       const { output } = context();
-      const print = eventPrinter(output, options.json === true);
       checkPrefix(options.push);
       if (!cron.validate(options.schedule)) throw new UserError(`--schedule "${options.schedule}" is not a cron expression`, 'write five or six fields, e.g. "*/5 * * * *" (every 5 minutes) or "*/30 * * * * *" (every 30 seconds)');
-      if (options.watch === true) await watch(options, output, print);
+      if (options.watch === true) await watch(options, output);
       else {
-        const exitCode = await updateOnce(options, output, print);
+        const exitCode = await updateOnce(options, output);
         if (exitCode !== 0) process.exitCode = exitCode;
       }
     });

@@ -24,7 +24,7 @@ export type BuildEvent =
   | { event: 'step'; layer: string; step: BuildStep; message: string; elapsedMs: number }
   | { event: 'output'; layer: string; line: string }
   | { event: 'warning'; layer: string; message: string; paths: string[] }
-  | { event: 'layer-done'; layer: string; digest: string; cached: boolean; ownLayers: number; elapsedMs: number }
+  | { event: 'layer-done'; layer: string; digest: string; cached: boolean; ownLayers: number; bytes: number; elapsedMs: number }
   | { event: 'build-done'; outputs: BuildOutput[]; elapsedMs: number }
   | {
       event: 'error';
@@ -60,7 +60,7 @@ export function describeEvent(event: BuildEvent): string | undefined {
       return `  ${event.layer}: warning: ${event.message}${paths}${more}`;
     }
     case 'layer-done': {
-      const what = event.cached ? 'cached' : `${event.ownLayers} own layer${event.ownLayers === 1 ? '' : 's'}`;
+      const what = event.cached ? 'cached' : `${event.ownLayers} own layer${event.ownLayers === 1 ? '' : 's'}, ${event.bytes} bytes`;
       return `  ${event.layer}: done ${event.digest} (${what}, ${seconds(event.elapsedMs)})`;
     }
     case 'build-done':

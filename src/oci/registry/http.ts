@@ -4,7 +4,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { OciError } from '../errors.ts';
 import { sizeMismatch } from '../verify-stream.ts';
 import { backoffDelay, defaultRetry, describeNetworkError, isRetryableStatus, isTransientNetworkError, parseRetryAfter, type RetryOptions } from './retry.ts';
-import { Semaphore } from './semaphore.ts';
+import { AdaptiveLimit, defaultConcurrency, type ConcurrencyBounds, type RequestOutcome } from './adaptive-limit.ts';
 import type { BodyKind, RegistryStats } from './stats.ts';
 
 /** A request body: bytes, or a function that produces the bytes again for every try. */
@@ -39,7 +39,8 @@ export interface HttpResponse {
 
 export interface TransportOptions {
   retry?: RetryOptions;
-  maxConcurrency?: number;
+  /** Requests in flight at once: starts at `initial`, adapts between `min` and `max` (adaptive-limit.ts). */
+  concurrency?: Partial<ConcurrencyBounds>;
   stats: RegistryStats;
   sleep?: (ms: number) => Promise<void>;
   userAgent?: string;
@@ -73,20 +74,23 @@ function contentLength(headers: Headers): number | undefined {
 
 /**
  * fetch with what every registry call needs below authentication: a concurrency bound per
- * registry, retries with backoff and jitter on 5xx, 429 (honouring Retry-After) and
+ * registry that adapts to its answers, retries with backoff and jitter on 5xx, 429 (honouring Retry-After) and
  * connection failures, and byte/request accounting.
  */
 export class HttpTransport {
   readonly #retry: Required<RetryOptions>;
-  readonly #semaphore: Semaphore;
+  readonly #slots: AdaptiveLimit;
   readonly #stats: RegistryStats;
   readonly #sleep: (ms: number) => Promise<void>;
   readonly #userAgent: string;
 
   constructor(options: TransportOptions) {
     this.#retry = { ...defaultRetry, ...options.retry };
-    this.#semaphore = new Semaphore(options.maxConcurrency ?? 8);
     this.#stats = options.stats;
+    const bounds = { ...defaultConcurrency, ...options.concurrency };
+    // a `max` or `min` given alone moves the default start inside the bounds
+    const initial = options.concurrency?.initial ?? Math.min(bounds.max, Math.max(bounds.min, bounds.initial));
+    this.#slots = new AdaptiveLimit({ ...bounds, initial }, (limit) => (this.#stats.concurrencyLimit = limit));
     this.#sleep = options.sleep ?? ((ms) => delay(ms));
     this.#userAgent = options.userAgent ?? 'restack';
   }
@@ -145,8 +149,9 @@ export class HttpTransport {
   }
 
   async #once(request: HttpRequest): Promise<HttpResponse> {
-    const release = await this.#semaphore.acquire();
+    const release = await this.#slots.acquire();
     let handedOver = false;
+    let outcome: RequestOutcome = 'other';
     try {
       const { body } = this.#requestBody(request);
       const headers: Record<string, string> = { 'user-agent': this.#userAgent, ...request.headers };
@@ -159,6 +164,7 @@ export class HttpTransport {
         ...(body === undefined ? {} : { body: body as NonNullable<RequestInit['body']>, duplex: 'half' as const }),
         redirect: 'follow',
       });
+      outcome = overloadStatuses.has(response.status) ? 'overloaded' : response.status < 500 ? 'ok' : 'other';
       const kind = request.bodyKind ?? 'other';
       const answer = { status: response.status, headers: response.headers, url: response.url || request.url.href };
       if (request.read === 'stream' && response.body !== null) {
@@ -171,21 +177,28 @@ export class HttpTransport {
         const source = Readable.fromWeb(response.body as WebReadableStream<Uint8Array>);
         source.on('error', (error) => counter.destroy(error));
         handedOver = true;
-        release();
+        release(outcome);
         return { ...answer, body: new Uint8Array(), stream: source.pipe(counter) };
       }
       return { ...answer, body: await this.#readBody(request, response, kind), stream: undefined };
+    } catch (error) {
+      // a dropped or refused connection is the registry (or what is in front of it) overloaded
+      if (error instanceof Interrupted || isTransientNetworkError(error)) outcome = 'overloaded';
+      throw error;
     } finally {
-      if (!handedOver) release();
+      if (!handedOver) release(outcome);
     }
   }
 
   async #readBody(request: HttpRequest, response: Response, kind: BodyKind): Promise<Uint8Array> {
+    if (!response.ok) return this.#readErrorBody(response, kind);
+    // A HEAD answer has no body: its Content-Length is the size of what a GET would send.
+    if (request.method === 'HEAD') return new Uint8Array();
     const expected = contentLength(response.headers);
-    const limit = response.ok ? request.maxBytes : undefined;
-    if (limit !== undefined && expected !== undefined && expected > limit) {
+    const limit = request.maxBytes ?? maxBodyBytes;
+    if (expected !== undefined && expected > limit) {
       await response.body?.cancel();
-      throw request.tooLarge?.(expected) ?? new Error(`${request.subject}: answer of ${expected} bytes is too large`);
+      throw request.tooLarge?.(expected) ?? answerTooLarge(request, expected, limit);
     }
     const chunks: Uint8Array[] = [];
     let received = 0;
@@ -194,8 +207,8 @@ export class HttpTransport {
       for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
         received += chunk.length;
         this.#stats.countReceived(kind, chunk.length);
-        if (limit !== undefined && received > limit) {
-          throw request.tooLarge?.(received) ?? new Error(`${request.subject}: answer of ${received}+ bytes is too large`);
+        if (received > limit) {
+          throw request.tooLarge?.(received) ?? answerTooLarge(request, received, limit);
         }
         chunks.push(chunk);
       }
@@ -205,4 +218,41 @@ export class HttpTransport {
     }
     return Buffer.concat(chunks);
   }
+
+  /** At most maxErrorBodyBytes of an error answer: its JSON errors, never a body a server keeps sending. */
+  async #readErrorBody(response: Response, kind: BodyKind): Promise<Uint8Array> {
+    if (response.body === null) return new Uint8Array();
+    const prefix = await readPrefix(response.body as AsyncIterable<Uint8Array>, maxErrorBodyBytes, (length) => this.#stats.countReceived(kind, length)).catch(() => new Uint8Array());
+    await response.body.cancel().catch(() => undefined);
+    return prefix;
+  }
+}
+
+/** Answers that say the registry is overloaded: the concurrency limit halves. */
+const overloadStatuses = new Set([429, 503]);
+
+/** A buffered answer whose caller names no limit (a token, a tag list or catalog page) is refused beyond this. */
+export const maxBodyBytes = 8 * 1024 * 1024;
+/** An error answer is read this far at most: any registry's JSON errors fit. */
+export const maxErrorBodyBytes = 64 * 1024;
+
+function answerTooLarge(request: HttpRequest, size: number, limit: number): OciError {
+  return new OciError(
+    'REGISTRY_ERROR',
+    `${request.subject}: ${request.method} ${request.url.pathname} answered at least ${size} bytes, more than the ${limit} such an answer may have`,
+    'the registry, or something in front of it, answers far more than asked; check the registry address',
+  );
+}
+
+/** The first `limit` bytes of a stream (fewer when it ends first); stops reading there. */
+export async function readPrefix(stream: AsyncIterable<Uint8Array>, limit: number, count: (length: number) => void = () => {}): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let received = 0;
+  for await (const chunk of stream) {
+    count(chunk.length);
+    chunks.push(chunk);
+    received += chunk.length;
+    if (received >= limit) break;
+  }
+  return Buffer.concat(chunks).subarray(0, limit);
 }

@@ -7,6 +7,7 @@ import { manifestAcceptTypes } from '../mediatypes.ts';
 import type { BlobSource, BlobTransfer, Store } from '../store.ts';
 import type { Descriptor, FetchedManifest } from '../types.ts';
 import { sizeMismatch, verifyBytes, verifyingStream } from '../verify-stream.ts';
+import type { ConcurrencyBounds } from './adaptive-limit.ts';
 import { Authenticator } from './auth.ts';
 import { RegistryClient } from './client.ts';
 import { catalogScope, type Scope } from './scope.ts';
@@ -14,7 +15,7 @@ import { credentialsFromEnvironment, type CredentialProvider } from './credentia
 import { HttpTransport } from './http.ts';
 import type { RetryOptions } from './retry.ts';
 import { RegistryStats } from './stats.ts';
-import { finishUpload, startUpload, type ChunkSource, type UploadOptions, type UploadTarget } from './upload.ts';
+import { finishUpload, startUpload, type ChunkSource, type UploadOptions, type UploadStart, type UploadTarget } from './upload.ts';
 import { isLoopbackHost, nextLink } from './urls.ts';
 
 export interface RegistryStoreOptions {
@@ -22,8 +23,8 @@ export interface RegistryStoreOptions {
   insecure?: boolean;
   /** Default: docker config files named by the environment (REGISTRY_AUTH_FILE, DOCKER_CONFIG, ~/.docker). */
   credentials?: CredentialProvider;
-  /** Requests in flight at once against this registry. */
-  maxConcurrency?: number;
+  /** Requests in flight at once against this registry: starts at `initial` (8), adapts between `min` (1) and `max` (32) to its answers. */
+  concurrency?: Partial<ConcurrencyBounds>;
   retry?: RetryOptions;
   /** Blobs above this size are uploaded in PATCH chunks of `chunkSize` bytes. */
   chunkedUploadThreshold?: number;
@@ -47,6 +48,10 @@ function mediaTypeOf(headers: Headers): string | undefined {
  * A Store over one registry host, speaking the distribution API v1.1 (oci.md). Counts every
  * request and body byte in `stats`.
  */
+/** Answers after which an upload session is unusable but a new one may succeed. */
+const sessionFailures = new Set<string>(['BLOB_UPLOAD_UNKNOWN', 'BLOB_UPLOAD_INVALID', 'RANGE_INVALID', 'REGISTRY_ERROR', 'UNREACHABLE']);
+const uploadSessions = 3;
+
 /** Blobs up to this size are uploaded without asking whether the registry has them. */
 const smallBlobBytes = 64 * 1024;
 
@@ -58,6 +63,11 @@ export class RegistryStore implements Store {
   readonly #upload: UploadOptions;
   readonly #tagPageSize: number | undefined;
   readonly #manifests = new Map<string, Uint8Array>();
+  /**
+   * Whether the registry stores a small blob sent whole in the POST that opens its upload
+   * (`?digest=`, one request instead of two): unknown until its first answer.
+   */
+  #monolithic: boolean | undefined;
 
   constructor(registry: string, options: RegistryStoreOptions = {}) {
     this.registry = registry;
@@ -67,7 +77,7 @@ export class RegistryStore implements Store {
     const transport = new HttpTransport({
       stats: this.stats,
       ...(options.retry === undefined ? {} : { retry: options.retry }),
-      ...(options.maxConcurrency === undefined ? {} : { maxConcurrency: options.maxConcurrency }),
+      ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
       ...(options.sleep === undefined ? {} : { sleep: options.sleep }),
     });
     const auth = new Authenticator(registry, base, transport, options.credentials ?? credentialsFromEnvironment());
@@ -201,11 +211,33 @@ export class RegistryStore implements Store {
     // A small blob (a config) costs two requests to upload and one more to check first: just upload it.
     const checkFirst = !(source instanceof Uint8Array) || source.length > smallBlobBytes;
     if (checkFirst && (await this.#hasBlob(repository, descriptor, pushPull(repository)))) return 'present';
-    const target = this.#target(repository);
-    const { location } = await startUpload(this.#client, target);
     const chunks: ChunkSource = source instanceof Uint8Array ? source : () => blobChunks(source);
-    await finishUpload(this.#client, location, descriptor, chunks, target, this.#upload);
-    return 'uploaded';
+    return this.#uploadInSessions(this.#target(repository), descriptor, chunks);
+  }
+
+  /**
+   * Opens an upload session (asking to mount when `mountFrom` is given) and sends the blob. A
+   * PATCH or closing PUT retried at a Location the registry no longer honours (its session is
+   * gone, or an earlier try was half applied) fails the session, not the blob: the whole blob is
+   * sent again in a new session, as go-containerregistry does, a few times at most.
+   */
+  async #uploadInSessions(target: UploadTarget, descriptor: Descriptor, chunks: ChunkSource, mountFrom?: string): Promise<BlobTransfer> {
+    for (let session = 1; ; session++) {
+      const monolithic = mountFrom === undefined && this.#monolithic !== false && chunks instanceof Uint8Array && chunks.length <= smallBlobBytes;
+      const start: UploadStart | undefined =
+        mountFrom !== undefined ? { mount: { digest: descriptor.digest, from: mountFrom } } : monolithic ? { monolithic: { digest: descriptor.digest, bytes: chunks } } : undefined;
+      const { complete, location } = await startUpload(this.#client, target, start);
+      if (complete) return mountFrom === undefined ? 'uploaded' : 'mounted';
+      // The registry ignored the body and opened a session (distribution 2.8 does): the blob goes into it, and later uploads do not send it twice.
+      if (monolithic) this.#monolithic = false;
+      try {
+        await finishUpload(this.#client, location, descriptor, chunks, target, this.#upload);
+        return 'uploaded';
+      } catch (error) {
+        if (session >= uploadSessions || !(error instanceof OciError) || !sessionFailures.has(error.code)) throw error;
+        this.stats.retries++;
+      }
+    }
   }
 
   /**
@@ -219,25 +251,21 @@ export class RegistryStore implements Store {
       if (await this.hasBlob(repository, descriptor)) return 'present';
       throw new OciError('BLOB_UNKNOWN', `${this.#subject(repository, descriptor.digest)}: blob to mount is not in the repository`, 'write the blob first');
     }
-    const target = this.#target(repository, [pull(fromRepository)]);
-    const { mounted, location } = await startUpload(this.#client, target, { digest: descriptor.digest, from: fromRepository });
-    if (mounted) return 'mounted';
     const openSource = () => this.openBlob(fromRepository, descriptor);
     const copy = async function* (): AsyncGenerator<Uint8Array> {
       yield* await openSource();
     };
-    await finishUpload(this.#client, location, descriptor, copy, target, this.#upload);
-    return 'uploaded';
+    return this.#uploadInSessions(this.#target(repository, [pull(fromRepository)]), descriptor, copy, fromRepository);
   }
 
-  async putManifest(repository: string, bytes: Uint8Array, mediaType: string): Promise<Descriptor> {
+  async putManifest(repository: string, bytes: Uint8Array, mediaType: string, tag?: string): Promise<Descriptor> {
     const digest = sha256Digest(bytes);
-    const subject = this.#subject(repository, digest);
+    const subject = this.#subject(repository, tag ?? digest);
     const { mediaType: declared } = parseManifest(bytes, mediaType, subject);
     if (declared !== mediaType) {
       throw new OciError('MANIFEST_INVALID', `${subject}: its mediaType field says "${declared}" but it was written as "${mediaType}"`, 'write the manifest with the media type its body declares');
     }
-    await this.#putManifestAt(repository, digest, bytes, mediaType, subject);
+    await this.#putManifestAt(repository, tag ?? digest, bytes, mediaType, subject);
     this.#remember(digest, bytes);
     return { mediaType, digest, size: bytes.length };
   }
