@@ -45,7 +45,9 @@ let withNode: Promise<Cluster> | undefined;
 /**
  * The cluster of this test process, started on first use; warm starts take seconds. With
  * `realNode`, it also has a real node (containerd, runc, a kubelet: about 15 s more when built);
- * throws SkipError (see startOrSkip) only when this machine cannot run one.
+ * throws SkipError (see startOrSkip) only when this machine cannot run one (node-up exits with
+ * exit_unavailable: not root, no user namespaces, overlayfs or cgroups, or the Debian mirror
+ * unreachable when the builder image of this tree must be built).
  */
 export function useCluster(options: { realNode?: boolean } = {}): Promise<Cluster> {
   running ??= start();
@@ -54,19 +56,7 @@ export function useCluster(options: { realNode?: boolean } = {}): Promise<Cluste
   return withNode;
 }
 
-/** Why this machine cannot run a real node, if it cannot: what node-up needs and no install provides. */
-function realNodeMissing(): string | undefined {
-  if (process.getuid?.() !== 0) return 'a real node needs root (containerd, runc, mounts, cgroups); run the tests as root';
-  const number = (path: string) => (existsSync(path) ? Number(readFileSync(path, 'utf8')) : 0);
-  if (number('/proc/sys/user/max_user_namespaces') === 0) return 'user namespaces are disabled (/proc/sys/user/max_user_namespaces is 0): build pods run with hostUsers: false';
-  if (!readFileSync('/proc/filesystems', 'utf8').includes('\toverlay\n')) return 'the kernel has no overlayfs (containerd\'s snapshotter and the builder need it)';
-  if (!existsSync('/sys/fs/cgroup/cpu') && !existsSync('/sys/fs/cgroup/cgroup.controllers')) return 'no cgroup filesystem under /sys/fs/cgroup (the kubelet needs one)';
-  return undefined;
-}
-
 async function addRealNode(cluster: Cluster): Promise<Cluster> {
-  const missing = realNodeMissing();
-  if (missing !== undefined) throw new SkipError(missing);
   const envFile = join(dirname(cluster.kubeconfigPath), 'node', 'env');
   if (process.env['RESTACK_KUBECONFIG'] === undefined || process.env['RESTACK_KUBECONFIG'] === '') {
     await runScript('node-up', { ...process.env, RESTACK_CLUSTER_DIR: dirname(cluster.kubeconfigPath) });
@@ -155,7 +145,9 @@ function runScript(name: string, env: NodeJS.ProcessEnv): Promise<string> {
         return;
       }
       const stderrTail = stderr.trim().split('\n').slice(-40).join('\n');
-      reject(new Error(`test/cluster/${name} failed (${signal ?? `exit code ${code}`}):\n${stderrTail}`));
+      // exit_unavailable (lib.sh): this machine lacks what no install provides; the last line says what.
+      if (code === 75) reject(new SkipError(stderrTail.split('\n').at(-1)?.replace(/^restack-cluster: error: /, '') ?? `test/cluster/${name}: unavailable here`));
+      else reject(new Error(`test/cluster/${name} failed (${signal ?? `exit code ${code}`}):\n${stderrTail}`));
     });
   });
 }

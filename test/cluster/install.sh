@@ -123,18 +123,22 @@ install_helm() {
   mv -T "$partial" "$helm_bin"
 }
 
-# Builds into $1.partial.$$ with the command "$2..." (which gets the partial directory as $PARTIAL)
-# and renames it to $1 at the end, so an interrupted build is redone, never half-used.
+# Builds $1 (described as $2) into $1.partial.$$ with the command "$3..." (which gets the partial
+# directory as $PARTIAL) and renames it to $1 at the end, so an interrupted build is redone, never
+# half-used; a failed one leaves nothing behind.
+building=
+trap '[[ -z $building ]] || rm -rf "$building"' EXIT
 build_into() {
   local dir=$1 what=$2 start=$SECONDS
   shift 2
-  local partial=$dir.partial.$$
-  rm -rf "$partial"
-  mkdir -p "$partial"
+  building=$dir.partial.$$
+  rm -rf "$building"
+  mkdir -p "$building"
   log "$what: building into $dir"
-  PARTIAL=$partial "$@"
+  PARTIAL=$building "$@"
   rm -rf "$dir"
-  mv -T "$partial" "$dir"
+  mv -T "$building" "$dir"
+  building=
   log "$what: built in $((SECONDS - start)) s"
 }
 
@@ -242,7 +246,14 @@ install_node() {
   registry=$(registry_image_dir)
   [[ -s $registry/image.tar ]] || build_into "$registry" "registry image" make_registry_image
   builder=$(builder_image_dir)
-  [[ -s $builder/image.tar ]] || build_into "$builder" "builder image" make_builder_image
+  if [[ ! -s $builder/image.tar ]]; then
+    local release=${DEBIAN_MIRROR:-http://deb.debian.org/debian}/dists/${SUITE:-bookworm}/Release
+    curl -sfI --max-time 10 "$release" >/dev/null || {
+      log "error: the Debian mirror is unreachable (HEAD $release): the builder image of this tree ($builder) installs lxc from it"
+      exit "$exit_unavailable"
+    }
+    build_into "$builder" "builder image" make_builder_image
+  fi
   # Builder images of other trees: keep the three used last (node-up touches the one it imports).
   find "$node_images/builder" -mindepth 1 -maxdepth 1 -type d ! -name '*.partial.*' -printf '%T@ %p\n' |
     sort -rn | tail -n +4 | cut -d' ' -f2- | xargs -r rm -rf
