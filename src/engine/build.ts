@@ -25,6 +25,7 @@ import { resolveInputs, type LayerInputs } from './build/inputs.ts';
 import { layerOrigins, layerSources } from './build/layer-origins.ts';
 import { containerLayer, tarballLayer, type OwnLayerContext } from './build/own-layers.ts';
 import { pushImage, type PushedBlobs } from './build/push.ts';
+import { signPushed, type ImageSigning } from './signing.ts';
 
 export type LayerType = 'tar' | 'squashfs';
 
@@ -44,6 +45,8 @@ export interface BuildRequest {
    * the `layers` named (`restack update` rebuilds one image and must not re-push the others).
    */
   push?: { prefix: string; tags: readonly string[]; layers?: readonly string[] };
+  /** Sign and attest each pushed image before its tags move (docs/signing.md). */
+  signing?: ImageSigning;
   shellOnFail: boolean;
   sourceDateEpoch: number | undefined;
   /** The environment build_env_passthrough picks from. */
@@ -252,15 +255,17 @@ async function buildLayer(context: BuildContext, planned: PlannedLayer, index: n
   return { name: planned.name, ref: target.display, digest, buildOnly: planned.buildOnly, cached, provenance, pushed: [] };
 }
 
-async function pushOutputs(context: BuildContext, outputs: BuildOutput[], push: NonNullable<BuildRequest['push']>): Promise<void> {
+async function pushOutputs(context: BuildContext, outputs: BuildOutput[], push: NonNullable<BuildRequest['push']>, buildStarted: Date): Promise<void> {
   const started = Date.now();
+  const { signing } = context.request;
   const pushed: PushedBlobs = new Map();
   for (const output of outputs) {
     if (output.buildOnly || (push.layers !== undefined && !push.layers.includes(output.name))) continue;
     const [first = 'latest', ...more] = push.tags;
     const ref = pushReference(push.prefix, output.name, first);
     context.request.onEvent({ event: 'step', layer: output.name, step: 'push', message: [ref, ...more.map((tag) => `:${tag}`)].join(' '), elapsedMs: Date.now() - started });
-    await pushImage(context.request.open(output.ref, false), output.digest, context.request.open(ref, false), more, pushed);
+    const [source, target] = [context.request.open(output.ref, false), context.request.open(ref, false)];
+    await pushImage(source, output.digest, target, more, pushed, signing && ((written) => signPushed(signing, source, target, written, buildStarted)));
     output.pushed = [first, ...more].map((tag) => `${pushReference(push.prefix, output.name, tag)}@${output.digest}`);
   }
 }
@@ -296,7 +301,7 @@ export async function buildRecipes(request: BuildRequest): Promise<BuildOutput[]
   };
   const outputs: BuildOutput[] = [];
   for (const [index, planned] of request.plan.layers.entries()) outputs.push(await buildLayer(context, planned, index + 1));
-  if (request.push !== undefined) await pushOutputs(context, outputs, request.push);
+  if (request.push !== undefined) await pushOutputs(context, outputs, request.push, new Date(started));
   request.onEvent({ event: 'build-done', outputs, elapsedMs: Date.now() - started });
   return outputs;
 }

@@ -9,6 +9,8 @@ import { analyseOverlap, type SafetyReport } from '../swap/safety.ts';
 import { findApplied, isRefusal, planSwap, type SwapPlan } from '../swap/swap.ts';
 import { formatPlatform, readStoredImage, samePlatform, type OpenedReference, type PlatformImage, type StoredImage } from './images.ts';
 import type { LayerChangesCache } from './layer-changes.ts';
+import { signImage, type ImageSigning } from './signing.ts';
+import type { SigningOutcome } from '../sign/attach.ts';
 import { moveTags, noTransfers, transferBlob, writeImage, type TransferCounts } from './publish.ts';
 
 export interface SwapRequest {
@@ -23,6 +25,8 @@ export interface SwapRequest {
   dryRun?: boolean;
   allowOverlap?: boolean;
   layerChanges: LayerChangesCache;
+  /** Sign and attest the swapped image before its tags move (docs/signing.md). */
+  signing?: ImageSigning;
   onProgress?: (message: string) => void;
 }
 
@@ -50,6 +54,8 @@ export interface SwapOutcome {
   refusal?: { reason: 'NoProvenance' | 'BaseChanged' | 'Inconsistent' | 'Overlap' | 'PlatformMissing'; message: string };
   transfers: TransferCounts;
   tagsMoved: string[];
+  /** Whether the signature and attestation were written or already there, when signing. */
+  signing?: SigningOutcome;
 }
 
 /** The repository path of a reference without its registry host, for matching through mirrors. */
@@ -93,6 +99,7 @@ function appliedEntryMatcher(provenance: Provenance, dependency: OpenedReference
 export async function swapDependency(request: SwapRequest): Promise<SwapOutcome> {
   const { target, dependency } = request;
   const progress = request.onProgress ?? (() => {});
+  const started = new Date();
   const stored = await readStoredImage(target);
   const outcome: SwapOutcome = {
     status: 'planned',
@@ -171,6 +178,11 @@ export async function swapDependency(request: SwapRequest): Promise<SwapOutcome>
   if (newTop.bytes !== undefined) {
     progress(`writing index ${newTop.descriptor.digest}`);
     await target.store.putManifest(target.repository, newTop.bytes, newTop.descriptor.mediaType);
+  }
+  if (request.signing !== undefined) {
+    const images = stored.platforms.map((platform) => plans.find((entry) => entry.platform === platform)?.plan ?? platform.image);
+    const changes = outcome.platforms.map((p) => ({ dependency: dependency.display, from: p.dependencyBefore, to: p.dependencyAfter, platform: p.platform }));
+    outcome.signing = await signImage(request.signing, target, newTop.descriptor, images, started, { before: outcome.before, changes });
   }
   await retag(request, newTop.descriptor, outcome);
   outcome.status = 'swapped';

@@ -13,9 +13,10 @@ import type { Output } from '../output.ts';
 import { BuildProgress, progressReporter } from '../progress.ts';
 import type { RegisterCommand } from './index.ts';
 import { addRecipeOptions, loadAndReport, type RecipeOptions } from './recipe-options.ts';
+import { addSigningOptions, signingFrom, type SigningOptions } from './signing-options.ts';
 import { addStoreOptions, referenceOpener, type StoreOptions } from './store-options.ts';
 
-interface BuildOptions extends RecipeOptions, StoreOptions {
+interface BuildOptions extends RecipeOptions, StoreOptions, SigningOptions {
   ociDir: string;
   rootsDir: string;
   storage: StorageChoice;
@@ -66,7 +67,7 @@ function eventPrinter(output: Output, json: boolean, err: (text: string) => void
 }
 
 export const registerBuild: RegisterCommand = (program, context) => {
-  addStoreOptions(addRecipeOptions(program.command('build').description('build every layer of a recipe into an OCI layout, without host privilege; optionally push')))
+  addSigningOptions(addStoreOptions(addRecipeOptions(program.command('build').description('build every layer of a recipe into an OCI layout, without host privilege; optionally push'))))
     .option('--oci-dir <dir>', 'the output OCI layout (one ref per layer, named by the layer)', 'oci')
     .option('--roots-dir <dir>', 'build storage: rootfs trees, layer caches, the build cache index', '.restack/roots')
     .addOption(new Option('--storage <driver>', 'storage driver (auto: btrfs when --roots-dir is on btrfs, else overlay)').choices(['auto', 'btrfs', 'overlay']).default('auto'))
@@ -107,6 +108,8 @@ export const registerBuild: RegisterCommand = (program, context) => {
         if (options.push !== undefined && !options.push.startsWith('docker://')) {
           throw new UserError(`--push "${options.push}" is not a registry prefix`, 'write it as docker://host[:port]/prefix');
         }
+        if (options.signKey !== undefined && options.push === undefined) throw new UserError('--sign-key signs what is pushed, and there is no --push', 'add --push docker://host[:port]/prefix');
+        const signing = await signingFrom(options);
         const open = referenceOpener(options);
         const openInsecure = referenceOpener({ ...options, insecure: true });
         const outputs = await buildRecipes({
@@ -118,6 +121,7 @@ export const registerBuild: RegisterCommand = (program, context) => {
           layerType: options.layerType,
           noCache: !options.cache,
           ...(options.push === undefined ? {} : { push: { prefix: options.push, tags: options.tag.length === 0 ? ['latest'] : options.tag } }),
+          ...(signing === undefined ? {} : { signing }),
           shellOnFail: options.shellFail === true,
           sourceDateEpoch: sourceDateEpochFrom(process.env),
           hostEnvironment: process.env,
