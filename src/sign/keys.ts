@@ -69,7 +69,7 @@ function decryptCosignKey(body: Buffer, password: string, source: string): Buffe
 function requireP256(key: KeyObject, source: string): KeyObject {
   const curve = key.asymmetricKeyDetails?.namedCurve;
   if (key.asymmetricKeyType !== 'ec' || curve !== 'prime256v1') {
-    const what = key.asymmetricKeyType === 'ec' ? `an ECDSA key on ${curve}` : `a ${key.asymmetricKeyType ?? 'unknown'} key`;
+    const what = key.asymmetricKeyType === 'ec' ? `an ECDSA key on ${curve}` : `a key of type ${key.asymmetricKeyType ?? 'unknown'}`;
     throw new SigningError('KEY_UNSUPPORTED', `${source} holds ${what}; restack signs with ECDSA P-256 keys only`, 'generate one with `cosign generate-key-pair` (or `openssl ecparam -name prime256v1 -genkey`)');
   }
   return key;
