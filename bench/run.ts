@@ -2,10 +2,12 @@
 import { printRows, type BenchRow } from './report.ts';
 import { buildBench } from './build.ts';
 import { operatorBench, operatorUpdatesBench } from './operator.ts';
+import { signingBench } from './signing.ts';
 import { swapBench } from './swap.ts';
 
 const benches: [string, () => Promise<BenchRow[]>][] = [
   ['swap', swapBench],
+  ['signing', signingBench],
   ['build', buildBench],
   ['operator', operatorBench],
   ['operator-updates', operatorUpdatesBench],

@@ -3,6 +3,7 @@ import { execa } from 'execa';
 import { composeToStore } from '../src/engine/compose.ts';
 import { readStoredImage } from '../src/engine/images.ts';
 import { LayerChangesCache } from '../src/engine/layer-changes.ts';
+import type { ImageSigning } from '../src/engine/signing.ts';
 import { swapDependency, type SwapOutcome } from '../src/engine/swap.ts';
 import { RegistryStore } from '../src/oci/registry/store.ts';
 import { makeLayer, type BuiltLayer } from '../test/services/images.ts';
@@ -11,11 +12,11 @@ import { startFaultyProxy } from '../test/services/faulty-proxy.ts';
 import { open, pushLayered } from '../test/swap/seeds.ts';
 import { timed, type BenchRow } from './report.ts';
 
-const fanOutImages = Number(process.env['RESTACK_BENCH_FANOUT'] ?? 1000);
-const concurrency = Number(process.env["RESTACK_BENCH_CONCURRENCY"] ?? 8);
+export const fanOutImages = Number(process.env['RESTACK_BENCH_FANOUT'] ?? 1000);
+export const concurrency = Number(process.env["RESTACK_BENCH_CONCURRENCY"] ?? 8);
 
 /** Runs `work` over items with at most `limit` in flight. */
-async function eachLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+export async function eachLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   await Promise.all(Array.from({ length: limit }, async () => {
     while (next < items.length) await work(items[next++] as T);
@@ -28,14 +29,21 @@ async function eachLimited<T>(items: readonly T[], limit: number, work: (item: T
  * first image not swapped; `afterSharedRead` runs once the dependency is read. Returns the first
  * outcome (every image of a fan-out has the same slices).
  */
-export async function swapFanOut(prefix: string, names: readonly string[], dependencyRef: string, limit: number, afterSharedRead: () => void = () => {}): Promise<SwapOutcome> {
+export async function swapFanOut(
+  prefix: string,
+  names: readonly string[],
+  dependencyRef: string,
+  limit: number,
+  afterSharedRead: () => void = () => {},
+  signing?: ImageSigning,
+): Promise<SwapOutcome> {
   const layerChanges = new LayerChangesCache();
   const dependency = open(dependencyRef);
   const dependencyImage = await readStoredImage(dependency);
   afterSharedRead();
   let first: SwapOutcome | undefined;
   await eachLimited(names, limit, async (name) => {
-    const outcome = await swapDependency({ target: open(`${prefix}/${name}:latest`), dependency, dependencyImage, layerChanges });
+    const outcome = await swapDependency({ target: open(`${prefix}/${name}:latest`), dependency, dependencyImage, layerChanges, ...(signing === undefined ? {} : { signing }) });
     if (outcome.status !== 'swapped') throw new Error(`${name}: ${outcome.refusal?.message ?? outcome.status}`);
     first ??= outcome;
   });
@@ -43,7 +51,20 @@ export async function swapFanOut(prefix: string, names: readonly string[], depen
   return first;
 }
 
-function registryStats(ref: string) {
+/** `<prefix>/<name>:latest` = base + ssl + python3 (as pushed under `prefix`) + an own layer of `ownBytes` random bytes. */
+export async function composeApp(prefix: string, name: string, ownBytes: number): Promise<void> {
+  const own = await makeLayer({ [`srv/${name}/app.bin`]: randomBytes(ownBytes) });
+  const target = open(`${prefix}/${name}:latest`);
+  await target.store.putBlob(target.repository, own.descriptor, own.bytes);
+  await composeToStore({
+    base: open(`${prefix}/base:latest`),
+    applied: [open(`${prefix}/ssl:latest`), open(`${prefix}/python3:latest`)],
+    target,
+    own: [{ descriptor: own.descriptor, diffId: own.diffId, history: { created_by: `run ${name}` } }],
+  });
+}
+
+export function registryStats(ref: string) {
   const { store } = open(ref);
   if (!(store instanceof RegistryStore)) throw new Error('bench needs a registry store');
   return store.stats;
@@ -70,17 +91,7 @@ export async function swapBench(): Promise<BenchRow[]> {
     await pushLayered(prefix, 'ssl', [base, ssl]);
     await pushLayered(prefix, 'python3', [base, python3]);
 
-    const composeA = async (name: string, ownBytes = 1 << 20): Promise<void> => {
-      const own = await makeLayer({ [`srv/${name}/app.bin`]: randomBytes(ownBytes) });
-      const target = open(`${prefix}/${name}:latest`);
-      await target.store.putBlob(target.repository, own.descriptor, own.bytes);
-      await composeToStore({
-        base: open(`${prefix}/base:latest`),
-        applied: [open(`${prefix}/ssl:latest`), open(`${prefix}/python3:latest`)],
-        target,
-        own: [{ descriptor: own.descriptor, diffId: own.diffId, history: { created_by: `run ${name}` } }],
-      });
-    };
+    const composeA = (name: string, ownBytes = 1 << 20) => composeApp(prefix, name, ownBytes);
     await composeA('a');
     const layerBytes = [base, ssl, python3Next].reduce((sum, layer: BuiltLayer) => sum + layer.descriptor.size, 0);
 

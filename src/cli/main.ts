@@ -4,7 +4,7 @@ import { createLogger, logLevels, type LogLevel } from './log.ts';
 import { describeError } from './errors.ts';
 import { processOutput } from './output.ts';
 import { commands, type CommandContext } from './commands/index.ts';
-import { packageVersion } from './version.ts';
+import { packageVersion } from '../engine/version.ts';
 
 export function buildProgram(context: Omit<CommandContext, 'logger'>): Command {
   const program = new Command('restack')

@@ -11,6 +11,7 @@ import { verifyAttachments, type VerifiedAttachments } from '../sign/verify.ts';
 import { manifestFormat, readProvenance, type ImageParts } from '../swap/image.ts';
 import { recipeAnnotation } from './build/image-config.ts';
 import { readStoredImage, type OpenedReference } from './images.ts';
+import { packageVersion } from './version.ts';
 
 /** How published images are signed: by whom, and what the provenance names as the builder. */
 export interface ImageSigning {
@@ -19,6 +20,12 @@ export interface ImageSigning {
   builderId: string;
   /** Recorded as the invocation's environment, e.g. restack's version. */
   environment: Record<string, string>;
+}
+
+/** Signing with restack's own identity as the builder: the CLI, and the operator for the swaps it runs itself. */
+export function restackSigning(signer: Signer, builderId?: string): ImageSigning {
+  const version = packageVersion();
+  return { signer, builderId: builderId ?? `pkg:npm/restack@${version}`, environment: { restack: version } };
 }
 
 /** What a swap replaced, for the provenance of the image it made. */

@@ -1,4 +1,5 @@
 import type { V1Pod } from '@kubernetes/client-node';
+import { signingKeyFiles } from './signing.ts';
 
 /**
  * The build pod of an ImageBuild, in one place (kpack's habit): every security field is spelled
@@ -19,6 +20,8 @@ export interface BuildPodInput {
   insecure: boolean;
   /** A kubernetes.io/dockerconfigjson Secret with push credentials. */
   pushSecretName?: string;
+  /** A Secret with the signing key (cosign.key, optional cosign.password): the build signs what it pushes. */
+  signingSecretName?: string;
   resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
   storage: 'overlay' | 'btrfs';
 }
@@ -33,6 +36,7 @@ const recipeMount = '/restack/recipe';
 const terminationLog = '/dev/termination-log';
 const storageMount = '/var/lib/restack';
 const authMount = '/restack/auth';
+const signingMount = '/restack/signing';
 
 export function buildPodName(imageBuild: string): string {
   return `${imageBuild}-build`;
@@ -54,6 +58,8 @@ export function buildPod(input: BuildPodInput): V1Pod {
     ...input.tags.flatMap((tag) => ['--tag', tag]),
     ...Object.entries(input.substitutions).flatMap(([key, value]) => ['--substitute', `${key}=${value}`]),
     ...(input.insecure ? ['--insecure'] : []),
+    // The provenance names the builder image as the builder.
+    ...(input.signingSecretName === undefined ? [] : ['--sign-key', `${signingMount}/${signingKeyFiles.key}`, '--builder-id', `docker://${input.builderImage}`]),
     '--termination-log', terminationLog,
     '--json',
   ];
@@ -89,6 +95,10 @@ export function buildPod(input: BuildPodInput): V1Pod {
           env: [
             { name: 'HOME', value: `${storageMount}/home` },
             ...(input.pushSecretName === undefined ? [] : [{ name: 'REGISTRY_AUTH_FILE', value: `${authMount}/config.json` }]),
+            // The key's password stays out of the pod spec and off the disk: an env var from the Secret.
+            ...(input.signingSecretName === undefined
+              ? []
+              : [{ name: 'COSIGN_PASSWORD', valueFrom: { secretKeyRef: { name: input.signingSecretName, key: signingKeyFiles.password, optional: true } } }]),
           ],
           // The builder writes its compact result (outputs and digests, or the failure) here
           // (src/engine/build/result-message.ts); the log's tail stands in if it writes nothing.
@@ -119,6 +129,7 @@ export function buildPod(input: BuildPodInput): V1Pod {
             // and no hostPath is needed.
             { name: 'storage', mountPath: storageMount },
             ...(input.pushSecretName === undefined ? [] : [{ name: 'push-auth', mountPath: authMount, readOnly: true }]),
+            ...(input.signingSecretName === undefined ? [] : [{ name: 'signing-key', mountPath: signingMount, readOnly: true }]),
           ],
         },
       ],
@@ -128,6 +139,10 @@ export function buildPod(input: BuildPodInput): V1Pod {
         ...(input.pushSecretName === undefined
           ? []
           : [{ name: 'push-auth', secret: { secretName: input.pushSecretName, items: [{ key: '.dockerconfigjson', path: 'config.json' }] } }]),
+        // Only the key file: the password comes through the environment.
+        ...(input.signingSecretName === undefined
+          ? []
+          : [{ name: 'signing-key', secret: { secretName: input.signingSecretName, items: [{ key: signingKeyFiles.key, path: signingKeyFiles.key }], defaultMode: 0o400 } }]),
       ],
     },
   };

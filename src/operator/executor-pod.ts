@@ -89,6 +89,7 @@ export class PodExecutor implements Executor {
     try {
       // Checked here: a pod whose Secret volume is missing would wait forever in ContainerCreating.
       if (request.pushSecretName !== undefined) await kube.dockerConfigJson(namespace, request.pushSecretName);
+      if (request.signingSecretName !== undefined) await kube.signingKey(namespace, request.signingSecretName);
     } catch (error) {
       return { state: 'done', result: { ok: false, message: error instanceof Error ? error.message : String(error) } };
     }
@@ -110,6 +111,7 @@ export class PodExecutor implements Executor {
       substitutions: request.substitutions,
       insecure: request.insecure,
       ...(request.pushSecretName === undefined ? {} : { pushSecretName: request.pushSecretName }),
+      ...(request.signingSecretName === undefined ? {} : { signingSecretName: request.signingSecretName }),
       ...(request.builder.resources === undefined ? {} : { resources: request.builder.resources }),
       storage: request.builder.storage,
     });

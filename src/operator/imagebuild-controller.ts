@@ -6,6 +6,7 @@ import { splitKey, type Informer } from './informer.ts';
 import type { ImageBuild, Kube, Stackerfile } from './kube.ts';
 import { readRecipe } from './recipe-source.ts';
 import type { ImageBuildStatus } from './resources.ts';
+import { SigningKeys } from './signing.ts';
 import { DependencyImages, runSwap, stackerfileOpener } from './swap-runner.ts';
 
 export interface ImageBuildControllerOptions {
@@ -35,6 +36,7 @@ export class ImageBuildController {
   /** UIDs this process finished: the cache may still show them Running for a moment. */
   readonly #finished = new Set<string>();
   readonly #dependencies = new DependencyImages();
+  readonly #signingKeys = new SigningKeys();
   /** What this process recorded of the builds it saw Running: the cache may still show them Pending. */
   readonly #running = new Map<string, { podName?: string; startTime: string }>();
 
@@ -67,6 +69,7 @@ export class ImageBuildController {
       insecure: output.insecure ?? false,
       substitutions: substitutions ?? {},
       ...(output.pushSecretRef === undefined ? {} : { pushSecretName: output.pushSecretRef.name }),
+      ...(output.signing === undefined ? {} : { signingSecretName: output.signing.keySecretRef.name }),
       builder: builder ?? { storage: 'overlay' },
       ...(build.status?.podName === undefined ? {} : { podName: build.status.podName }),
     };
@@ -95,7 +98,8 @@ export class ImageBuildController {
   /** A swap runs here, in the operator: no pod, only manifest writes and a tag move. */
   async #swap(build: ImageBuild, stackerfile: Stackerfile): Promise<void> {
     const startTime = now();
-    const run = await runSwap(build, stackerfile, await stackerfileOpener(this.#o.kube, stackerfile), this.#o.layerChanges, this.#dependencies);
+    const signing = await this.#signingKeys.forStackerfile(this.#o.kube, stackerfile);
+    const run = await runSwap(build, stackerfile, await stackerfileOpener(this.#o.kube, stackerfile), this.#o.layerChanges, this.#dependencies, signing);
     const completionTime = now();
     const count = (result: string) => run.checks.filter((check) => check.result === result).length;
     const refused = run.checks.filter((check) => check.result === 'Refused');

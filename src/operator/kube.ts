@@ -1,6 +1,7 @@
 import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { credentialsFromDockerConfigJson, type CredentialProvider } from '../oci/registry/credential-provider.ts';
 import { group, version, type ImageBuildSpec, type ImageBuildStatus, type StackerfileSpec, type StackerfileStatus } from './resources.ts';
+import { signingKeyFiles } from './signing.ts';
 
 export interface Stackerfile extends KubernetesObject {
   spec: StackerfileSpec;
@@ -122,6 +123,22 @@ export class Kube {
     const encoded = secret.data?.['.dockerconfigjson'];
     if (encoded === undefined) throw new Error(`${field}: Secret ${namespace}/${name} has no .dockerconfigjson key; make it a kubernetes.io/dockerconfigjson Secret`);
     return Buffer.from(encoded, 'base64').toString('utf8');
+  }
+
+  /** The signing key Secret of spec.output.signing.keySecretRef, laid out as `cosign generate-key-pair k8s://NAMESPACE/NAME` writes it. */
+  async signingKey(namespace: string, name: string): Promise<{ key: string; password: string | undefined }> {
+    const field = 'spec.output.signing.keySecretRef';
+    let secret;
+    try {
+      secret = await this.core.readNamespacedSecret({ namespace, name });
+    } catch (error) {
+      if (statusCode(error) === 404) throw new Error(`${field}: Secret ${namespace}/${name} does not exist; create it with cosign generate-key-pair k8s://${namespace}/${name}, or fix the name`);
+      throw error;
+    }
+    const decode = (key: string) => (secret.data?.[key] === undefined ? undefined : Buffer.from(secret.data[key], 'base64').toString('utf8'));
+    const key = decode(signingKeyFiles.key);
+    if (key === undefined) throw new Error(`${field}: Secret ${namespace}/${name} has no ${signingKeyFiles.key} key; create it with cosign generate-key-pair k8s://${namespace}/${name}`);
+    return { key, password: decode(signingKeyFiles.password) };
   }
 
   /**

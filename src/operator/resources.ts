@@ -41,6 +41,14 @@ export const stackerfileSpecSchema = z
         tags: z.array(z.string().regex(/^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/)).min(1).default(['latest']).describe('Tags every image gets.'),
         pushSecretRef: z.object({ name }).optional().describe('A kubernetes.io/dockerconfigjson Secret with push credentials.'),
         insecure: z.boolean().default(false).describe('Use plain http for the registry.'),
+        signing: z
+          .object({
+            keySecretRef: z
+              .object({ name })
+              .describe('A Secret in the same namespace with cosign.key (and cosign.password when the key has one), as `cosign generate-key-pair k8s://NAMESPACE/NAME` creates it.'),
+          })
+          .optional()
+          .describe('Sign every image built or swapped, and attest its SLSA provenance, before its tags move (docs/signing.md).'),
       })
       .describe('The target registry.'),
     updates: z

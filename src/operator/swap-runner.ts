@@ -1,6 +1,7 @@
 import { readStoredImage, type OpenedReference, type StoredImage } from '../engine/images.ts';
 import { openReferences } from '../engine/open-reference.ts';
 import type { LayerChangesCache } from '../engine/layer-changes.ts';
+import type { ImageSigning } from '../engine/signing.ts';
 import { swapDependency } from '../engine/swap.ts';
 import { formatReference, parseReference, withDigest } from '../oci/reference.ts';
 import { credentialsFromDockerConfigJson } from '../oci/registry/credential-provider.ts';
@@ -57,7 +58,14 @@ export function pinned(ref: string, digest: string): string {
  * (the images already swapped report UpToDate). A refused swap leaves the image as it was and
  * says why; the Stackerfile controller then starts a rebuild.
  */
-export async function runSwap(build: ImageBuild, stackerfile: Stackerfile, open: Opener, layerChanges: LayerChangesCache, dependencies: DependencyImages): Promise<SwapRun> {
+export async function runSwap(
+  build: ImageBuild,
+  stackerfile: Stackerfile,
+  open: Opener,
+  layerChanges: LayerChangesCache,
+  dependencies: DependencyImages,
+  signing?: ImageSigning,
+): Promise<SwapRun> {
   const published = new Map((stackerfile.status?.images ?? []).map((image) => [image.name, image]));
   const changed = (build.spec.inputs ?? []).filter((input) => input.role === 'apply' && input.digest !== undefined);
   const run: SwapRun = { outputs: [], checks: [] };
@@ -69,7 +77,7 @@ export async function runSwap(build: ImageBuild, stackerfile: Stackerfile, open:
       }
       continue;
     }
-    const output = await swapImage(image, changed, open, { layerChanges, dependencies }, run.checks);
+    const output = await swapImage(image, changed, open, { layerChanges, dependencies, ...(signing === undefined ? {} : { signing }) }, run.checks);
     if (output !== undefined) run.outputs.push(output);
   }
   return run;
@@ -79,7 +87,7 @@ async function swapImage(
   image: PublishedImage,
   changed: readonly { ref: string; digest?: string | undefined }[],
   open: Opener,
-  caches: { layerChanges: LayerChangesCache; dependencies: DependencyImages },
+  caches: { layerChanges: LayerChangesCache; dependencies: DependencyImages; signing?: ImageSigning },
   checks: Check[],
 ): Promise<Output | undefined> {
   let inputs = image.inputs ?? [];
@@ -94,6 +102,7 @@ async function swapImage(
       dependency,
       dependencyImage: await caches.dependencies.get(dependency),
       layerChanges: caches.layerChanges,
+      ...(caches.signing === undefined ? {} : { signing: caches.signing }),
     });
     const check = { image: image.name, dependency: input.ref, from: recorded.digest ?? '', to: input.digest };
     if (outcome.refusal !== undefined) {

@@ -60,6 +60,17 @@ test('the build pod, field by field', () => {
   assert.deepEqual(container.resources, { limits: { memory: '2Gi' } });
 });
 
+test('a signing Stackerfile\'s build pod mounts only the key file, passes the password through the environment, and names its image as the builder', () => {
+  const pod = buildPod({ ...input, signingSecretName: 'signing' });
+  const container = pod.spec!.containers[0]!;
+  const args = container.args ?? [];
+  const at = args.indexOf('--sign-key');
+  assert.deepEqual(args.slice(at, at + 4), ['--sign-key', '/restack/signing/cosign.key', '--builder-id', 'docker://registry.example/restack/builder:0.1.0']);
+  assert.deepEqual(container.env?.at(-1), { name: 'COSIGN_PASSWORD', valueFrom: { secretKeyRef: { name: 'signing', key: 'cosign.password', optional: true } } });
+  assert.deepEqual(container.volumeMounts?.at(-1), { name: 'signing-key', mountPath: '/restack/signing', readOnly: true });
+  assert.deepEqual(pod.spec!.volumes?.at(-1), { name: 'signing-key', secret: { secretName: 'signing', items: [{ key: 'cosign.key', path: 'cosign.key' }], defaultMode: 0o400 } });
+});
+
 describe('the build pod on a real API server with Pod Security and the admission policy', () => {
   let cluster: Cluster;
   let core: CoreV1Api;
@@ -119,8 +130,11 @@ describe('the build pod on a real API server with Pod Security and the admission
     await eventuallyRejected(inNamespace('builds', (pod) => pod.spec!.containers[0]!.securityContext!.capabilities!.add!.push('NET_ADMIN')), /only capability .* is SYS_ADMIN/);
   });
 
-  test('the privileged-level build namespace with the policy admits the build pod', async () => {
+  test('the privileged-level build namespace with the policy admits the build pod, signing or not', async () => {
     assert.equal(await rejection(inNamespace('builds')), '');
+    const signing = buildPod({ ...input, signingSecretName: 'signing' });
+    delete signing.metadata!.ownerReferences;
+    assert.equal(await rejection(signing), '');
     const created = await core.createNamespacedPod({ namespace: 'builds', body: inNamespace('builds') });
     assert.equal(created.spec?.hostUsers, false);
   });

@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
-import type { ImageSigning } from '../../engine/signing.ts';
+import { restackSigning, type ImageSigning } from '../../engine/signing.ts';
 import { fileSigner } from '../../sign/key-file.ts';
-import { packageVersion } from '../version.ts';
 
 export interface SigningOptions {
   signKey?: string;
@@ -18,10 +17,5 @@ export function addSigningOptions(command: Command): Command {
 /** The signing a command's options ask for; undefined without --sign-key. Reads and decrypts the key now, so a bad key fails before any work. */
 export async function signingFrom(options: SigningOptions): Promise<ImageSigning | undefined> {
   if (options.signKey === undefined) return undefined;
-  const version = packageVersion();
-  return {
-    signer: await fileSigner(options.signKey, process.env),
-    builderId: options.builderId ?? `pkg:npm/restack@${version}`,
-    environment: { restack: version },
-  };
+  return restackSigning(await fileSigner(options.signKey, process.env), options.builderId);
 }

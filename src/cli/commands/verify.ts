@@ -29,7 +29,7 @@ function printProvenance(output: Output, predicate: SlsaPredicate): void {
 }
 
 function printVerification(output: Output, result: ImageVerification, key: string): void {
-  output.out(`verified ${result.ref}@${result.digest}`);
+  output.out(`verified ${result.ref.includes('@') ? result.ref : `${result.ref}@${result.digest}`}`);
   output.out(`  ${result.signatures} signature(s) and ${result.provenance.length} SLSA provenance attestation(s) by ${key}`);
   for (const predicate of result.provenance) printProvenance(output, predicate);
   for (const rejected of result.rejected) output.out(`  ignored ${rejected.tag} layer ${short(rejected.layer)}: ${rejected.reason}`);
