@@ -20,6 +20,8 @@ export interface BuildPodInput {
   insecure: boolean;
   /** A kubernetes.io/dockerconfigjson Secret with push credentials. */
   pushSecretName?: string;
+  /** `docker://host/repository` shared as a build cache by every build of the Stackerfile. */
+  cacheRepository?: string;
   /** A Secret with the signing key (cosign.key, optional cosign.password): the build signs what it pushes. */
   signingSecretName?: string;
   resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
@@ -58,6 +60,7 @@ export function buildPod(input: BuildPodInput): V1Pod {
     ...input.tags.flatMap((tag) => ['--tag', tag]),
     ...Object.entries(input.substitutions).flatMap(([key, value]) => ['--substitute', `${key}=${value}`]),
     ...(input.insecure ? ['--insecure'] : []),
+    ...(input.cacheRepository === undefined ? [] : ['--cache-repo', input.cacheRepository]),
     // The provenance names the builder image as the builder.
     ...(input.signingSecretName === undefined ? [] : ['--sign-key', `${signingMount}/${signingKeyFiles.key}`, '--builder-id', `docker://${input.builderImage}`]),
     '--termination-log', terminationLog,

@@ -120,6 +120,7 @@ export class LocalExecutor implements Executor {
         ...Object.entries(request.substitutions).flatMap(([key, value]) => ['--substitute', `${key}=${value}`]),
         ...(request.insecure ? ['--insecure'] : []),
         ...(request.signingSecretName === undefined ? [] : ['--sign-key', signKey]),
+        ...(request.builder.cacheRepository === undefined ? [] : ['--cache-repo', `docker://${request.builder.cacheRepository}`]),
         '--json',
       ];
       return await this.#spawn(this.#command[0] as string, args, dir, env, request, run);

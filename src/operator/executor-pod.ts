@@ -112,6 +112,7 @@ export class PodExecutor implements Executor {
       insecure: request.insecure,
       ...(request.pushSecretName === undefined ? {} : { pushSecretName: request.pushSecretName }),
       ...(request.signingSecretName === undefined ? {} : { signingSecretName: request.signingSecretName }),
+      ...(request.builder.cacheRepository === undefined ? {} : { cacheRepository: `docker://${request.builder.cacheRepository}` }),
       ...(request.builder.resources === undefined ? {} : { resources: request.builder.resources }),
       storage: request.builder.storage,
     });

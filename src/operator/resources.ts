@@ -63,6 +63,11 @@ export const stackerfileSpecSchema = z
       .object({
         image: z.string().optional().describe('The builder image (default: the operator\'s configured builder image).'),
         storage: z.enum(['overlay', 'btrfs']).default('overlay').describe('Storage driver in the build pod.'),
+        cacheRepository: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('A registry repository (host[:port]/repository) every build of this Stackerfile shares as a layer cache, with the push credentials; whoever can push there can choose what builds reuse (docs/build-cache.md).'),
         resources: z
           .object({
             requests: z.record(z.string(), z.string()).optional(),

@@ -71,6 +71,11 @@ test('a signing Stackerfile\'s build pod mounts only the key file, passes the pa
   assert.deepEqual(pod.spec!.volumes?.at(-1), { name: 'signing-key', secret: { secretName: 'signing', items: [{ key: 'cosign.key', path: 'cosign.key' }], defaultMode: 0o400 } });
 });
 
+test('a Stackerfile with a cache repository gives its build pods --cache-repo', () => {
+  const args = buildPod({ ...input, cacheRepository: 'docker://registry.example/team/cache' }).spec!.containers[0]!.args ?? [];
+  assert.deepEqual(args.slice(args.indexOf('--cache-repo'), args.indexOf('--cache-repo') + 2), ['--cache-repo', 'docker://registry.example/team/cache']);
+});
+
 describe('the build pod on a real API server with Pod Security and the admission policy', () => {
   let cluster: Cluster;
   let core: CoreV1Api;

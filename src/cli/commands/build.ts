@@ -23,6 +23,7 @@ interface BuildOptions extends RecipeOptions, StoreOptions, SigningOptions {
   layerType: LayerType;
   cache: boolean;
   push?: string;
+  cacheRepo?: string;
   tag: string[];
   json?: boolean;
   shellFail?: boolean;
@@ -75,6 +76,7 @@ export const registerBuild: RegisterCommand = (program, context) => {
     .option('--no-cache', 'rebuild every layer instead of reusing unchanged ones')
     .option('--push <prefix>', 'after the build, push each image (not build_only) to PREFIX/<name>:<tag>, e.g. docker://host:5000/team')
     .option('--tag <tag>', 'a tag to push (repeatable; default latest)', collect, [])
+    .option('--cache-repo <ref>', 'a registry repository shared as a build cache after the local one, e.g. docker://host/team/cache: layers found there are taken without a container, layers built are written there (best effort; docs/build-cache.md)')
     .option('--json', 'print one JSON event per line on stdout (layer-start, step, output, warning, layer-done, build-done, error)')
     .option('--shell-fail', 'when a run step fails, open a shell in its container')
     .option('--termination-log <path>', 'also write the result there, compact (under 4096 bytes): the build pod\'s termination message')
@@ -108,6 +110,9 @@ export const registerBuild: RegisterCommand = (program, context) => {
         if (options.push !== undefined && !options.push.startsWith('docker://')) {
           throw new UserError(`--push "${options.push}" is not a registry prefix`, 'write it as docker://host[:port]/prefix');
         }
+        if (options.cacheRepo !== undefined && !options.cacheRepo.startsWith('docker://')) {
+          throw new UserError(`--cache-repo "${options.cacheRepo}" is not a registry repository`, 'write it as docker://host[:port]/repository');
+        }
         if (options.signKey !== undefined && options.push === undefined) throw new UserError('--sign-key signs what is pushed, and there is no --push', 'add --push docker://host[:port]/prefix');
         const signing = await signingFrom(options);
         const open = referenceOpener(options);
@@ -122,6 +127,7 @@ export const registerBuild: RegisterCommand = (program, context) => {
           noCache: !options.cache,
           ...(options.push === undefined ? {} : { push: { prefix: options.push, tags: options.tag.length === 0 ? ['latest'] : options.tag } }),
           ...(signing === undefined ? {} : { signing }),
+          ...(options.cacheRepo === undefined ? {} : { cacheRepository: options.cacheRepo }),
           shellOnFail: options.shellFail === true,
           sourceDateEpoch: sourceDateEpochFrom(process.env),
           hostEnvironment: process.env,
