@@ -1,6 +1,7 @@
 // npm run bench: every benchmark, each printing ratios against a reference measured in the same run.
 import { printRows, type BenchRow } from './report.ts';
 import { buildBench } from './build.ts';
+import { buildCacheBench } from './build-cache.ts';
 import { operatorBench, operatorUpdatesBench } from './operator.ts';
 import { signingBench } from './signing.ts';
 import { swapBench } from './swap.ts';
@@ -9,6 +10,7 @@ const benches: [string, () => Promise<BenchRow[]>][] = [
   ['swap', swapBench],
   ['signing', signingBench],
   ['build', buildBench],
+  ['build-cache', buildCacheBench],
   ['operator', operatorBench],
   ['operator-updates', operatorUpdatesBench],
 ];
