@@ -3,6 +3,7 @@ import { OciError } from '../oci/errors.ts';
 import { MediaType } from '../oci/mediatypes.ts';
 import { formatReference, parseReference, repositoryKey, withDigest, type ImageReference } from '../oci/reference.ts';
 import type { Descriptor, ImageIndex } from '../oci/types.ts';
+import type { SigningOutcome } from '../sign/attach.ts';
 import { serializeImage, readProvenance } from '../swap/image.ts';
 import type { Provenance } from '../swap/provenance.ts';
 import { analyseOverlap, type SafetyReport } from '../swap/safety.ts';
@@ -10,7 +11,6 @@ import { findApplied, isRefusal, planSwap, type SwapPlan } from '../swap/swap.ts
 import { formatPlatform, readStoredImage, samePlatform, type OpenedReference, type PlatformImage, type StoredImage } from './images.ts';
 import type { LayerChangesCache } from './layer-changes.ts';
 import { signImage, type ImageSigning } from './signing.ts';
-import type { SigningOutcome } from '../sign/attach.ts';
 import { moveTags, noTransfers, transferBlob, writeImage, type TransferCounts } from './publish.ts';
 
 export interface SwapRequest {
