@@ -11,7 +11,7 @@ import { cacheConfigMediaType, cacheKeyAnnotation, cacheTag } from '../../src/en
 import { sha256Digest } from '../../src/oci/digest.ts';
 import { MediaType } from '../../src/oci/mediatypes.ts';
 import { isIndex } from '../../src/oci/types.ts';
-import { startFaultyProxy } from '../services/faulty-proxy.ts';
+import { startFaultyProxy, type FaultyProxy } from '../services/faulty-proxy.ts';
 import { startOrSkip, startRegistry, type RunningRegistry } from '../services/registry.ts';
 import { open } from '../swap/seeds.ts';
 import { build, containersStarted, outputsOf, suiteDir, writeBusyboxTarball, type BuildRun } from './helpers.ts';
@@ -42,23 +42,27 @@ function warnings(run: BuildRun): string[] {
 describe('restack build --cache-repo against docker-registry', { skip }, () => {
   const running = registry as RunningRegistry;
   let dir: string;
-  const cacheRepo = () => `docker://${running.host}/team/cache`;
+  // Every request goes through a proxy that records it (and refuses some in the last test).
+  let proxy: FaultyProxy;
+  const cacheRepo = () => `docker://${proxy.host}/team/cache`;
   /** A build as a new build pod runs it: the same paths and push prefix, empty directories. */
   const buildFresh = async (cache: string) => {
     await rm(join(dir, 'oci'), { recursive: true, force: true });
     await rm(join(dir, 'roots'), { recursive: true, force: true });
-    const args = ['-f', join(dir, 'stacker.yaml'), '--oci-dir', join(dir, 'oci'), '--roots-dir', join(dir, 'roots'), '--push', `docker://${running.host}/team`, '--cache-repo', cache];
+    const args = ['-f', join(dir, 'stacker.yaml'), '--oci-dir', join(dir, 'oci'), '--roots-dir', join(dir, 'roots'), '--push', `docker://${proxy.host}/team`, '--cache-repo', cache];
     return build(args, { env: { SOURCE_DATE_EPOCH: '1700000000' } });
   };
   let first: BuildRun;
 
   before(async () => {
+    proxy = await startFaultyProxy(running.url);
     dir = await suiteDir('restack-registry-cache-');
     await writeBusyboxTarball(join(dir, 'base.tar'));
     await writeFile(join(dir, 'stacker.yaml'), recipe);
     first = await buildFresh(cacheRepo());
   });
   after(async () => {
+    await proxy.stop();
     await running.stop();
     await rm(dir, { recursive: true, force: true });
   });
@@ -71,15 +75,22 @@ describe('restack build --cache-repo against docker-registry', { skip }, () => {
     assert.equal(tags.filter((tag) => tag.startsWith('restack-')).length, 3, tags.join(' '));
   });
 
-  test('a build in a fresh directory takes every layer from the registry: no container, the same digests', async () => {
+  test('a build in a fresh directory takes every layer from the registry: no container, the same digests, its pushes mounted', async () => {
+    proxy.requests.length = 0;
     const second = await buildFresh(cacheRepo());
     const outputs = outputsOf(second);
     assert.deepEqual(containersStarted(second), []);
     assert.deepEqual(cacheSteps(second), { base: 'hit (registry)', tools: 'hit (registry)', app: 'hit (registry)' });
     for (const [name, output] of outputsOf(first)) assert.equal(outputs.get(name)?.digest, output.digest, name);
-    const pushed = open(`docker://${running.host}/team/app:latest`);
+    const pushed = open(`docker://${proxy.host}/team/app:latest`);
     const { manifest } = await pushed.store.getManifest(pushed.repository, 'latest');
     assert.equal(isIndex(manifest) ? 0 : manifest.layers.length, 3, 'base, tools and app layers pushed');
+    // Each layer is mounted: app's own from the cache repository, the others from tools, pushed just before.
+    const mounts = proxy.requests.filter((request) => request.method === 'POST' && request.path.startsWith('/v2/team/app/blobs/uploads/?mount='));
+    assert.equal(mounts.length, 3, mounts.map((request) => request.path).join(' '));
+    assert.ok(mounts.some((request) => request.path.endsWith('from=team%2Fcache')), mounts.map((request) => request.path).join(' '));
+    const uploaded = proxy.requests.filter((request) => request.method === 'PUT' && request.path.startsWith('/v2/team/app/blobs/uploads/'));
+    assert.equal(uploaded.length, 0, 'no blob bytes uploaded (the config is already there from the first build)');
   });
 
   test('an entry whose record gives a wrong diff_id is ignored with a warning, and the layer is built', async () => {
@@ -105,9 +116,7 @@ describe('restack build --cache-repo against docker-registry', { skip }, () => {
     assert.equal(cacheTag('sha256:ab'), 'restack-ab');
   });
 
-  test('a cache repository that refuses writes never fails the build', async (t) => {
-    const proxy = await startFaultyProxy(running.url);
-    t.after(() => proxy.stop());
+  test('a cache repository that refuses writes never fails the build', async () => {
     proxy.inject({ method: 'PUT', path: '/v2/team/denied/manifests/', fault: { kind: 'status', status: 403, body: '{"errors":[{"code":"DENIED","message":"read only"}]}' } });
     const run = await buildFresh(`docker://${proxy.host}/team/denied`);
     outputsOf(run);
