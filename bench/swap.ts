@@ -4,6 +4,7 @@ import { composeToStore } from '../src/engine/compose.ts';
 import { readStoredImage } from '../src/engine/images.ts';
 import { LayerChangesCache } from '../src/engine/layer-changes.ts';
 import type { ImageSigning } from '../src/engine/signing.ts';
+import { DependencyImages } from '../src/operator/swap-runner.ts';
 import { swapDependency, type SwapOutcome } from '../src/engine/swap.ts';
 import { RegistryStore } from '../src/oci/registry/store.ts';
 import { makeLayer, type BuiltLayer } from '../test/services/images.ts';
@@ -39,11 +40,18 @@ export async function swapFanOut(
 ): Promise<SwapOutcome> {
   const layerChanges = new LayerChangesCache();
   const dependency = open(dependencyRef);
-  const dependencyImage = await readStoredImage(dependency);
+  const dependencies = new DependencyImages();
+  await dependencies.get(dependency);
   afterSharedRead();
   let first: SwapOutcome | undefined;
   await eachLimited(names, limit, async (name) => {
-    const outcome = await swapDependency({ target: open(`${prefix}/${name}:latest`), dependency, dependencyImage, layerChanges, ...(signing === undefined ? {} : { signing }) });
+    const outcome = await swapDependency({
+      target: open(`${prefix}/${name}:latest`),
+      dependency,
+      readDependency: (opened) => dependencies.get(opened),
+      layerChanges,
+      ...(signing === undefined ? {} : { signing }),
+    });
     if (outcome.status !== 'swapped') throw new Error(`${name}: ${outcome.refusal?.message ?? outcome.status}`);
     first ??= outcome;
   });

@@ -1,4 +1,5 @@
-// Writes the generated files: the CRDs (crds/, config/crd/, charts/restack/crds/) and docs/crd-reference.md, from src/operator/resources.ts.
+// Writes the generated files: the CRDs (crds/, config/crd/, charts/restack/crds/) and docs/crd-reference.md, from
+// src/operator/resources.ts, and the chart's copies of the admission policy and the seccomp profile from config/.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generatedFiles } from '../src/operator/generated.ts';

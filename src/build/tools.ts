@@ -10,6 +10,7 @@ export const toolPackages = {
   btrfs: 'btrfs-progs',
   'mkfs.btrfs': 'btrfs-progs',
   mksquashfs: 'squashfs-tools',
+  unsquashfs: 'squashfs-tools',
   getfattr: 'attr',
   setfattr: 'attr',
   mknod: 'coreutils',

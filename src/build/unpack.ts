@@ -1,4 +1,4 @@
-import { closeSync, constants, fchmodSync, fchownSync, futimesSync, lstatSync, openSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, constants, fchmodSync, fchownSync, futimesSync, lstatSync, openSync, readFileSync, writeSync, type Stats } from 'node:fs';
 import { chmod, copyFile, lchown, link, lstat, lutimes, mkdir, readdir, rm, symlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -8,10 +8,10 @@ import { DigestingHasher } from '../oci/digest.ts';
 import { decompressorFor } from './compression.ts';
 import { BuildError } from './errors.ts';
 import { hashingStage } from './hashing.ts';
-import { noIdShift, type IdShift } from './idmap.ts';
+import { isInitialUserNamespace, noIdShift, type IdShift } from './idmap.ts';
 import { RootfsResolver, hostile, splitEntryPath } from './rootfs-path.ts';
 import { isPermissionFailure, makeNode, makeOverlayWhiteout } from './special-files.ts';
-import { writeXattrs } from './xattr.ts';
+import { writeXattrs, xattrNameProblem } from './xattr.ts';
 
 /**
  * How OCI whiteouts are handled.
@@ -51,6 +51,8 @@ export interface UnpackSummary {
   directories: string[];
   whiteouts: string[];
   opaqueDirectories: string[];
+  /** overlay mode: hard links to files of lower layers, written as copies; the unpacked tree then depends on those layers. */
+  copiedFromLower: string[];
   warnings: string[];
 }
 
@@ -58,6 +60,30 @@ const opaqueMarker = '.wh..wh..opq';
 const whiteoutPrefix = '.wh.';
 const xattrPaxPrefix = 'SCHILY.xattr.';
 const overlayPrivateXattr = /^(trusted|user)\.overlay\./;
+
+let userNamespaced: boolean | undefined;
+function inUserNamespace(): boolean {
+  userNamespaced ??= !isInitialUserNamespace(readFileSync('/proc/self/uid_map', 'utf8'));
+  return userNamespaced;
+}
+
+/**
+ * Why an image's xattr is not set, or undefined when it is. Allowed: `user.*`, what an
+ * unprivileged user may set on its own files and what applications in images carry; and
+ * `security.capability` (file capabilities, such as ping's cap_net_raw) only when unpacking inside
+ * a user namespace, where the kernel stores it scoped to that namespace's root (a v3 capability)
+ * so it grants nothing on the host. Written from the initial namespace it would be a host-wide
+ * capability on a file the image's author chose. Refused: `trusted.*` (needs CAP_SYS_ADMIN on
+ * the host, and is overlayfs's own state: a forged redirect or whiteout), other `security.*`
+ * (SELinux, IMA and EVM labels are the host's policy, not the image's) and `system.posix_acl_*`
+ * (ACL entries name ids that the build's id shift does not translate).
+ */
+export function refusedXattr(name: string, userNamespace: boolean): string | undefined {
+  if (overlayPrivateXattr.test(name)) return 'is overlayfs-private';
+  if (name.startsWith('user.')) return undefined;
+  if (name === 'security.capability') return userNamespace ? undefined : 'is a file capability, kept only when the build runs in a user namespace';
+  return 'is outside the namespaces an image may set (user.*, security.capability)';
+}
 
 interface DeferredXattr {
   components: string[];
@@ -123,7 +149,7 @@ class LayerUnpacker {
         await lchown(hostPath, this.#ids.uid, this.#ids.gid);
       },
     });
-    this.summary = { digest: options.digest, entries: 0, bytes: 0, written: [], directories: [], whiteouts: [], opaqueDirectories: [], warnings: [] };
+    this.summary = { digest: options.digest, entries: 0, bytes: 0, written: [], directories: [], whiteouts: [], opaqueDirectories: [], copiedFromLower: [], warnings: [] };
   }
 
   async apply(header: Header, body: AsyncIterable<Buffer>): Promise<void> {
@@ -260,7 +286,10 @@ class LayerUnpacker {
       await link(source, hostPath);
       return hostPath;
     }
-    if (this.#mode === 'overlay' && (await this.#copyFromLower(targetComponents, hostPath, linkWhat))) return hostPath;
+    if (this.#mode === 'overlay' && (await this.#copyFromLower(targetComponents, hostPath, linkWhat))) {
+      this.summary.copiedFromLower.push(components.join('/'));
+      return hostPath;
+    }
     throw new BuildError('LAYER_INVALID', `${linkWhat} does not exist in the rootfs`, 'a hard link must point to a file of this layer or a layer below');
   }
 
@@ -345,8 +374,11 @@ class LayerUnpacker {
     for (const [key, value] of Object.entries((header.pax ?? {}) as Record<string, string>)) {
       if (!key.startsWith(xattrPaxPrefix)) continue;
       const name = key.slice(xattrPaxPrefix.length);
-      if (overlayPrivateXattr.test(name)) {
-        this.summary.warnings.push(`${what}: overlayfs-private xattr ${name} ignored`);
+      const malformed = xattrNameProblem(name);
+      if (malformed !== undefined) throw hostile(`xattr name ${JSON.stringify(name)} ${malformed}`);
+      const refused = refusedXattr(name, inUserNamespace());
+      if (refused !== undefined) {
+        this.summary.warnings.push(`${what}: xattr ${name} ignored: it ${refused}`);
       } else if (value.includes('\uFFFD')) {
         this.summary.warnings.push(`${what}: xattr ${name} has a binary value, which tar-stream's PAX decoding cannot keep; skipped`);
       } else {

@@ -12,6 +12,17 @@ export interface XattrRecord {
 
 const argumentBudget = 64 * 1024;
 
+/**
+ * Why a name cannot be passed to setfattr as it is, or undefined. Control bytes would break any
+ * line-based protocol; a leading `-` reads as an option; a backslash is unquoted by setfattr.
+ */
+export function xattrNameProblem(name: string): string | undefined {
+  if (/[\x00-\x1f\x7f]/.test(name)) return 'contains a line break, NUL or another control character';
+  if (name.includes('\\')) return 'contains a backslash';
+  if (!/^[a-z]+\.[^\s]+$/.test(name)) return 'is not NAMESPACE.NAME without spaces';
+  return undefined;
+}
+
 /** getfattr/setfattr quote a file name's unprintable bytes and backslashes as \ooo octal. */
 export function quoteAttrPath(path: string): string {
   let out = '';
@@ -57,10 +68,6 @@ export function parseGetfattrDump(text: string): Map<string, Xattrs> {
   return result;
 }
 
-export function formatRestoreFile(records: readonly XattrRecord[]): string {
-  return records.map((r) => `# file: ${quoteAttrPath(r.path)}\n${r.name}=0x${r.value.toString('hex')}\n\n`).join('');
-}
-
 function batches(paths: readonly string[]): string[][] {
   const out: string[][] = [];
   let batch: string[] = [];
@@ -88,8 +95,23 @@ export async function readXattrs(paths: readonly string[], namePattern = '-'): P
   return result;
 }
 
-/** Sets extended attributes on absolute paths without following symlinks, in one setfattr process. */
+/**
+ * Sets extended attributes on absolute paths without following symlinks. Each name and value is
+ * one argument of its own (`setfattr -n NAME -v 0sBASE64 -- PATH...`), one process per distinct
+ * name and value: no text protocol in which a name could start a line of its own. Names are
+ * checked again here (xattrNameProblem), so no caller can pass one that setfattr would misread.
+ */
 export async function writeXattrs(records: readonly XattrRecord[]): Promise<void> {
-  if (records.length === 0) return;
-  await runTool('setfattr', ['-h', '--restore=-'], { input: formatRestoreFile(records) });
+  const groups = new Map<string, { name: string; value: Buffer; paths: string[] }>();
+  for (const record of records) {
+    const problem = xattrNameProblem(record.name);
+    if (problem !== undefined) throw new Error(`xattr name ${JSON.stringify(record.name)} of ${record.path}: ${problem}`);
+    const key = `${record.name}\0${record.value.toString('base64')}`;
+    const group = groups.get(key) ?? { name: record.name, value: record.value, paths: [] };
+    group.paths.push(record.path);
+    groups.set(key, group);
+  }
+  for (const { name, value, paths } of groups.values()) {
+    for (const batch of batches(paths)) await runTool('setfattr', ['-h', '-n', name, '-v', `0s${value.toString('base64')}`, '--', ...batch]);
+  }
 }

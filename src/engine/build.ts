@@ -5,6 +5,7 @@ import { RootfsResolver, splitEntryPath } from '../build/rootfs-path.ts';
 import type { StorageDriver } from '../build/storage/driver.ts';
 import { openStorage, type StorageChoice } from '../build/storage/open.ts';
 import { parseReference } from '../oci/reference.ts';
+import { escapesOf } from '../stackerfile/host-paths.ts';
 import type { Recipe } from '../stackerfile/parse.ts';
 import type { Plan, PlannedLayer } from '../stackerfile/plan.ts';
 import type { ComposedImage, OwnLayer } from '../swap/compose.ts';
@@ -20,7 +21,7 @@ import { LayerBuildError } from './build/errors.ts';
 import type { BuildEvent, BuildOutput, BuildStep, EventSink } from './build/events.ts';
 import { CommandError, createdTimestamp, imageCommands, layerRecipeRecord, type ImageCommands } from './build/image-config.ts';
 import { layerImports, overlayDirSpecs } from './build/import-plan.ts';
-import { acquireImport, type AcquiredImport, type ImportContext } from './build/imports.ts';
+import { acquireImport, checkInside, type AcquiredImport, type ImportContext } from './build/imports.ts';
 import { resolveInputs, type LayerInputs } from './build/inputs.ts';
 import { layerOrigins, layerSources } from './build/layer-origins.ts';
 import { containerLayer, tarballLayer, type OwnLayerContext } from './build/own-layers.ts';
@@ -52,6 +53,11 @@ export interface BuildRequest {
   cacheRepository?: string;
   shellOnFail: boolean;
   sourceDateEpoch: number | undefined;
+  /**
+   * Local paths (imports, overlay_dirs, binds, tar bases) only inside the recipe's directory, and
+   * no OCI layouts: how the operator builds a tenant's recipe. The CLI allows any path by default.
+   */
+  recipeDirOnly?: boolean;
   /** The environment build_env_passthrough picks from. */
   hostEnvironment: Readonly<Record<string, string | undefined>>;
   /** Opens a reference as written; `insecure` from the recipe's `from.insecure`. */
@@ -79,18 +85,21 @@ export function pushReference(prefix: string, layer: string, tag: string): strin
   return `${prefix.replace(/\/+$/, '')}/${layer.toLowerCase()}:${tag}`;
 }
 
-function layoutReference(context: BuildContext, layer: string): string {
-  return `oci:${context.request.ociDir}:${layer}`;
+function layoutReference(ociDir: string, layer: string): string {
+  return `oci:${ociDir}:${layer}`;
+}
+
+/** The reference provenance names a layer of the build by: where it is published, else its place in the output layout. */
+export function recipeLayerReference(request: Pick<BuildRequest, 'push' | 'ociDir'>, layer: PlannedLayer | undefined, name: string): string {
+  const { push } = request;
+  return push !== undefined && layer?.buildOnly === false ? pushReference(push.prefix, name, push.tags[0] ?? 'latest') : layoutReference(request.ociDir, name);
 }
 
 /** An earlier layer of the build: read from the layout; named in provenance by where it is published. */
 function recipeLayer(context: BuildContext, name: string): { opened: OpenedReference; ref: string } {
-  const { push } = context.request;
-  const published = push !== undefined && context.layers.get(name)?.buildOnly === false;
-  const tag = push?.tags[0] ?? 'latest';
   return {
-    opened: context.request.open(layoutReference(context, name), false),
-    ref: published ? pushReference(push.prefix, name, tag) : layoutReference(context, name),
+    opened: context.request.open(layoutReference(context.request.ociDir, name), false),
+    ref: recipeLayerReference(context.request, context.layers.get(name), name),
   };
 }
 
@@ -154,7 +163,7 @@ async function makeOwnLayers(
 ): Promise<Omit<CacheEntry, 'layer'>> {
   const { request } = context;
   const recipeDir = dirname(resolve(planned.recipe));
-  const layout = request.open(layoutReference(context, planned.name), false);
+  const layout = request.open(layoutReference(request.ociDir, planned.name), false);
   const ownContext: OwnLayerContext = {
     layer: planned.name,
     storage: context.storage,
@@ -213,7 +222,15 @@ async function buildLayer(context: BuildContext, planned: PlannedLayer, index: n
   emit({ event: 'layer-start', layer: planned.name, index, total: context.layers.size, buildOnly: planned.buildOnly });
   const commands = commandsOf(planned);
   const recipeDir = dirname(resolve(planned.recipe));
-  const importContext: ImportContext = { layer: planned.name, workDir: context.workDir, grab: (layer, path, into) => grab(context, layer, path, into) };
+  const importContext: ImportContext = {
+    layer: planned.name,
+    workDir: context.workDir,
+    grab: (layer, path, into) => grab(context, layer, path, into),
+    ...(request.recipeDirOnly === true ? { confineTo: recipeDir } : {}),
+  };
+  if (request.recipeDirOnly === true) {
+    for (const [index, bind] of bindSpecs(planned.definition, recipeDir).entries()) await checkInside(planned.name, `binds.${index}`, bind.source, bind.source, recipeDir);
+  }
 
   step('resolve', `${describeBase(planned)}${planned.apply.length === 0 ? '' : ` + apply ${planned.apply.join(', ')}`}`);
   const inputs = await resolveInputs(planned, {
@@ -236,7 +253,7 @@ async function buildLayer(context: BuildContext, planned: PlannedLayer, index: n
     layerType: request.layerType,
     platform: inputs.platform,
   });
-  const target = request.open(layoutReference(context, planned.name), false);
+  const target = request.open(layoutReference(context.request.ociDir, planned.name), false);
   // as stacker: what a bind mount holds is not tracked, so a layer with binds is always rebuilt
   const useCache = !request.noCache && (planned.definition.binds ?? []).length === 0;
   let entry = useCache ? context.cache.get(key) : undefined;
@@ -317,12 +334,20 @@ function checkPushReferences(plan: Plan, push: NonNullable<BuildRequest['push']>
   }
 }
 
+/** A confined build refuses, before anything is built, a host path outside the recipe's directory. */
+function refuseEscapes(recipes: readonly Recipe[]): void {
+  const [first] = recipes.flatMap(escapesOf);
+  if (first === undefined) return;
+  throw new LayerBuildError('HOST_PATH_REFUSED', first.layer, `layer ${first.layer}: ${first.use.path.join('.')}: ${first.message}`, 'restack build allows such paths without --recipe-dir-only; the operator never does');
+}
+
 /**
  * Builds every layer of the plan in order into the output layout, reusing cached layers, then
  * pushes the published ones. Events report progress; a LayerBuildError says what to fix.
  */
 export async function buildRecipes(request: BuildRequest): Promise<BuildOutput[]> {
   const started = Date.now();
+  if (request.recipeDirOnly === true) refuseEscapes(request.recipes);
   if (request.push !== undefined) checkPushReferences(request.plan, request.push);
   const identity = await detectIdentity();
   // the storage drivers and LXC work with absolute paths (mounts are made from other directories)

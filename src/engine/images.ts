@@ -1,4 +1,5 @@
 import { OciError } from '../oci/errors.ts';
+import { MediaType } from '../oci/mediatypes.ts';
 import { readConfig } from '../oci/open.ts';
 import type { ImageReference } from '../oci/reference.ts';
 import type { Store } from '../oci/store.ts';
@@ -42,6 +43,8 @@ export async function readImageParts(opened: OpenedReference, descriptor: Descri
   return { platform, descriptor, image: { manifest, config, digest: descriptor.digest } };
 }
 
+const imageConfigTypes = new Set<string>([MediaType.ociConfig, MediaType.dockerConfig]);
+
 /** Attestations and other non-images in an index carry the platform unknown/unknown. */
 function isImagePlatform(descriptor: Descriptor): boolean {
   return descriptor.platform?.os !== 'unknown' && descriptor.platform?.architecture !== 'unknown';
@@ -60,6 +63,8 @@ export async function readStoredImage(opened: OpenedReference): Promise<StoredIm
     if (isIndex(fetched.manifest)) {
       throw new OciError('MANIFEST_UNSUPPORTED', `${opened.display}: nested index ${child.digest} is not supported`);
     }
+    // an artifact (an SBOM, a signature) listed without a platform has no image config to read
+    if (!imageConfigTypes.has(fetched.manifest.config.mediaType)) continue;
     platforms.push(await readImageParts(opened, child, fetched.manifest));
   }
   return { top, index, platforms };

@@ -1,10 +1,16 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestHex } from '../oci/digest.ts';
+import { BuildError } from '../build/errors.ts';
+import { listSquashfsEntries } from '../build/squashfs-entries.ts';
 import { listLayerEntries } from '../oci/layer-entries.ts';
+import { layerCompression } from '../oci/mediatypes.ts';
 import type { Store } from '../oci/store.ts';
 import type { Descriptor } from '../oci/types.ts';
 import { classifyTarEntry, type LayerChanges } from '../swap/safety.ts';
+
+/** Bumped when what a listing holds changes (v2: normalised paths, hard link targets), so older files are not read. */
+const listingVersion = 'v2';
 
 /**
  * What each blob layer changes, listed once per digest: blobs are immutable, so a listing is good
@@ -29,17 +35,13 @@ export class LayerChangesCache {
   }
 
   async #load(store: Store, repository: string, layer: Descriptor): Promise<LayerChanges> {
-    const file = this.#directory === undefined ? undefined : join(this.#directory, `${digestHex(layer.digest)}.json`);
+    const file = this.#directory === undefined ? undefined : join(this.#directory, `${digestHex(layer.digest)}.${listingVersion}.json`);
     if (file !== undefined) {
       const cached = await readFile(file, 'utf8').then((text) => JSON.parse(text) as LayerChanges, () => undefined);
       if (cached !== undefined && cached.digest === layer.digest) return cached;
     }
-    const headers = await listLayerEntries(await store.openBlob(repository, layer), layer.mediaType);
-    const changes: LayerChanges =
-      headers === undefined
-        ? { digest: layer.digest, unavailable: `${layer.mediaType} layers cannot be listed; overlap analysis does not cover this layer` }
-        : { digest: layer.digest, entries: headers.map((header) => classifyTarEntry(header.name, header.type)) };
-    if (file !== undefined && this.#directory !== undefined) {
+    const changes = await listChanges(store, repository, layer);
+    if (file !== undefined && this.#directory !== undefined && 'entries' in changes) {
       await mkdir(this.#directory, { recursive: true });
       const temporary = `${file}.${process.pid}.tmp`;
       await writeFile(temporary, JSON.stringify(changes));
@@ -47,4 +49,19 @@ export class LayerChangesCache {
     }
     return changes;
   }
+}
+
+/** A layer's changes: tar headers, or a squashfs layer's listing; why not, when a squashfs layer cannot be read here. */
+async function listChanges(store: Store, repository: string, layer: Descriptor): Promise<LayerChanges> {
+  const blob = await store.openBlob(repository, layer);
+  if (layerCompression(layer.mediaType) === 'squashfs') {
+    try {
+      return { digest: layer.digest, entries: await listSquashfsEntries(blob, layer.digest) };
+    } catch (error) {
+      if (!(error instanceof BuildError)) throw error;
+      return { digest: layer.digest, unavailable: error.message };
+    }
+  }
+  const headers = (await listLayerEntries(blob, layer.mediaType)) ?? [];
+  return { digest: layer.digest, entries: headers.map((header) => classifyTarEntry(header.name, header.type, header.linkname)) };
 }

@@ -1,13 +1,14 @@
 import { sha256Digest } from '../oci/digest.ts';
 import { OciError } from '../oci/errors.ts';
 import { MediaType } from '../oci/mediatypes.ts';
-import { formatReference, parseReference, repositoryKey, withDigest, type ImageReference } from '../oci/reference.ts';
+import { formatReference, imageName, parseReference, repositoryKey, withDigest, type ImageReference } from '../oci/reference.ts';
 import type { Descriptor, ImageIndex } from '../oci/types.ts';
 import type { SigningOutcome } from '../sign/attach.ts';
 import { serializeImage, readProvenance } from '../swap/image.ts';
 import type { Provenance } from '../swap/provenance.ts';
 import { analyseOverlap, type SafetyReport } from '../swap/safety.ts';
-import { findApplied, isRefusal, planSwap, type SwapPlan } from '../swap/swap.ts';
+import type { NamedImage } from '../swap/compose.ts';
+import { checkApplied, findApplied, isRefusal, planSwap, type SwapPlan } from '../swap/swap.ts';
 import { formatPlatform, readStoredImage, samePlatform, type OpenedReference, type PlatformImage, type StoredImage } from './images.ts';
 import type { LayerChangesCache } from './layer-changes.ts';
 import { signImage, type ImageSigning } from './signing.ts';
@@ -16,10 +17,15 @@ import { moveTags, noTransfers, transferBlob, writeImage, type TransferCounts } 
 export interface SwapRequest {
   /** The image to update, e.g. docker://host/A:latest. Its tag moves last. */
   target: OpenedReference;
-  /** The dependency at its new version, e.g. docker://host/python3:latest. */
+  /**
+   * The dependency at its new version, e.g. docker://host/python3:latest (or pinned, with
+   * @digest). The caller's trusted name for it, from the recipe or the operator's own status,
+   * never from the image: the image's provenance must record exactly this name (tag included),
+   * and the version it records is read from this repository and checked against the image.
+   */
   dependency: OpenedReference;
-  /** The dependency as already read, when one version is swapped into many images (a fan-out). */
-  dependencyImage?: StoredImage;
+  /** Reads the dependency's images (new and recorded versions); a cache when one version is swapped into many images. */
+  readDependency?: (opened: OpenedReference) => Promise<StoredImage>;
   /** More tags of the target's repository to point at the result. */
   extraTags?: string[];
   dryRun?: boolean;
@@ -51,16 +57,11 @@ export interface SwapOutcome {
   after: string;
   platforms: PlatformSwap[];
   /** Why a swap was refused: the decision is then a rebuild. */
-  refusal?: { reason: 'NoProvenance' | 'BaseChanged' | 'Inconsistent' | 'Overlap' | 'PlatformMissing'; message: string };
+  refusal?: { reason: 'NoProvenance' | 'BaseChanged' | 'Inconsistent' | 'FormatMismatch' | 'Overlap' | 'NotAnalysed' | 'PlatformMissing'; message: string };
   transfers: TransferCounts;
   tagsMoved: string[];
   /** Whether the signature and attestation were written or already there, when signing. */
   signing?: SigningOutcome;
-}
-
-/** The repository path of a reference without its registry host, for matching through mirrors. */
-function repositoryPath(ref: ImageReference): string {
-  return ref.transport === 'oci' ? repositoryKey(ref) : ref.repository;
 }
 
 function parsedOrUndefined(ref: string): ImageReference | undefined {
@@ -71,22 +72,51 @@ function parsedOrUndefined(ref: string): ImageReference | undefined {
   }
 }
 
+/** The image name without its registry host, for matching through mirrors and proxies. */
+function pathName(ref: ImageReference): string {
+  return ref.transport === 'oci' ? imageName(ref) : `${ref.repository}:${ref.tag ?? ''}`;
+}
+
 /**
- * Which applied entry the dependency names: the same registry and repository, or else, when
- * exactly one entry has the same repository path, that one (the dependency was reached through
- * a mirror, a proxy, or another name of the same host).
+ * Which applied entry the dependency names: the same image name (registry, repository and tag;
+ * two tags of one repository are two inputs), or else, when exactly one entry has the same
+ * repository and tag, that one (the dependency was reached through a mirror, a proxy, or another
+ * name of the same host). A dependency named by digest alone matches the one entry of its
+ * repository. Matching only picks the entry: what it records is then checked against the
+ * dependency's own repository, never followed.
  */
 function appliedEntryMatcher(provenance: Provenance, dependency: OpenedReference): (ref: string) => boolean {
-  const exact = (ref: string) => {
+  const matching = (key: (ref: ImageReference) => string) => (ref: string) => {
     const parsed = parsedOrUndefined(ref);
-    return parsed !== undefined && repositoryKey(parsed) === repositoryKey(dependency.ref);
+    return parsed !== undefined && key(parsed) === key(dependency.ref);
   };
+  const unique = (matches: (ref: string) => boolean) => provenance.applied.filter((entry) => matches(entry.ref)).length === 1;
+  if (dependency.ref.tag === undefined) {
+    const sameRepository = matching(repositoryKey);
+    return unique(sameRepository) ? sameRepository : () => false;
+  }
+  const exact = matching(imageName);
   if (provenance.applied.some((entry) => exact(entry.ref))) return exact;
-  const samePath = (ref: string) => {
-    const parsed = parsedOrUndefined(ref);
-    return parsed !== undefined && repositoryPath(parsed) === repositoryPath(dependency.ref);
-  };
-  return provenance.applied.filter((entry) => samePath(entry.ref)).length === 1 ? samePath : exact;
+  const samePath = matching(pathName);
+  return unique(samePath) ? samePath : exact;
+}
+
+function isMissing(error: unknown): boolean {
+  return error instanceof OciError && (error.code === 'MANIFEST_UNKNOWN' || error.code === 'NAME_UNKNOWN' || error.code === 'BLOB_UNKNOWN');
+}
+
+/** The version an image's provenance says it applied, read from the trusted dependency repository; undefined when that repository does not have it. */
+async function readRecorded(request: SwapRequest, digest: string, platform: PlatformImage['platform']): Promise<NamedImage | undefined> {
+  const ref = withDigest(request.dependency.ref, digest);
+  const pinned: OpenedReference = { ...request.dependency, ref, reference: digest, display: formatReference(ref) };
+  try {
+    const stored = await (request.readDependency ?? readStoredImage)(pinned);
+    const image = stored.platforms.find((candidate) => candidate.image.digest === digest || samePlatform(candidate.platform, platform));
+    return image === undefined ? undefined : { ref: pinned.display, image: image.image };
+  } catch (error) {
+    if (isMissing(error)) return undefined;
+    throw error;
+  }
 }
 
 /**
@@ -118,28 +148,37 @@ export async function swapDependency(request: SwapRequest): Promise<SwapOutcome>
   const matches = appliedEntryMatcher(firstProvenance, dependency);
   if (findApplied(firstProvenance, matches) < 0) {
     const applied = firstProvenance.applied.map((entry) => entry.ref).join(', ') || 'nothing';
-    throw new OciError('MANIFEST_UNKNOWN', `${target.display} does not apply ${dependency.display} (it applies: ${applied})`, 'name the dependency by the repository the recipe applied');
+    return refuse(
+      outcome,
+      'Inconsistent',
+      `${target.display}'s provenance does not record ${dependency.display} as applied (it records: ${applied}); rebuild it from its recipe, or name the dependency exactly as the recipe applies it`,
+    );
   }
 
   progress(`resolving ${dependency.display}`);
-  const dependencyImage = request.dependencyImage ?? (await readStoredImage(dependency));
+  const dependencyImage = await (request.readDependency ?? readStoredImage)(dependency);
   const plans: { platform: PlatformImage; plan: SwapPlan }[] = [];
   for (const platform of stored.platforms) {
+    const source = `${target.display} (${formatPlatform(platform.platform)})`;
     const provenance = readProvenance(platform.image, target.display);
     const index = provenance === undefined ? -1 : findApplied(provenance, matches);
     const entry = provenance?.applied[index];
     const replacement = dependencyImage.platforms.find((candidate) => samePlatform(candidate.platform, platform.platform));
-    if (entry === undefined) return refuse(outcome, 'Inconsistent', `${target.display} (${formatPlatform(platform.platform)}) does not record ${dependency.display}`);
+    if (provenance === undefined || entry === undefined) return refuse(outcome, 'Inconsistent', `${source} does not record ${dependency.display}`);
     if (replacement === undefined) {
       return refuse(outcome, 'PlatformMissing', `${dependency.display} has no ${formatPlatform(platform.platform)} image, which ${target.display} needs; rebuild`);
     }
-    if (replacement.image.digest === entry.digest) continue;
-    const plan = planSwap({
-      image: platform.image,
-      source: `${target.display} (${formatPlatform(platform.platform)})`,
-      appliedIndex: index,
-      replacement: { ref: entry.ref, image: replacement.image },
-    });
+    const current: NamedImage = { ref: dependency.display, image: replacement.image };
+    const previous = replacement.image.digest === entry.digest ? current : await readRecorded(request, entry.digest, platform.platform);
+    if (previous === undefined) {
+      return refuse(outcome, 'Inconsistent', `${source} records ${dependency.display} at ${entry.digest}, which ${dependency.display}'s repository does not have; rebuild`);
+    }
+    if (previous === current) {
+      const checked = checkApplied(platform.image, provenance, index, previous, source);
+      if ('reason' in checked) return refuse(outcome, checked.reason, checked.message);
+      continue;
+    }
+    const plan = planSwap({ image: platform.image, source, appliedIndex: index, previous, replacement: { ref: entry.ref, image: replacement.image } });
     if (isRefusal(plan)) return refuse(outcome, plan.reason, plan.message);
     plans.push({ platform, plan });
   }
@@ -167,6 +206,10 @@ export async function swapDependency(request: SwapRequest): Promise<SwapOutcome>
       const paths = safety.overlaps.map((overlap) => overlap.path);
       const shown = paths.slice(0, 10).join(', ') + (paths.length > 10 ? ` and ${paths.length - 10} more` : '');
       return refuse(outcome, 'Overlap', `${dependency.display} changes ${shown}, which ${target.display}'s layers above it also changed; rebuild (or pass --allow-overlap)`);
+    }
+    if (safety.unavailable.length > 0 && request.allowOverlap !== true) {
+      const unread = safety.unavailable.map((layer) => `${layer.digest.slice(0, 19)}: ${layer.reason}`).join('; ');
+      return refuse(outcome, 'NotAnalysed', `the overlap check could not read every layer of ${target.display} and ${dependency.display} (${unread}); rebuild (or pass --allow-overlap)`);
     }
   }
 
@@ -203,6 +246,17 @@ async function overlapReport(request: SwapRequest, plan: SwapPlan): Promise<Safe
   return analyseOverlap([...oldSlice, ...newSlice], above);
 }
 
+/**
+ * An attestation (BuildKit's SBOM and provenance manifests) of a platform image the swap
+ * replaced: it describes the old layers, so the swapped index leaves it out rather than attach it
+ * to an image it does not describe.
+ */
+function attestsReplaced(child: Descriptor, replaced: ReadonlyMap<string, Descriptor>): boolean {
+  const annotations = child.annotations ?? {};
+  const subject = annotations['vnd.docker.reference.digest'];
+  return annotations['vnd.docker.reference.type'] === 'attestation-manifest' && subject !== undefined && replaced.has(subject);
+}
+
 /** The descriptor (and bytes, for an index) of what the target tag will point at. */
 function topAfterSwap(stored: StoredImage, plans: { platform: PlatformImage; plan: SwapPlan }[]): { descriptor: Descriptor; bytes?: Uint8Array } {
   if (stored.index === undefined) {
@@ -213,7 +267,7 @@ function topAfterSwap(stored: StoredImage, plans: { platform: PlatformImage; pla
   const replaced = new Map(plans.map(({ platform, plan }) => [platform.descriptor.digest, serializeImage(plan).manifestDescriptor]));
   const index: ImageIndex = {
     ...stored.index,
-    manifests: stored.index.manifests.map((child) => {
+    manifests: stored.index.manifests.filter((child) => !attestsReplaced(child, replaced)).map((child) => {
       const next = replaced.get(child.digest);
       return next === undefined ? child : { ...child, mediaType: next.mediaType, digest: next.digest, size: next.size };
     }),

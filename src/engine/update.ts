@@ -3,7 +3,10 @@ import type { Platform } from '../oci/types.ts';
 import type { Recipe } from '../stackerfile/parse.ts';
 import { baseReference, type Plan, type PlannedLayer } from '../stackerfile/plan.ts';
 import { readProvenance } from '../swap/image.ts';
-import { buildRecipes, pushReference, type BuildRequest } from './build.ts';
+import type { Provenance } from '../swap/provenance.ts';
+import { imageName, parseReference } from '../oci/reference.ts';
+import { isLayerName } from '../stackerfile/parse.ts';
+import { buildRecipes, pushReference, recipeLayerReference, type BuildRequest } from './build.ts';
 import type { BuildEvent } from './build/events.ts';
 import { layerRecipeRecord, recipeAnnotation } from './build/image-config.ts';
 import { readPlatformImage } from './compose.ts';
@@ -35,6 +38,11 @@ export interface ImageFacts {
   recorded: RecordedImage | undefined;
   /** Why `recorded` is missing, for the message; e.g. "has no restack provenance". */
   missingBecause?: string;
+  /**
+   * Why what the image records cannot be trusted against the recipe (its provenance names inputs
+   * the recipe does not): the image is rebuilt, never swapped from its own say-so.
+   */
+  inconsistent?: string;
   /** The layer's recipe as the current recipe file would record it. */
   recipe: string;
   /** Each input's current digest by reference; an input not in the map is taken as unchanged. */
@@ -102,15 +110,15 @@ export interface UpdateRequest {
 
 interface Published {
   image: PlatformImage;
-  recorded: RecordedImage | undefined;
-  missingBecause?: string;
+  provenance: Provenance | undefined;
+  recipe: string | undefined;
 }
 
 function isMissing(error: unknown): boolean {
   return error instanceof OciError && (error.code === 'MANIFEST_UNKNOWN' || error.code === 'NAME_UNKNOWN');
 }
 
-/** The published image and what it records; undefined when nothing is published at `target`. */
+/** The published image and its provenance; undefined when nothing is published at `target`. */
 async function readPublished(target: OpenedReference): Promise<Published | undefined> {
   let platforms: PlatformImage[];
   try {
@@ -121,16 +129,50 @@ async function readPublished(target: OpenedReference): Promise<Published | undef
   }
   const [image] = platforms;
   if (image === undefined) return undefined;
-  const provenance = readProvenance(image.image, target.display);
-  if (provenance === undefined) return { image, recorded: undefined, missingBecause: 'has no restack provenance' };
   const recipe = image.image.manifest.annotations?.[recipeAnnotation] ?? image.image.config.config?.Labels?.[recipeAnnotation];
+  return { image, provenance: readProvenance(image.image, target.display), recipe };
+}
+
+/** The references a build of the layer records for its inputs, as this update publishes: the only refs an update follows. */
+export interface RecipeInputs {
+  base: string | null;
+  applied: readonly string[];
+}
+
+export function recipeInputs(request: Pick<UpdateRequest, 'plan' | 'prefix' | 'tags' | 'build'>, planned: PlannedLayer): RecipeInputs {
+  const byName = new Map(request.plan.layers.map((layer) => [layer.name, layer]));
+  const naming = { push: { prefix: request.prefix, tags: request.tags }, ociDir: request.build.ociDir };
+  const layerRef = (name: string) => recipeLayerReference(naming, byName.get(name), name);
+  const { from } = planned;
+  const base = from.type === 'built' ? layerRef(from.tag as string) : (baseReference(from) ?? null);
+  return { base: from.type === 'tar' ? null : base, applied: planned.apply.map((entry) => (isLayerName(entry) ? layerRef(entry) : entry)) };
+}
+
+function sameInput(a: string, b: string): boolean {
+  try {
+    return imageName(parseReference(a)) === imageName(parseReference(b));
+  } catch {
+    return a === b;
+  }
+}
+
+/**
+ * What the image records, on the recipe's terms: each input the recipe names with the digest the
+ * provenance gives it. Provenance is written by whoever pushed the image, so its references are
+ * compared with the recipe's, never followed; any difference is reported instead.
+ */
+export function recordedAgainstRecipe(provenance: Provenance, expected: RecipeInputs, recipe: string | undefined): RecordedImage | { inconsistent: string } {
+  const recordedBase = provenance.base?.ref ?? null;
+  const baseMatches = recordedBase === null || expected.base === null ? recordedBase === expected.base : sameInput(recordedBase, expected.base);
+  if (!baseMatches) return { inconsistent: `records the base ${recordedBase ?? 'scratch'}, the recipe names ${expected.base ?? 'none'}` };
+  const recorded = provenance.applied.map((entry) => entry.ref);
+  if (recorded.length !== expected.applied.length || recorded.some((ref, index) => !sameInput(ref, expected.applied[index] as string))) {
+    return { inconsistent: `records applied ${recorded.join(', ') || 'nothing'}, the recipe applies ${expected.applied.join(', ') || 'nothing'}` };
+  }
   return {
-    image,
-    recorded: {
-      base: provenance.base === null ? null : { ref: provenance.base.ref, digest: provenance.base.digest },
-      applied: provenance.applied.map(({ ref, digest }) => ({ ref, digest })),
-      recipe,
-    },
+    base: provenance.base === null || expected.base === null ? null : { ref: expected.base, digest: provenance.base.digest },
+    applied: provenance.applied.map((entry, index) => ({ ref: expected.applied[index] as string, digest: entry.digest })),
+    recipe,
   };
 }
 
@@ -196,18 +238,22 @@ async function swapAll(request: UpdateRequest, target: OpenedReference, dependen
   return { after };
 }
 
+/** What the decision looks at: the image's record, on the recipe's terms, and its inputs' digests now. */
+async function imageFacts(request: UpdateRequest, planned: PlannedLayer, published: Published | undefined): Promise<ImageFacts> {
+  const recipe = request.recipes.find((candidate) => candidate.file === planned.recipe);
+  const facts = { name: planned.name, recipe: layerRecipeRecord(planned.name, planned.definition, recipe?.substitutedValues ?? []), current: new Map<string, string>() };
+  if (published === undefined) return { ...facts, recorded: undefined };
+  if (published.provenance === undefined) return { ...facts, recorded: undefined, missingBecause: 'has no restack provenance' };
+  const recorded = recordedAgainstRecipe(published.provenance, recipeInputs(request, planned), published.recipe);
+  if ('inconsistent' in recorded) return { ...facts, recorded: { base: null, applied: [], recipe: published.recipe }, inconsistent: recorded.inconsistent };
+  return { ...facts, recorded, current: await currentDigests(request, planned, recorded, published.image.platform) };
+}
+
 async function updateImage(request: UpdateRequest, planned: PlannedLayer): Promise<UpdateResult> {
   const ref = pushReference(request.prefix, planned.name, request.tags[0] ?? 'latest');
   const target = request.open(ref, false);
   const published = await readPublished(target);
-  const recipe = request.recipes.find((candidate) => candidate.file === planned.recipe);
-  const facts: ImageFacts = {
-    name: planned.name,
-    recorded: published?.recorded,
-    ...(published?.missingBecause === undefined ? {} : { missingBecause: published.missingBecause }),
-    recipe: layerRecipeRecord(planned.name, planned.definition, recipe?.substitutedValues ?? []),
-    current: published?.recorded === undefined ? new Map() : await currentDigests(request, planned, published.recorded, published.image.platform),
-  };
+  const facts = await imageFacts(request, planned, published);
   let decision = request.decider.decide(facts);
   const announce = (chosen: Decision) =>
     request.onEvent({ event: 'decision', image: planned.name, ref, action: chosen.action, ...(chosen.action === 'rebuild' ? { reason: chosen.reason } : {}), message: chosen.message });

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readlinkSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +16,23 @@ export interface LockOptions {
 interface Owner {
   pid: number;
   host: string;
+  /** `/proc/self/ns/pid` of the holder: containers of one pod share a hostname, not their pids. */
+  pidNamespace?: string;
   nonce: string;
+}
+
+/** The one lock directory judged stale: its inode and its owner's nonce (none when it had no owner file yet). */
+export interface JudgedLock {
+  ino: number;
+  nonce: string | undefined;
+}
+
+function pidNamespace(): string | undefined {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return undefined;
+  }
 }
 
 /** Holders inside this process queue here first, so they do not poll the directory against each other. */
@@ -47,7 +64,8 @@ export async function withFileLock<T>(lockPath: string, work: () => Promise<T>, 
 async function acquire(lockPath: string, options: LockOptions): Promise<Owner> {
   const timeoutMs = options.timeoutMs ?? 30_000;
   const staleMs = options.staleMs ?? 60_000;
-  const owner: Owner = { pid: process.pid, host: hostname(), nonce: randomBytes(8).toString('hex') };
+  const namespace = pidNamespace();
+  const owner: Owner = { pid: process.pid, host: hostname(), ...(namespace === undefined ? {} : { pidNamespace: namespace }), nonce: randomBytes(8).toString('hex') };
   const deadline = Date.now() + timeoutMs;
   for (let attempt = 0; ; attempt++) {
     try {
@@ -57,8 +75,9 @@ async function acquire(lockPath: string, options: LockOptions): Promise<Owner> {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
-    if (await isStale(lockPath, staleMs)) {
-      await breakLock(lockPath);
+    const stale = await staleLock(lockPath, staleMs);
+    if (stale !== undefined) {
+      await breakLock(lockPath, stale);
       continue;
     }
     if (Date.now() > deadline) {
@@ -90,24 +109,40 @@ function processIsGone(pid: number): boolean {
   }
 }
 
-async function isStale(lockPath: string, staleMs: number): Promise<boolean> {
-  let since: number;
+/** The lock, if it is stale: older than `staleMs`, or held by a process of this machine and pid namespace that is gone. */
+async function staleLock(lockPath: string, staleMs: number): Promise<JudgedLock | undefined> {
+  let found: { ino: number; mtimeMs: number };
   try {
-    since = (await stat(lockPath)).mtimeMs;
+    found = await stat(lockPath);
   } catch {
-    return false; // released meanwhile; the next mkdir will tell
+    return undefined; // released meanwhile; the next mkdir will tell
   }
-  if (Date.now() - since > staleMs) return true;
   const owner = await readOwner(lockPath);
-  return owner !== undefined && owner.host === hostname() && processIsGone(owner.pid);
+  const judged = { ino: found.ino, nonce: owner?.nonce };
+  if (Date.now() - found.mtimeMs > staleMs) return judged;
+  // A pid means something only in the holder's own pid namespace.
+  const ours = pidNamespace();
+  const sameNamespace = owner !== undefined && owner.host === hostname() && ours !== undefined && owner.pidNamespace === ours;
+  return sameNamespace && processIsGone(owner.pid) ? judged : undefined;
 }
 
-/** Renames first, so that of several processes breaking the same stale lock only one removes it. */
-async function breakLock(lockPath: string): Promise<void> {
+/**
+ * Removes the lock that was judged stale, and only that one. Renaming first means that of several
+ * processes breaking it only one removes it; but between the judgement and the rename the lock
+ * may have been broken and taken afresh by someone else, so what was renamed is checked against
+ * the judgement and, if it is another (live) lock, put back.
+ */
+export async function breakLock(lockPath: string, judged: JudgedLock): Promise<void> {
   const grave = `${lockPath}.stale-${randomBytes(6).toString('hex')}`;
   try {
     await rename(lockPath, grave);
   } catch {
+    return;
+  }
+  const renamed = await stat(grave);
+  const owner = await readOwner(grave);
+  if (renamed.ino !== judged.ino || owner?.nonce !== judged.nonce) {
+    await rename(grave, lockPath);
     return;
   }
   await rm(grave, { recursive: true, force: true });
@@ -117,5 +152,6 @@ async function release(lockPath: string, owner: Owner): Promise<void> {
   const current = await readOwner(lockPath);
   // Someone judged us stale and took over: their lock is not ours to remove.
   if (current?.nonce !== owner.nonce) return;
-  await breakLock(lockPath);
+  const { ino } = await stat(lockPath);
+  await breakLock(lockPath, { ino, nonce: owner.nonce });
 }

@@ -4,10 +4,11 @@ import { createGunzip, createZstdDecompress } from 'node:zlib';
 import tar from 'tar-stream';
 import { layerCompression } from './mediatypes.ts';
 
-/** A tar header's name and type, as written in a layer. */
+/** A tar header's name and type (and a link's target), as written in a layer. */
 export interface TarHeaderEntry {
   name: string;
   type: string;
+  linkname?: string;
 }
 
 /**
@@ -23,7 +24,7 @@ export async function listLayerEntries(blob: Readable, mediaType: string): Promi
   const entries: TarHeaderEntry[] = [];
   const extract = tar.extract();
   extract.on('entry', (header, stream, next) => {
-    entries.push({ name: header.name, type: header.type ?? 'file' });
+    entries.push({ name: header.name, type: header.type ?? 'file', ...(header.linkname == null ? {} : { linkname: header.linkname }) });
     stream.on('end', next);
     stream.resume();
   });

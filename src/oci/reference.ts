@@ -113,6 +113,12 @@ export function formatReference(ref: ImageReference): string {
   return `docker://${host}/${ref.repository}${suffix}`;
 }
 
+/** The name a reference gives an image, without its digest: what two references of one input share. */
+export function imageName(ref: ImageReference): string {
+  const { digest: _digest, ...named } = ref;
+  return formatReference(named);
+}
+
 /** Repository identity without tag or digest, for matching "the same image, another version". */
 export function repositoryKey(ref: ImageReference): string {
   return ref.transport === 'oci' ? `oci:${ref.dir}:${ref.tag ?? ''}` : `docker://${ref.registry}/${ref.repository}`;

@@ -1,4 +1,6 @@
 import type { V1Pod } from '@kubernetes/client-node';
+import type { BuildPodSettings } from './build-policy.ts';
+import { derivedName, labelValue } from './names.ts';
 import { signingKeyFiles } from './signing.ts';
 
 /**
@@ -9,7 +11,6 @@ import { signingKeyFiles } from './signing.ts';
 export interface BuildPodInput {
   imageBuild: { name: string; namespace: string; uid: string };
   stackerfileName: string;
-  builderImage: string;
   /** ConfigMap the controller writes with the recipe under `stacker.yaml`. */
   recipeConfigMap: string;
   /** `docker://host/prefix` the images are pushed to. */
@@ -24,9 +25,17 @@ export interface BuildPodInput {
   cacheRepository?: string;
   /** A Secret with the signing key (cosign.key, optional cosign.password): the build signs what it pushes. */
   signingSecretName?: string;
-  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
-  storage: 'overlay' | 'btrfs';
+  /** Image, resources, deadline and placement: the Stackerfile's spec.builder over the operator's defaults (build-policy.ts). */
+  settings: BuildPodSettings;
 }
+
+/**
+ * The seccomp profile of build pods, relative to the kubelet's seccomp directory
+ * (/var/lib/kubelet/seccomp/restack/build.json): containerd's default plus pivot_root, which LXC
+ * needs and RuntimeDefault denies even to holders of CAP_SYS_ADMIN. config/seccomp/ holds it; the
+ * chart's DaemonSet installs it on nodes; the admission policy requires exactly this profile.
+ */
+export const buildSeccompProfile = 'restack/build.json';
 
 export const buildPodLabels = {
   component: 'app.kubernetes.io/component',
@@ -41,28 +50,30 @@ const authMount = '/restack/auth';
 const signingMount = '/restack/signing';
 
 export function buildPodName(imageBuild: string): string {
-  return `${imageBuild}-build`;
+  return derivedName(imageBuild, '-build');
 }
 
 export function recipeConfigMapName(imageBuild: string): string {
-  return `${imageBuild}-recipe`;
+  return derivedName(imageBuild, '-recipe');
 }
 
 export function buildPod(input: BuildPodInput): V1Pod {
-  const { imageBuild } = input;
+  const { imageBuild, settings } = input;
   const args = [
     'build',
     '--file', `${recipeMount}/stacker.yaml`,
-    '--storage', input.storage,
+    '--storage', settings.storage,
     '--roots-dir', `${storageMount}/roots`,
     '--oci-dir', `${storageMount}/oci`,
+    // A tenant's recipe reads no file of the pod's beyond its own (the mounted push Secret, say).
+    '--recipe-dir-only',
     '--push', input.push,
     ...input.tags.flatMap((tag) => ['--tag', tag]),
     ...Object.entries(input.substitutions).flatMap(([key, value]) => ['--substitute', `${key}=${value}`]),
     ...(input.insecure ? ['--insecure'] : []),
     ...(input.cacheRepository === undefined ? [] : ['--cache-repo', input.cacheRepository]),
     // The provenance names the builder image as the builder.
-    ...(input.signingSecretName === undefined ? [] : ['--sign-key', `${signingMount}/${signingKeyFiles.key}`, '--builder-id', `docker://${input.builderImage}`]),
+    ...(input.signingSecretName === undefined ? [] : ['--sign-key', `${signingMount}/${signingKeyFiles.key}`, '--builder-id', `docker://${settings.image}`]),
     '--termination-log', terminationLog,
     '--json',
   ];
@@ -74,8 +85,8 @@ export function buildPod(input: BuildPodInput): V1Pod {
       namespace: imageBuild.namespace,
       labels: {
         [buildPodLabels.component]: 'restack-build',
-        [buildPodLabels.imageBuild]: imageBuild.name,
-        [buildPodLabels.stackerfile]: input.stackerfileName,
+        [buildPodLabels.imageBuild]: labelValue(imageBuild.name),
+        [buildPodLabels.stackerfile]: labelValue(input.stackerfileName),
       },
       ownerReferences: [
         { apiVersion: 'restack.dev/v1alpha1', kind: 'ImageBuild', name: imageBuild.name, uid: imageBuild.uid, controller: true, blockOwnerDeletion: true },
@@ -83,6 +94,10 @@ export function buildPod(input: BuildPodInput): V1Pod {
     },
     spec: {
       restartPolicy: 'Never',
+      // spec.builder.timeout: the kubelet stops the pod after this long, and the build fails saying so.
+      activeDeadlineSeconds: settings.activeDeadlineSeconds,
+      ...(settings.nodeSelector === undefined ? {} : { nodeSelector: settings.nodeSelector }),
+      ...(settings.tolerations === undefined ? {} : { tolerations: settings.tolerations }),
       // A user namespace: uid 0 in the pod is an unprivileged id range on the node, so the
       // capabilities below are namespaced and the build's root is nobody outside the pod.
       hostUsers: false,
@@ -92,7 +107,7 @@ export function buildPod(input: BuildPodInput): V1Pod {
       containers: [
         {
           name: 'build',
-          image: input.builderImage,
+          image: settings.image,
           command: ['restack'],
           args,
           env: [
@@ -120,12 +135,13 @@ export function buildPod(input: BuildPodInput): V1Pod {
             // A fresh procfs for the build container can only be mounted over a /proc that is not
             // partly masked (the kernel refuses to reveal less than is visible); allowed with hostUsers: false.
             procMount: 'Unmasked',
-            // The runtime's seccomp profile allows mount and unshare to holders of CAP_SYS_ADMIN.
-            seccompProfile: { type: 'RuntimeDefault' },
+            // The runtime's default allows mount and unshare to holders of CAP_SYS_ADMIN but never
+            // pivot_root, which LXC needs: the node's restack/build.json adds it, nothing more.
+            seccompProfile: { type: 'Localhost', localhostProfile: buildSeccompProfile },
             // The default AppArmor profile of container runtimes denies mount(2) outright.
             appArmorProfile: { type: 'Unconfined' },
           },
-          ...(input.resources === undefined ? {} : { resources: input.resources }),
+          resources: settings.resources,
           volumeMounts: [
             { name: 'recipe', mountPath: recipeMount, readOnly: true },
             // Overlay storage and the output layout: an emptyDir, so nothing outlives the pod
@@ -138,7 +154,8 @@ export function buildPod(input: BuildPodInput): V1Pod {
       ],
       volumes: [
         { name: 'recipe', configMap: { name: input.recipeConfigMap } },
-        { name: 'storage', emptyDir: {} },
+        // Bounded (limits.ephemeral-storage, else the operator's storageSizeLimit): the kubelet evicts a build that fills it.
+        { name: 'storage', emptyDir: settings.storageSizeLimit === undefined ? {} : { sizeLimit: settings.storageSizeLimit } },
         ...(input.pushSecretName === undefined
           ? []
           : [{ name: 'push-auth', secret: { secretName: input.pushSecretName, items: [{ key: '.dockerconfigjson', path: 'config.json' }] } }]),

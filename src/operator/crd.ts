@@ -61,7 +61,13 @@ const kinds: KindDefinition[] = [
       { name: 'Registry', type: 'string', jsonPath: '.spec.output.registry', description: 'Target registry.' },
       { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp', description: 'Age.' },
     ],
-    specRules: [{ rule: 'has(self.recipe) != has(self.recipeFrom)', message: 'give exactly one of recipe and recipeFrom' }],
+    specRules: [
+      { rule: 'has(self.recipe) != has(self.recipeFrom)', message: 'give exactly one of recipe and recipeFrom' },
+      {
+        rule: "!has(self.builder) || !has(self.builder.timeout) || duration(self.builder.timeout) > duration('0s')",
+        message: 'builder.timeout must be a duration longer than 0s, e.g. 45m or 1h30m',
+      },
+    ],
   },
   {
     kind: 'ImageBuild',

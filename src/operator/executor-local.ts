@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -18,6 +18,28 @@ interface Run {
 
 const keptLines = 20;
 
+/** What a build takes from the operator's environment: the tools' search path, locale and proxies, reproducible timestamps. */
+export const builderVariables = [
+  'PATH', 'LANG', 'LC_ALL', 'TZ', 'SOURCE_DATE_EPOCH',
+  'http_proxy', 'https_proxy', 'no_proxy', 'ftp_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'FTP_PROXY',
+] as const;
+
+/**
+ * The environment of a local build: the variables above and the `extra` ones the operator's
+ * --builder-env names, with HOME in the build's own directory. Nothing else of the operator's:
+ * not its KUBERNETES_* variables, its registry credentials ($REGISTRY_AUTH_FILE) or its tokens,
+ * which a recipe could otherwise pass to its run steps (build_env_passthrough) and publish.
+ */
+export function builderEnvironment(operator: Readonly<NodeJS.ProcessEnv>, home: string, extra: readonly string[] = []): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const name of [...builderVariables, ...extra]) {
+    const value = operator[name];
+    if (value !== undefined) env[name] = value;
+  }
+  env['HOME'] = home;
+  return env;
+}
+
 /**
  * Runs `restack build --json` as a child process on the operator's machine (development, tests
  * without a kubelet). The command prints one JSON event a line; the last is build-done or error.
@@ -30,13 +52,16 @@ export class LocalExecutor implements Executor {
   readonly #runs = new Map<string, Run>();
   /** Builds started wait for a slot: many ImageBuilds at once must not start as many builders on one machine. */
   readonly #slots: Semaphore;
+  /** Variables of the operator's environment the builds get beyond builderVariables. */
+  readonly #environment: readonly string[];
   #context: ExecutorContext | undefined;
   #stopping = false;
 
-  constructor(command: readonly string[], maxParallel = availableParallelism()) {
+  constructor(command: readonly string[], options: { maxParallel?: number; environment?: readonly string[] } = {}) {
     if (command.length === 0) throw new Error('the builder command is empty; give the restack build command line');
     this.#command = command;
-    this.#slots = new Semaphore(maxParallel);
+    this.#slots = new Semaphore(options.maxParallel ?? availableParallelism());
+    this.#environment = options.environment ?? [];
   }
 
   async start(context: ExecutorContext): Promise<void> {
@@ -95,9 +120,12 @@ export class LocalExecutor implements Executor {
     try {
       // The build's storage lives here: the run containers' mapped root must be able to traverse it.
       await chmod(dir, 0o755);
-      const file = join(dir, 'stacker.yaml');
+      // The recipe alone in its directory: the one place its local paths may point to (--recipe-dir-only).
+      await mkdir(join(dir, 'recipe'));
+      const file = join(dir, 'recipe', 'stacker.yaml');
       await writeFile(file, request.recipe);
-      const env = { ...process.env };
+      await mkdir(join(dir, 'home'), { mode: 0o700 });
+      const env = builderEnvironment(process.env, join(dir, 'home'), this.#environment);
       const kube = this.#context?.kube;
       if (kube === undefined) throw new Error('the local executor was not started');
       // Secrets are written for this run only and removed with its directory below.
@@ -109,12 +137,12 @@ export class LocalExecutor implements Executor {
       if (request.signingSecretName !== undefined) {
         const { key, password } = await kube.signingKey(request.imageBuild.namespace, request.signingSecretName);
         await writeFile(signKey, key, { mode: 0o600 });
-        if (password === undefined) delete env['COSIGN_PASSWORD'];
-        else env['COSIGN_PASSWORD'] = password;
+        if (password !== undefined) env['COSIGN_PASSWORD'] = password;
       }
       const args = [
         ...this.#command.slice(1),
         '-f', file,
+        '--recipe-dir-only',
         '--push', `docker://${request.registry}`,
         ...request.tags.flatMap((tag) => ['--tag', tag]),
         ...Object.entries(request.substitutions).flatMap(([key, value]) => ['--substitute', `${key}=${value}`]),

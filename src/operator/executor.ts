@@ -1,8 +1,9 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { ResultMessage } from '../engine/build/result-message.ts';
+import type { Refusal } from './build-policy.ts';
 import type { Kube } from './kube.ts';
-import type { ImageBuildStatus, StackerfileSpec } from './resources.ts';
+import type { BuilderSpec, ImageBuildStatus } from './resources.ts';
 
 /** Everything an executor needs to run one Build ImageBuild. */
 export interface BuildRequest {
@@ -18,7 +19,7 @@ export interface BuildRequest {
   pushSecretName?: string;
   /** A Secret in the ImageBuild's namespace with the signing key (src/operator/signing.ts). */
   signingSecretName?: string;
-  builder: StackerfileSpec['builder'];
+  builder: BuilderSpec;
   /** The pod status.podName records: a run was started before, maybe by an earlier operator process. */
   podName?: string;
 }
@@ -30,8 +31,9 @@ export type BuildResult = { ok: true; outputs: BuildOutput[] } | { ok: false; me
 /**
  * Where a build stands after `step`: `started` when this call began a run (so a build recorded
  * Running before was restarted), `running` while one is under way, `done` with its result.
+ * `recheckAfterMs`: step again after this long even without news (a pod that has not started yet).
  */
-export type BuildProgress = { state: 'started' | 'running'; podName?: string } | { state: 'done'; result: BuildResult };
+export type BuildProgress = { state: 'started' | 'running'; podName?: string; recheckAfterMs?: number } | { state: 'done'; result: BuildResult };
 
 export interface ExecutorContext {
   kube: Kube;
@@ -52,6 +54,8 @@ export interface Executor {
   start(context: ExecutorContext): Promise<void>;
   stop(): Promise<void>;
   step(request: BuildRequest): Promise<BuildProgress>;
+  /** Why builds with this spec.builder cannot run here (checked before an ImageBuild is created); undefined when they can. */
+  refuse?(builder: BuilderSpec): Refusal | undefined;
   /** The outcome is recorded in the ImageBuild's status: let go of what its run still holds. */
   release(imageBuild: BuildRequest['imageBuild']): Promise<void>;
 }

@@ -1,10 +1,18 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { crdReference, customResourceDefinitions } from './crd.ts';
 
 const crdDirs = ['crds', 'config/crd', 'charts/restack/crds'];
 
+/** Files of config/ the chart ships as they are (Helm reads no file outside its chart), by the copy's path. */
+const chartCopies = {
+  'charts/restack/files/build-pods-policy.yaml': 'config/admission/build-pods-policy.yaml',
+  'charts/restack/files/restack-build.json': 'config/seccomp/restack-build.json',
+} as const;
+
 /** Every generated file, by path from the repository root, with its content. */
-export function generatedFiles(): Map<string, string> {
+export function generatedFiles(root = join(import.meta.dirname, '..', '..')): Map<string, string> {
   const files = new Map<string, string>();
   for (const crd of customResourceDefinitions()) {
     const name = String((crd['metadata'] as { name: string }).name).split('.')[0];
@@ -13,5 +21,6 @@ export function generatedFiles(): Map<string, string> {
     for (const dir of crdDirs) files.set(`${dir}/${name}.yaml`, text);
   }
   files.set('docs/crd-reference.md', `${crdReference()}\n`);
+  for (const [copy, source] of Object.entries(chartCopies)) files.set(copy, readFileSync(join(root, source), 'utf8'));
   return files;
 }

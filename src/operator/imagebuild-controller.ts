@@ -4,10 +4,12 @@ import { setConditions } from './conditions.ts';
 import type { BuildRequest, BuildResult, Executor } from './executor.ts';
 import { splitKey, type Informer } from './informer.ts';
 import type { ImageBuild, Kube, Stackerfile } from './kube.ts';
+import type { Result } from './queue.ts';
 import { readRecipe } from './recipe-source.ts';
 import type { ImageBuildStatus } from './resources.ts';
 import { SigningKeys } from './signing.ts';
-import { DependencyImages, runSwap, stackerfileOpener } from './swap-runner.ts';
+import { controllerUid } from './stackerfile-controller.ts';
+import { DependencyImages, runSwap, stackerfileOpener, swapFailure, type SwapRun } from './swap-runner.ts';
 
 export interface ImageBuildControllerOptions {
   kube: Kube;
@@ -44,7 +46,7 @@ export class ImageBuildController {
     this.#o = options;
   }
 
-  async reconcile(key: string): Promise<void> {
+  async reconcile(key: string): Promise<Result | void> {
     const build = this.#o.imageBuilds.get(key);
     if (build === undefined || build.metadata?.deletionTimestamp !== undefined) return;
     const phase = build.status?.phase;
@@ -52,6 +54,10 @@ export class ImageBuildController {
     const { namespace } = splitKey(key);
     const stackerfile = this.#o.stackerfiles.get(`${namespace}/${build.spec.stackerfileRef.name}`);
     if (stackerfile === undefined) return this.#finish(build, { ok: false, message: `Stackerfile ${namespace}/${build.spec.stackerfileRef.name} does not exist` });
+    // By uid, not name: a Stackerfile deleted and created again under the same name is another object.
+    if (controllerUid(build) !== stackerfile.metadata?.uid) {
+      return this.#finish(build, { ok: false, message: `Stackerfile ${namespace}/${build.spec.stackerfileRef.name} is not the one this build was made for (its controller uid is ${controllerUid(build) ?? 'missing'}): it was deleted and created again` });
+    }
     if (build.spec.recipeGeneration !== undefined && build.spec.recipeGeneration !== stackerfile.metadata?.generation) {
       return this.#finish(build, { ok: false, message: `superseded: the Stackerfile is at generation ${stackerfile.metadata?.generation}, this build is of ${build.spec.recipeGeneration}` });
     }
@@ -75,9 +81,11 @@ export class ImageBuildController {
     };
     const progress = await this.#o.executor.step(request);
     if (progress.state === 'done') return this.#finish(build, progress.result);
+    // A pod that has not started is looked at again without news: its start deadline, its push Secret.
+    const recheck = progress.recheckAfterMs === undefined ? undefined : { requeueAfterMs: progress.recheckAfterMs };
     const uid = request.imageBuild.uid;
     const wasRunning = phase === 'Running' || this.#running.has(uid);
-    if (wasRunning && progress.state === 'running' && progress.podName === (this.#running.get(uid)?.podName ?? build.status?.podName)) return;
+    if (wasRunning && progress.state === 'running' && progress.podName === (this.#running.get(uid)?.podName ?? build.status?.podName)) return recheck;
 
     const startTime = this.#running.get(uid)?.startTime ?? build.status?.startTime ?? now();
     await this.#write(build, {
@@ -93,13 +101,21 @@ export class ImageBuildController {
     } else if (progress.state === 'started') {
       await this.#o.kube.event(build, 'Warning', 'Restarted', 'the operator restarted while this build ran and could not follow it; running it again');
     }
+    return recheck;
   }
 
   /** A swap runs here, in the operator: no pod, only manifest writes and a tag move. */
   async #swap(build: ImageBuild, stackerfile: Stackerfile): Promise<void> {
     const startTime = now();
-    const signing = await this.#signingKeys.forStackerfile(this.#o.kube, stackerfile);
-    const run = await runSwap(build, stackerfile, await stackerfileOpener(this.#o.kube, stackerfile), this.#o.layerChanges, this.#dependencies, signing);
+    let run: SwapRun;
+    try {
+      const signing = await this.#signingKeys.forStackerfile(this.#o.kube, stackerfile);
+      run = await runSwap(build, stackerfile, await stackerfileOpener(this.#o.kube, stackerfile), this.#o.layerChanges, this.#dependencies, signing);
+    } catch (error) {
+      const failure = swapFailure(error, stackerfile);
+      if (failure === undefined) throw error;
+      return this.#finish(build, { ok: false, message: failure });
+    }
     const completionTime = now();
     const count = (result: string) => run.checks.filter((check) => check.result === result).length;
     const refused = run.checks.filter((check) => check.result === 'Refused');

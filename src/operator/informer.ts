@@ -1,5 +1,9 @@
 import { makeInformer, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { Backoff, type BackoffPolicy } from './backoff.ts';
+
+/** From 1 s up to 30 s between restarts while the API server does not answer. */
+export const defaultRestartBackoff: BackoffPolicy = { initialMs: 1000, maxMs: 30_000 };
 
 /** `namespace/name`, the key of the caches and queues. */
 export function objectKey(object: KubernetesObject): string {
@@ -33,8 +37,11 @@ export interface InformerOptions<T extends KubernetesObject> {
   /** Called with the object on every real change (a new resourceVersion) and on deletion. */
   onChange: (object: T, deleted: boolean) => void;
   logger: Logger;
-  /** Wait before restarting a watch that failed with something other than 410 Gone. */
-  restartDelayMs?: number;
+  /**
+   * Waits before restarting a list or watch that failed with something other than 410 Gone:
+   * doubling with jitter while the API server stays away, back to the start after a list succeeds.
+   */
+  restartBackoff?: BackoffPolicy;
   /** A secondary key (such as the owner's uid), so `indexed` finds an object's peers without scanning the cache. */
   indexBy?: (object: T) => string | undefined;
 }
@@ -59,11 +66,14 @@ export class Informer<T extends KubernetesObject> {
   });
   #stopped = false;
   #restart: NodeJS.Timeout | undefined;
+  readonly #backoff: Backoff;
 
   constructor(options: InformerOptions<T>) {
     this.#options = options;
+    this.#backoff = new Backoff(options.restartBackoff ?? defaultRestartBackoff);
     const list = async () => {
       const listed = await options.list();
+      this.#backoff.reset();
       this.#markSynced();
       return listed;
     };
@@ -148,10 +158,20 @@ export class Informer<T extends KubernetesObject> {
 
   #failed(error: unknown): void {
     if (this.#stopped) return;
-    this.#options.logger.warn({ path: this.#options.path, err: error }, 'informer: watch failed; restarting it');
+    const retryInMs = this.#backoff.next();
+    this.#options.logger.warn({ path: this.#options.path, err: error, failures: this.#backoff.failures, retryInMs }, 'informer: list or watch failed; restarting it');
     clearTimeout(this.#restart);
     this.#restart = setTimeout(() => {
-      if (!this.#stopped) void this.#informer.start().catch((failure: unknown) => this.#failed(failure));
-    }, this.#options.restartDelayMs ?? 1000);
+      if (this.#stopped) return;
+      // start() resolves once the watch is connected again (from the last resourceVersion, without
+      // a list); errors on the way come to #failed, so none counted meanwhile means it worked.
+      const failures = this.#backoff.failures;
+      this.#informer.start().then(
+        () => {
+          if (this.#backoff.failures === failures) this.#backoff.reset();
+        },
+        (failure: unknown) => this.#failed(failure),
+      );
+    }, retryInMs);
   }
 }

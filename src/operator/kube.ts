@@ -1,5 +1,7 @@
-import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, VersionApi, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { credentialsFromDockerConfigJson, type CredentialProvider } from '../oci/registry/credential-provider.ts';
+import { parseDockerConfig, refuseCredentialHelpers } from '../oci/registry/credentials.ts';
+import { SigningError } from '../sign/errors.ts';
 import { group, version, type ImageBuildSpec, type ImageBuildStatus, type StackerfileSpec, type StackerfileStatus } from './resources.ts';
 import { signingKeyFiles } from './signing.ts';
 
@@ -24,11 +26,13 @@ const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 export class Kube {
   readonly objects: CustomObjectsApi;
   readonly core: CoreV1Api;
+  readonly version: VersionApi;
   readonly #component: string;
 
   constructor(kubeConfig: KubeConfig, component = 'restack-operator') {
     this.objects = kubeConfig.makeApiClient(CustomObjectsApi);
     this.core = kubeConfig.makeApiClient(CoreV1Api);
+    this.version = kubeConfig.makeApiClient(VersionApi);
     this.#component = component;
   }
 
@@ -110,7 +114,10 @@ export class Kube {
     }
   }
 
-  /** The docker config of a kubernetes.io/dockerconfigjson Secret; errors name spec.output.pushSecretRef and the fix. */
+  /**
+   * The docker config of a kubernetes.io/dockerconfigjson Secret; errors name spec.output.pushSecretRef and the fix.
+   * A tenant's Secret holds logins, never the name of a program for the operator (or its local builds) to run.
+   */
   async dockerConfigJson(namespace: string, name: string): Promise<string> {
     const field = 'spec.output.pushSecretRef';
     let secret;
@@ -122,7 +129,10 @@ export class Kube {
     }
     const encoded = secret.data?.['.dockerconfigjson'];
     if (encoded === undefined) throw new Error(`${field}: Secret ${namespace}/${name} has no .dockerconfigjson key; make it a kubernetes.io/dockerconfigjson Secret`);
-    return Buffer.from(encoded, 'base64').toString('utf8');
+    const text = Buffer.from(encoded, 'base64').toString('utf8');
+    const source = `${field}: Secret ${namespace}/${name}, key .dockerconfigjson`;
+    refuseCredentialHelpers(parseDockerConfig(text, source), source);
+    return text;
   }
 
   /** The signing key Secret of spec.output.signing.keySecretRef, laid out as `cosign generate-key-pair k8s://NAMESPACE/NAME` writes it. */
@@ -132,12 +142,12 @@ export class Kube {
     try {
       secret = await this.core.readNamespacedSecret({ namespace, name });
     } catch (error) {
-      if (statusCode(error) === 404) throw new Error(`${field}: Secret ${namespace}/${name} does not exist; create it with cosign generate-key-pair k8s://${namespace}/${name}, or fix the name`);
+      if (statusCode(error) === 404) throw new SigningError('KEY_INVALID', `${field}: Secret ${namespace}/${name} does not exist`, `create it with cosign generate-key-pair k8s://${namespace}/${name}, or fix the name`);
       throw error;
     }
     const decode = (key: string) => (secret.data?.[key] === undefined ? undefined : Buffer.from(secret.data[key], 'base64').toString('utf8'));
     const key = decode(signingKeyFiles.key);
-    if (key === undefined) throw new Error(`${field}: Secret ${namespace}/${name} has no ${signingKeyFiles.key} key; create it with cosign generate-key-pair k8s://${namespace}/${name}`);
+    if (key === undefined) throw new SigningError('KEY_INVALID', `${field}: Secret ${namespace}/${name} has no ${signingKeyFiles.key} key`, `create it with cosign generate-key-pair k8s://${namespace}/${name}`);
     return { key, password: decode(signingKeyFiles.password) };
   }
 
@@ -168,6 +178,22 @@ export class Kube {
       },
     });
   }
+}
+
+/** What the API server said when it refused a request: the message of its Status, else the error's own. */
+export function apiMessage(error: unknown): string {
+  const body = (error as { body?: unknown }).body;
+  let status: unknown = body;
+  if (typeof body === 'string') {
+    try {
+      status = JSON.parse(body);
+    } catch {
+      status = undefined;
+    }
+  }
+  const message = (status as { message?: unknown } | undefined)?.message;
+  if (typeof message === 'string' && message !== '') return message;
+  return error instanceof Error ? error.message : String(error);
 }
 
 export function statusCode(error: unknown): number | undefined {

@@ -86,6 +86,7 @@ export class Manager {
       ...(this.#watch === undefined ? {} : { inputs: this.#watch }),
       ...(options.updates?.defaultSchedule === undefined ? {} : { defaultSchedule: options.updates.defaultSchedule }),
       ...(options.missingRecipeRetryMs === undefined ? {} : { missingRecipeRetryMs: options.missingRecipeRetryMs }),
+      ...(options.executor.refuse === undefined ? {} : { refuseBuilder: (builder) => options.executor.refuse?.(builder) }),
     });
     const imageBuildController = new ImageBuildController({
       kube: this.#kube,

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { formatDiagnostic, sortDiagnostics } from '../stackerfile/diagnostics.ts';
+import { confinementDiagnostics } from '../stackerfile/host-paths.ts';
 import { loadRecipes, type LoadedRecipes } from '../stackerfile/load.ts';
 import type { Kube, Stackerfile } from './kube.ts';
 
@@ -23,16 +24,22 @@ export async function readRecipe(kube: Kube, stackerfile: Stackerfile): Promise<
   };
 }
 
-/** Validates recipe text from memory; prerequisites (other files) cannot be read by the operator. */
-export function validateRecipe(text: string, file: string, substitutions: Record<string, string> = {}): Promise<LoadedRecipes> {
+/**
+ * Validates recipe text from memory; prerequisites (other files) cannot be read by the operator.
+ * Paths on the build machine outside the recipe's directory are errors: a tenant's recipe reads
+ * no file of the operator's or of the build pod's (a service account token, a mounted Secret).
+ */
+export async function validateRecipe(text: string, file: string, substitutions: Record<string, string> = {}): Promise<LoadedRecipes> {
   const path = resolve(file);
-  return loadRecipes(file, {
+  const loaded = await loadRecipes(file, {
     substitute: Object.entries(substitutions).map(([key, value]) => `${key}=${value}`),
     readText: async (wanted) => {
       if (wanted === path) return text;
       throw new Error('a Stackerfile recipe cannot read other files; inline the prerequisite into the recipe');
     },
   });
+  const escapes = loaded.recipes.flatMap(confinementDiagnostics);
+  return escapes.length === 0 ? loaded : { ...loaded, diagnostics: [...loaded.diagnostics, ...escapes], ok: false };
 }
 
 /** Every error as FILE:LINE:COL: path: message, one a line, top to bottom. */

@@ -23,6 +23,58 @@ export type Condition = z.infer<typeof conditionSchema>;
 
 export const updatePolicies = { apply: ['Swap', 'Rebuild'] as const, base: ['Rebuild', 'Ignore'] as const };
 
+/** A Go-style duration of hours, minutes and seconds, as kubectl and Flux write them: 90s, 45m, 1h30m. */
+export const durationPattern = /^([0-9]+h)?([0-9]+m)?([0-9]+s)?$/;
+
+export const tolerationSchema = z
+  .object({
+    key: z.string().optional().describe('The taint key; empty with operator Exists matches every taint.'),
+    operator: z.enum(['Exists', 'Equal']).optional().describe('Equal (default) or Exists.'),
+    value: z.string().optional(),
+    effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional().describe('The taint effect matched; empty matches all.'),
+    tolerationSeconds: z.number().int().min(0).optional(),
+  })
+  .describe('A toleration, as in a pod spec.');
+
+/** What a build pod asks for; Stackerfiles and the operator's --build-pod-defaults share it. */
+export const resourcesSchema = z
+  .object({
+    requests: z.record(z.string(), z.string()).optional().describe('Quantities by resource name, e.g. {cpu: "1", memory: 2Gi}.'),
+    limits: z.record(z.string(), z.string()).optional().describe('Quantities by resource name; limits.ephemeral-storage also caps the build storage emptyDir.'),
+  })
+  .describe('Resources of the build container.');
+
+export const builderSchema = z
+  .object({
+    image: z
+      .string()
+      .optional()
+      .describe("The builder image; default: the operator's --builder-image. Any other image must be one the cluster admin allowed (--allowed-builder-image), or the Stackerfile is Stalled."),
+    storage: z
+      .enum(['auto', 'overlay', 'btrfs'])
+      .default('overlay')
+      .describe('Storage driver of the builder. auto: btrfs when the storage directory is on btrfs, else overlay; build pods always use overlay (an emptyDir is rarely btrfs and pods have no loop devices), so btrfs is refused for them.'),
+    cacheRepository: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('A registry repository (host[:port]/repository) every build of this Stackerfile shares as a layer cache, with the push credentials; whoever can push there can choose what builds reuse (docs/build-cache.md).'),
+    resources: resourcesSchema.optional().describe("Resources of the build pod, merged by resource name over the operator's defaults (--build-pod-defaults)."),
+    timeout: z
+      .string()
+      .max(32)
+      .regex(durationPattern)
+      .optional()
+      .describe("How long a build may run before it is stopped and failed (the pod's activeDeadlineSeconds), e.g. 45m or 1h30m; default: the operator's, 1h unless changed."),
+    nodeSelector: z
+      .record(z.string(), z.string())
+      .optional()
+      .describe("Node labels a build pod needs, added to the operator's (whose keys win)."),
+    tolerations: z.array(tolerationSchema).optional().describe("Taints build pods tolerate, added to the operator's."),
+  })
+  .describe('How builds run.');
+export type BuilderSpec = z.infer<typeof builderSchema>;
+
 export const stackerfileSpecSchema = z
   .object({
     recipe: z.string().optional().describe('The stacker.yaml recipe text. Give this or recipeFrom.'),
@@ -59,25 +111,7 @@ export const stackerfileSpecSchema = z
       })
       .default({ onApplyUpdate: 'Swap', onBaseUpdate: 'Rebuild' })
       .describe('How images are kept current.'),
-    builder: z
-      .object({
-        image: z.string().optional().describe('The builder image (default: the operator\'s configured builder image).'),
-        storage: z.enum(['overlay', 'btrfs']).default('overlay').describe('Storage driver in the build pod.'),
-        cacheRepository: z
-          .string()
-          .min(1)
-          .optional()
-          .describe('A registry repository (host[:port]/repository) every build of this Stackerfile shares as a layer cache, with the push credentials; whoever can push there can choose what builds reuse (docs/build-cache.md).'),
-        resources: z
-          .object({
-            requests: z.record(z.string(), z.string()).optional(),
-            limits: z.record(z.string(), z.string()).optional(),
-          })
-          .optional()
-          .describe('Resources of the build pod.'),
-      })
-      .default({ storage: 'overlay' })
-      .describe('How builds run.'),
+    builder: builderSchema.default({ storage: 'overlay' }),
     history: z
       .object({
         succeeded: z.number().int().min(0).default(10).describe('Succeeded ImageBuilds to keep.'),
@@ -143,7 +177,7 @@ export const imageBuildSpecSchema = z
 export type ImageBuildSpec = z.infer<typeof imageBuildSpecSchema>;
 
 export const swapResults = ['Swapped', 'UpToDate', 'Refused'] as const;
-export const swapRefusals = ['NoProvenance', 'BaseChanged', 'Inconsistent', 'Overlap', 'PlatformMissing', 'NotPublished'] as const;
+export const swapRefusals = ['NoProvenance', 'BaseChanged', 'Inconsistent', 'FormatMismatch', 'Overlap', 'NotAnalysed', 'PlatformMissing', 'NotPublished'] as const;
 
 export const phases = ['Pending', 'Running', 'Succeeded', 'Failed'] as const;
 

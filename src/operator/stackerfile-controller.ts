@@ -3,11 +3,13 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { findCondition, kstatus, setConditions, type ConditionInput } from './conditions.ts';
 import { objectKey, splitKey, type Informer } from './informer.ts';
+import type { Refusal } from './build-policy.ts';
 import type { InputWatcher } from './input-watcher.ts';
 import { statusCode, type ImageBuild, type Kube, type Stackerfile } from './kube.ts';
 import type { Result } from './queue.ts';
 import { describeDiagnostics, readRecipe, validateRecipe } from './recipe-source.ts';
-import { group, version, type ImageBuildSpec, type StackerfileStatus } from './resources.ts';
+import { imageBuildStem, labelValue } from './names.ts';
+import { group, version, type BuilderSpec, type ImageBuildSpec, type StackerfileStatus } from './resources.ts';
 import { planUpdate, rebuildAnnotation } from './updates.ts';
 import { defaultSchedule } from '../watch/scheduler.ts';
 
@@ -20,20 +22,20 @@ export interface StackerfileControllerOptions {
   inputs?: InputWatcher;
   /** For Stackerfiles without spec.updates.schedule. */
   defaultSchedule?: string;
+  /** Why the executor cannot build with a spec.builder (Executor.refuse): such a Stackerfile is Stalled before any ImageBuild. */
+  refuseBuilder?: (builder: BuilderSpec) => Refusal | undefined;
   /** How long to wait before looking again for a missing ConfigMap. */
   missingRecipeRetryMs?: number;
   now?: () => string;
 }
 
-/** ImageBuild names carry the Stackerfile's name; pods label themselves with them, and label values stop at 63 characters. */
-export function nameStem(stackerfile: Stackerfile): string {
-  return (stackerfile.metadata?.name ?? '').slice(0, 40).replace(/[-.]+$/, '');
-}
+/** The label on every ImageBuild naming its Stackerfile (bounded: names.ts). */
+export const stackerfileLabel = 'restack.dev/stackerfile';
 
 /** A deterministic name per generation and recipe, so a restarted operator never creates a second build. */
 export function imageBuildName(stackerfile: Stackerfile, recipe: string): string {
   const hash = createHash('sha256').update(recipe).update('\0').update(JSON.stringify(stackerfile.spec.substitutions ?? {})).digest('hex').slice(0, 6);
-  return `${nameStem(stackerfile)}-${stackerfile.metadata?.generation ?? 0}-${hash}`;
+  return `${imageBuildStem(stackerfile.metadata?.name ?? '')}-${stackerfile.metadata?.generation ?? 0}-${hash}`;
 }
 
 /** Initial while nothing was published yet, RecipeChange after. */
@@ -131,6 +133,12 @@ export class StackerfileController {
       await this.#report(stackerfile, kstatus('Stalled', 'InvalidRecipe', recipeErrors), { type: 'Warning', reason: 'InvalidRecipe' });
       return;
     }
+    // Also no retry: what is refused changes with the spec, or with the operator's flags (a restart).
+    const refusal = this.#o.refuseBuilder?.(stackerfile.spec.builder ?? { storage: 'overlay' });
+    if (refusal !== undefined) {
+      await this.#report(stackerfile, kstatus('Stalled', refusal.reason, refusal.message), { type: 'Warning', reason: refusal.reason });
+      return;
+    }
 
     const builds = this.#o.imageBuilds.indexed(stackerfile.metadata?.uid ?? '');
     const generationBuildName = imageBuildName(stackerfile, recipe.text);
@@ -217,7 +225,8 @@ export class StackerfileController {
       if (statusCode(error) === 404) return null;
       throw error;
     }));
-    if (build === null) return generationBuild;
+    // Only a build of this very Stackerfile: one of the same name deleted and created again is another object.
+    if (build === null || controllerUid(build) !== stackerfile.metadata?.uid) return generationBuild;
     if (cached === undefined) return undefined;
     return build.spec.recipeGeneration === stackerfile.metadata?.generation ? build : generationBuild;
   }
@@ -248,7 +257,7 @@ export class StackerfileController {
       metadata: {
         name,
         namespace: meta.namespace ?? 'default',
-        labels: { 'restack.dev/stackerfile': meta.name ?? '' },
+        labels: { [stackerfileLabel]: labelValue(meta.name ?? '') },
         ownerReferences: [
           { apiVersion: `${group}/${version}`, kind: 'Stackerfile', name: meta.name ?? '', uid: meta.uid ?? '', controller: true, blockOwnerDeletion: true },
         ],

@@ -4,7 +4,9 @@ import type { LayerChangesCache } from '../engine/layer-changes.ts';
 import type { ImageSigning } from '../engine/signing.ts';
 import { swapDependency } from '../engine/swap.ts';
 import { formatReference, parseReference, withDigest } from '../oci/reference.ts';
-import { credentialsFromDockerConfigJson } from '../oci/registry/credential-provider.ts';
+import { OciError } from '../oci/errors.ts';
+import { SigningError } from '../sign/errors.ts';
+import { anonymous, credentialsFromDockerConfigJson } from '../oci/registry/credential-provider.ts';
 import type { ImageBuild, Kube, Stackerfile } from './kube.ts';
 import type { ImageBuildStatus, StackerfileStatus } from './resources.ts';
 
@@ -67,6 +69,7 @@ export async function runSwap(
   signing?: ImageSigning,
 ): Promise<SwapRun> {
   const published = new Map((stackerfile.status?.images ?? []).map((image) => [image.name, image]));
+  const tags = stackerfile.spec.output.tags ?? ['latest'];
   const changed = (build.spec.inputs ?? []).filter((input) => input.role === 'apply' && input.digest !== undefined);
   const run: SwapRun = { outputs: [], checks: [] };
   for (const name of build.spec.images ?? []) {
@@ -77,7 +80,7 @@ export async function runSwap(
       }
       continue;
     }
-    const output = await swapImage(image, changed, open, { layerChanges, dependencies, ...(signing === undefined ? {} : { signing }) }, run.checks);
+    const output = await swapImage(image, changed, open, tags, { layerChanges, dependencies, ...(signing === undefined ? {} : { signing }) }, run.checks);
     if (output !== undefined) run.outputs.push(output);
   }
   return run;
@@ -87,6 +90,7 @@ async function swapImage(
   image: PublishedImage,
   changed: readonly { ref: string; digest?: string | undefined }[],
   open: Opener,
+  tags: readonly string[],
   caches: { layerChanges: LayerChangesCache; dependencies: DependencyImages; signing?: ImageSigning },
   checks: Check[],
 ): Promise<Output | undefined> {
@@ -97,10 +101,13 @@ async function swapImage(
     const recorded = inputs.find((candidate) => candidate.ref === input.ref && candidate.role === 'apply');
     if (recorded === undefined || input.digest === undefined) continue;
     const dependency = open(pinned(input.ref, input.digest));
+    const target = open(image.ref);
     const outcome = await swapDependency({
-      target: open(image.ref),
+      target,
+      // Every tag of spec.output.tags moves with the one the status names, as a build pushes them all.
+      extraTags: tags.filter((tag) => tag !== target.ref.tag),
       dependency,
-      dependencyImage: await caches.dependencies.get(dependency),
+      readDependency: (opened) => caches.dependencies.get(opened),
       layerChanges: caches.layerChanges,
       ...(caches.signing === undefined ? {} : { signing: caches.signing }),
     });
@@ -126,12 +133,37 @@ async function swapImage(
   return { name: image.name, ref: image.ref, digest, before: image.digest, inputs };
 }
 
-/** Opens a Stackerfile's registry as its output says: plain http when insecure, its push Secret's credentials. */
-export async function stackerfileOpener(kube: Kube, stackerfile: Stackerfile): Promise<Opener> {
+/**
+ * Opens a Stackerfile's registry as its output says: plain http when insecure, the credentials of
+ * its push Secret (in `namespace`), or none. Never the operator's own credentials: those check
+ * inputs, and a tenant must not write (nor read for a write) with them.
+ */
+export async function outputOpener(kube: Kube, namespace: string, output: { pushSecretName?: string | undefined; insecure: boolean }): Promise<Opener> {
+  const secret = output.pushSecretName;
+  // Read once per use: the stores it opens would each ask a lazy provider, one Secret read per image and repository.
+  const credentials = secret === undefined ? anonymous : credentialsFromDockerConfigJson(await kube.dockerConfigJson(namespace, secret), `Secret ${namespace}/${secret}`);
+  return openReferences({ ...(output.insecure ? { insecure: true } : {}), credentials });
+}
+
+export function stackerfileOpener(kube: Kube, stackerfile: Stackerfile): Promise<Opener> {
+  const { output } = stackerfile.spec;
+  return outputOpener(kube, stackerfile.metadata?.namespace ?? 'default', { pushSecretName: output.pushSecretRef?.name, insecure: output.insecure === true });
+}
+
+/**
+ * A swap that cannot be made with the Stackerfile's credentials or signing key, as the
+ * ImageBuild's failure: a Secret is unusable, or the registry refused the credentials used (which,
+ * and how to give the Stackerfile its own). Undefined for any other error.
+ */
+export function swapFailure(error: unknown, stackerfile: Stackerfile): string | undefined {
+  if (error instanceof SigningError) return `spec.output.signing: ${error.message}${error.hint === undefined ? '' : `; ${error.hint}`}`;
+  if (error instanceof OciError && error.code === 'CREDENTIALS_INVALID') return `${error.message}${error.hint === undefined ? '' : `; ${error.hint}`}`;
+  if (!(error instanceof OciError) || (error.code !== 'UNAUTHORIZED' && error.code !== 'DENIED')) return undefined;
   const { output } = stackerfile.spec;
   const namespace = stackerfile.metadata?.namespace ?? 'default';
-  const secret = output.pushSecretRef?.name;
-  // Read once per swap: the stores it opens would each ask a lazy provider, one Secret read per image and repository.
-  const credentials = secret === undefined ? undefined : credentialsFromDockerConfigJson(await kube.dockerConfigJson(namespace, secret), `Secret ${namespace}/${secret}`);
-  return openReferences({ ...(output.insecure === true ? { insecure: true } : {}), ...(credentials === undefined ? {} : { credentials }) });
+  const used =
+    output.pushSecretRef === undefined
+      ? 'no credentials: spec.output.pushSecretRef is not set, and the operator\'s own registry credentials serve input checks only'
+      : `the credentials of spec.output.pushSecretRef (Secret ${namespace}/${output.pushSecretRef.name})`;
+  return `the registry refused the swap with ${used}: ${error.message}; set spec.output.pushSecretRef to a kubernetes.io/dockerconfigjson Secret that can read and push ${output.registry}`;
 }

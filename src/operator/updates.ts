@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
 import { decide, rebuildAfterRefusal, type DependencyChange, type UpdatePolicy } from '../watch/decide.ts';
 import type { ImageBuild, Stackerfile } from './kube.ts';
+import { imageBuildStem, shortHash } from './names.ts';
 import type { ImageBuildSpec, StackerfileStatus } from './resources.ts';
 
 type PublishedImage = NonNullable<StackerfileStatus['images']>[number];
@@ -18,8 +18,7 @@ export const rebuildAnnotation = 'restack.dev/rebuild';
  * acted on.
  */
 export function updateBuildName(stackerfile: string, previous: string, kind: 'swap' | 'build', what: string): string {
-  const hash = createHash('sha256').update(previous).update('\0').update(what).digest('hex').slice(0, 8);
-  return `${stackerfile}-${kind}-${hash}`;
+  return `${imageBuildStem(stackerfile)}-${kind}-${shortHash(`${previous}\0${what}`)}`;
 }
 
 function recorded(image: PublishedImage) {

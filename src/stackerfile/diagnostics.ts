@@ -36,7 +36,9 @@ export function sortDiagnostics(list: Diagnostic[]): Diagnostic[] {
 }
 
 export function formatPath(segments: readonly (string | number)[]): string {
-  return segments.length === 0 ? '(top)' : segments.join('.');
+  // a key with blanks or invisible characters is shown quoted, so the path stays one visible word
+  const shown = segments.map((segment) => (typeof segment === 'string' && (segment === '' || /[\s\p{C}]/u.test(segment)) ? JSON.stringify(segment) : segment));
+  return shown.length === 0 ? '(top)' : shown.join('.');
 }
 
 /** Raised when a recipe has errors; carries all of them, not just the first. */

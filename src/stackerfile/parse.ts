@@ -38,6 +38,8 @@ export interface ParseResult {
 }
 
 const reservedConfigKey = 'config';
+/** What an OCI tag may be: a layer's image is stored under its name in the output layout. */
+const layerNamePattern = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
 
 export function parseRecipe(original: string, options: ParseOptions): ParseResult {
   const { file } = options;
@@ -78,7 +80,17 @@ export function parseRecipe(original: string, options: ParseOptions): ParseResul
       report('error', keyOffset, [], 'a layer name must be a non-empty string');
       continue;
     }
-    const value = (pair.value as Node | null)?.toJS(doc) as unknown;
+    let value: unknown;
+    try {
+      value = (pair.value as Node | null)?.toJS(doc);
+    } catch (error) {
+      // yaml refuses to expand more aliases than a recipe could need (a "billion laughs" document)
+      report('error', (pair.value as Node | null)?.range?.[0] ?? keyOffset, [name], `cannot be read: ${firstLine((error as Error).message)}; write the values out instead of nesting aliases`);
+      continue;
+    }
+    if (name !== reservedConfigKey && !layerNamePattern.test(name)) {
+      report('error', keyOffset, [name], `layer name "${name}" is not a valid OCI tag (letters, digits, "_", "." and "-", not starting with "." or "-", at most 128): each layer is stored under its name`);
+    }
     if (name === reservedConfigKey) {
       const result = buildConfigSchema.safeParse(value);
       if (result.success) config = result.data;
@@ -92,7 +104,8 @@ export function parseRecipe(original: string, options: ParseOptions): ParseResul
       continue;
     }
     definedNames.add(name);
-    if (typeof value === 'object' && 'import' in value && 'imports' in value) {
+    // `import:` left empty beside `imports:` is accepted, as stacker accepts it
+    if (typeof value === 'object' && 'imports' in value && (value as { import?: unknown }).import != null) {
       report('error', locate([name, 'import']), [name, 'import'], 'cannot be combined with imports; move these entries under imports (and read them from /stacker/imports)');
     }
     const result = layerSchema.safeParse(value);
@@ -105,7 +118,7 @@ export function parseRecipe(original: string, options: ParseOptions): ParseResul
     for (const path of unknownImportKeys(name, result.data)) {
       report('warning', locate(path), path, `is not an import key and is ignored (import keys: ${importKeys.join(', ')})`);
     }
-    if (result.data.import !== undefined && result.data.imports === undefined) {
+    if (result.data.import != null && result.data.imports === undefined) {
       report('warning', locate([name, 'import']), [name, 'import'], 'is deprecated; rename it to imports and read the files from /stacker/imports instead of /stacker');
     }
     layers.set(name, result.data);
@@ -154,19 +167,38 @@ function unknownImportKeys(name: string, layer: Layer): (string | number)[][] {
   return paths;
 }
 
-/** A layer name used by `from: {type: built}` or `apply:`: an edge of the layer graph. */
+/** A layer name used by `from: {type: built}`, `apply:` or a `stacker://` import: an edge of the layer graph. */
 export interface LayerEdge {
   to: string;
   path: (string | number)[];
+  field: 'built base' | 'apply entry' | 'stacker:// import';
 }
 
-/** Names of other layers a layer builds on or applies, each with the field that names it. */
+/** The layer a `stacker://NAME/path` import reads from, or undefined for any other import. */
+export function stackerImportLayer(path: string): string | undefined {
+  if (!path.startsWith('stacker://')) return undefined;
+  return path.slice('stacker://'.length).split('/')[0];
+}
+
+/** Names of other layers a layer builds on, applies or imports from, each with the field that names it. */
 export function layerEdges(name: string, layer: Layer): LayerEdge[] {
   const edges: LayerEdge[] = [];
-  if (layer.from.type === 'built' && layer.from.tag !== undefined) edges.push({ to: layer.from.tag, path: [name, 'from', 'tag'] });
+  if (layer.from.type === 'built' && layer.from.tag !== undefined) edges.push({ to: layer.from.tag, path: [name, 'from', 'tag'], field: 'built base' });
   (layer.apply ?? []).forEach((entry, index) => {
-    if (isLayerName(entry)) edges.push({ to: entry, path: [name, 'apply', index] });
+    if (isLayerName(entry)) edges.push({ to: entry, path: [name, 'apply', index], field: 'apply entry' });
   });
+  for (const key of ['imports', 'import'] as const) {
+    const entries = layer[key];
+    if (entries === undefined || entries === null) continue;
+    const paths: [string, (string | number)[]][] =
+      typeof entries === 'string'
+        ? [[entries, [name, key]]]
+        : entries.map((entry, index) => (typeof entry === 'string' ? [entry, [name, key, index]] : [entry.path, [name, key, index, 'path']]));
+    for (const [path, at] of paths) {
+      const to = stackerImportLayer(path);
+      if (to !== undefined) edges.push({ to, path: at, field: 'stacker:// import' });
+    }
+  }
   return edges;
 }
 
@@ -179,12 +211,12 @@ function crossLayerProblems(layers: Map<string, Layer>, knownNames: ReadonlySet<
   const problems: { path: (string | number)[]; message: string }[] = [];
   for (const [name, layer] of layers) {
     for (const edge of layerEdges(name, layer)) {
-      const field = edge.path[1] === 'from' ? 'built base' : 'apply entry';
+      const verb = { 'built base': 'build on', 'apply entry': 'apply', 'stacker:// import': 'import from' }[edge.field];
       if (edge.to === name) {
-        problems.push({ path: edge.path, message: `layer "${name}" cannot ${field === 'built base' ? 'build on' : 'apply'} itself` });
+        problems.push({ path: edge.path, message: `layer "${name}" cannot ${verb} itself` });
       } else if (!knownNames.has(edge.to)) {
         const names = [...knownNames].filter((n) => n !== name).join(', ') || 'none';
-        problems.push({ path: edge.path, message: `${field} "${edge.to}" names no layer of this recipe or its prerequisites (layers: ${names})` });
+        problems.push({ path: edge.path, message: `${edge.field} "${edge.to}" names no layer of this recipe or its prerequisites (layers: ${names})` });
       }
     }
   }

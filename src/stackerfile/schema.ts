@@ -114,7 +114,7 @@ const goRegexList = z.array(
 const layerShape = {
   from: fromSchema,
   imports: importsSchema.optional(),
-  import: importsSchema.optional(),
+  import: importsSchema.nullable().optional(),
   overlay_dirs: z
     .array(z.strictObject({ source: nonEmptyText('a host directory'), dest: text().optional() }), { error: expected('a list of {source, dest}') })
     .optional(),
@@ -135,7 +135,16 @@ const layerShape = {
   binds: bindsSchema.optional(),
   os: nonEmptyText('an operating system such as linux').optional(),
   arch: nonEmptyText('an architecture such as amd64 or arm64').optional(),
-  apply: z.array(applyEntry, { error: expected('a list of image URLs or layer names') }).optional(),
+  apply: z
+    .array(applyEntry, { error: expected('a list of image URLs or layer names') })
+    .superRefine((entries, ctx) => {
+      // provenance and swaps tell applied inputs apart by reference: one reference, one slice
+      entries.forEach((entry, index) => {
+        const first = entries.indexOf(entry);
+        if (first < index) ctx.addIssue({ code: 'custom', path: [index], message: `"${entry}" is applied twice (also entry ${first}); apply each image once` });
+      });
+    })
+    .optional(),
 };
 
 export const layerKeys = Object.keys(layerShape);

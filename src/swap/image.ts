@@ -17,19 +17,22 @@ export function manifestFormat(manifest: ImageManifest): ManifestFormat {
   return manifest.mediaType === MediaType.dockerManifest || manifest.config.mediaType === MediaType.dockerConfig ? 'docker' : 'oci';
 }
 
+const ociNondistributableGzip = 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip';
 const dockerLayerFor: Record<string, string> = {
   [MediaType.ociLayerGzip]: MediaType.dockerLayerGzip,
   [MediaType.dockerLayerGzip]: MediaType.dockerLayerGzip,
   [MediaType.ociLayerTar]: MediaType.dockerLayerTar,
   [MediaType.dockerLayerTar]: MediaType.dockerLayerTar,
+  [ociNondistributableGzip]: MediaType.dockerForeignLayerGzip,
+  [MediaType.dockerForeignLayerGzip]: MediaType.dockerForeignLayerGzip,
 };
 const ociLayerFor: Record<string, string> = {
   [MediaType.dockerLayerGzip]: MediaType.ociLayerGzip,
   [MediaType.dockerLayerTar]: MediaType.ociLayerTar,
-  [MediaType.dockerForeignLayerGzip]: 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
+  [MediaType.dockerForeignLayerGzip]: ociNondistributableGzip,
 };
 
-/** True when every layer can be named in a Docker schema2 manifest (tar or gzip). */
+/** True when every layer can be named in a Docker schema2 manifest (tar or gzip, foreign gzip included). */
 export function dockerCompatible(layers: readonly Descriptor[]): boolean {
   return layers.every((layer) => dockerLayerFor[layer.mediaType] !== undefined);
 }
@@ -81,7 +84,8 @@ const encoder = new TextEncoder();
 export function serializeImage(image: { manifest: ImageManifest; config: ImageConfig }): SerializedImage {
   const configBytes = encoder.encode(JSON.stringify(image.config));
   const configDescriptor: Descriptor = { mediaType: image.manifest.config.mediaType, digest: sha256Digest(configBytes), size: configBytes.length };
-  const manifest: ImageManifest = { ...image.manifest, config: { ...image.manifest.config, ...configDescriptor } };
+  // the descriptor is made anew: embedded `data` or annotations of an earlier config would not describe these bytes
+  const manifest: ImageManifest = { ...image.manifest, config: configDescriptor };
   const manifestBytes = encoder.encode(JSON.stringify(manifest));
   const mediaType = manifest.mediaType ?? MediaType.ociManifest;
   return {

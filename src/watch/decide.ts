@@ -41,6 +41,9 @@ export function decide(input: DecisionInput): Decision {
   if (recorded.recipe !== undefined && recorded.recipe !== input.recipe) {
     return { action: 'rebuild', reason: 'RecipeChange', message: `the recipe of ${name} changed since its image was built` };
   }
+  if (input.inconsistent !== undefined) {
+    return { action: 'rebuild', reason: 'RecipeChange', message: `the provenance of ${name}'s image ${input.inconsistent}: it is rebuilt from the recipe, never swapped on its own say-so` };
+  }
   const base = recorded.base === null ? undefined : changed(recorded.base, current);
   const applied = recorded.applied.flatMap((entry) => changed(entry, current) ?? []);
   const ignoredBase = base !== undefined && policy.onBaseUpdate === 'Ignore' ? `; base ${describeChange(base)} ignored (onBaseUpdate: Ignore)` : '';

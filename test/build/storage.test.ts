@@ -157,3 +157,21 @@ test('btrfs storage driver with LXC runs, on a loop-mounted btrfs', async (t) =>
     await teardownBtrfs(root);
   }
 });
+
+test('overlay: a layer whose hard link was copied from a lower layer is not reused on another chain', async (t) => {
+  const storage = await openStorage(join(await tempDir(t), 'storage'), 'overlay', await detectIdentity());
+  t.after(() => storage.cleanup());
+  const lowerA = layerSource(await tarLayer([{ name: 'etc/motd', content: 'chain A\n' }]));
+  const lowerB = layerSource(await tarLayer([{ name: 'etc/motd', content: 'chain B\n' }]));
+  const linking = layerSource(await tarLayer([{ name: 'etc/issue', type: 'link', linkname: 'etc/motd' }]));
+  const independent = layerSource(await tarLayer([{ name: 'srv/x', content: 'x' }]));
+  await storage.prepare([lowerA, linking, independent]);
+  const second = await storage.prepare([lowerB, linking, independent]);
+  assert.deepEqual(second.unpacked.map((u) => u.digest), [lowerB.digest, linking.digest], 'the linking layer is unpacked again on the other chain; the independent one is shared');
+  const working = await storage.createWorking([lowerB, linking, independent], 'chain-b');
+  try {
+    assert.equal(await readFile(join(working.rootfs, 'etc/issue'), 'utf8'), 'chain B\n');
+  } finally {
+    await storage.discard(working);
+  }
+});

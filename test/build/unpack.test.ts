@@ -4,7 +4,7 @@ import { lstat, mkdir, readFile, readlink, readdir, writeFile } from 'node:fs/pr
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { BuildError } from '../../src/build/errors.ts';
-import { unpackLayer, type UnpackOptions } from '../../src/build/unpack.ts';
+import { refusedXattr, unpackLayer, type UnpackOptions } from '../../src/build/unpack.ts';
 import { readXattrs } from '../../src/build/xattr.ts';
 import { tarLayer, tempDir, type TarSpec, type TestLayer } from './helpers.ts';
 
@@ -223,4 +223,49 @@ test('overlay mode: a hard link to a file of a lower layer becomes a copy of it'
   assert.equal(await readFile(join(upper, 'usr/bin/alias'), 'utf8'), 'binary');
   assert.equal((await lstat(join(upper, 'usr/bin/alias'))).mode & 0o777, 0o755);
   assert.deepEqual(summary.written, ['usr/bin/alias']);
+});
+
+test('an xattr name with a line break cannot reach a path outside the rootfs', async (t) => {
+  const base = await tempDir(t);
+  const root = join(base, 'rootfs');
+  const victim = join(base, 'outside', 'victim');
+  await mkdir(root);
+  await mkdir(join(base, 'outside'));
+  await writeFile(victim, 'untouched');
+  // setfattr --restore reads "# file:" lines: a name carrying one would set an xattr on the host path
+  const layer = await tarLayer([{ name: 'f', content: 'x', pax: { [`SCHILY.xattr.\n# file: ${victim}\nuser.pwned`]: 'gotcha' } }]);
+  const outcome = await apply(layer, root).then(
+    () => undefined,
+    (error: unknown) => error,
+  );
+  assert.equal((await readXattrs([victim])).get(victim)?.get('user.pwned')?.toString(), undefined, 'no xattr was set outside the rootfs');
+  assert.ok(outcome instanceof BuildError, `refused: ${String(outcome)}`);
+  assert.equal(outcome.code, 'LAYER_HOSTILE', outcome.message);
+  assert.match(outcome.message, /entry "f": xattr name .* contains a line break/);
+});
+
+test('xattrs outside the allowed namespaces are left out with a warning', async (t) => {
+  const root = await tempDir(t);
+  const summary = await applyEntries(
+    [
+      {
+        name: 'f',
+        content: 'x',
+        pax: { 'SCHILY.xattr.user.kept': 'yes', 'SCHILY.xattr.trusted.evil': '1', 'SCHILY.xattr.security.selinux': 'system_u:object_r:bin_t:s0', 'SCHILY.xattr.system.posix_acl_access': 'x' },
+      },
+    ],
+    root,
+  );
+  const xattrs = (await readXattrs([join(root, 'f')])).get(join(root, 'f'));
+  assert.deepEqual([...(xattrs?.keys() ?? [])], ['user.kept']);
+  assert.deepEqual(summary.warnings.map((warning) => /xattr (\S+)/.exec(warning)?.[1]).sort(), ['security.selinux', 'system.posix_acl_access', 'trusted.evil']);
+});
+
+test('file capabilities are kept only inside a user namespace, where the kernel scopes them to its root', () => {
+  assert.equal(refusedXattr('security.capability', true), undefined);
+  assert.match(refusedXattr('security.capability', false) ?? '', /only when the build runs in a user namespace/);
+  assert.equal(refusedXattr('user.mime_type', false), undefined);
+  for (const name of ['trusted.overlay.redirect', 'user.overlay.opaque', 'security.selinux', 'security.ima', 'system.posix_acl_default']) {
+    assert.ok(refusedXattr(name, true) !== undefined, name);
+  }
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { OciError } from '../../src/oci/errors.ts';
-import { credentialFromEntry, credHelperFor, findAuthEntry, helperServerUrl, parseDockerConfig, splitRegistryKey } from '../../src/oci/registry/credentials.ts';
+import { credentialFromEntry, credHelperFor, findAuthEntry, helperServerUrl, parseDockerConfig, refuseCredentialHelpers, splitRegistryKey } from '../../src/oci/registry/credentials.ts';
 import { credentialFilePaths } from '../../src/oci/registry/credential-provider.ts';
 
 const auth = (user: string, password: string) => ({ auth: Buffer.from(`${user}:${password}`).toString('base64') });
@@ -56,4 +56,15 @@ test('credHelpers are chosen per host; files are searched where podman and docke
   assert.equal(credHelperFor(config, 'reg.example'), undefined);
   assert.deepEqual(credentialFilePaths({ REGISTRY_AUTH_FILE: '/a.json', XDG_RUNTIME_DIR: '/run/u', DOCKER_CONFIG: '/d', HOME: '/h' }), ['/a.json', '/run/u/containers/auth.json', '/d/config.json']);
   assert.deepEqual(credentialFilePaths({ HOME: '/h' }), ['/h/.docker/config.json']);
+});
+
+test('a config whose reader must not run programs it names: credHelpers and credsStore are refused, each named; auths alone pass', () => {
+  const refuse = (config: object) => () => refuseCredentialHelpers(parseDockerConfig(JSON.stringify(config), 'Secret team/regcred'), 'Secret team/regcred');
+  assert.throws(refuse({ auths: { 'reg.example': auth('u', 'p') }, credsStore: 'desktop', credHelpers: { 'reg.example': 'ecr-login' } }), (error: unknown) => {
+    assert.ok(error instanceof OciError);
+    assert.equal(error.code, 'CREDENTIALS_INVALID');
+    assert.equal(error.message, 'Secret team/regcred: names credential helper programs, which are not run for it: credHelpers["reg.example"] (docker-credential-ecr-login), credsStore (docker-credential-desktop)');
+    return true;
+  });
+  assert.doesNotThrow(refuse({ auths: { 'reg.example': auth('u', 'p') }, credsStore: '' }));
 });

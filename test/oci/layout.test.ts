@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readlinkSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { execa } from 'execa';
 import { digestHex, sha256Digest } from '../../src/oci/digest.ts';
 import { OciError } from '../../src/oci/errors.ts';
+import { breakLock } from '../../src/oci/file-lock.ts';
 import { LayoutStore, refNameAnnotation } from '../../src/oci/layout.ts';
 import { MediaType } from '../../src/oci/mediatypes.ts';
 import { makeImage, makeLayer, validateImage, writeImage } from '../services/images.ts';
@@ -149,14 +151,36 @@ describe('LayoutStore', () => {
     const dead = spawn(process.execPath, ['-e', '']);
     const deadPid = await new Promise<number>((resolve) => dead.on('exit', () => resolve(dead.pid as number)));
     await mkdir(lock);
-    await writeFile(join(lock, 'owner'), JSON.stringify({ pid: deadPid, host: hostname(), nonce: 'dead' }));
+    await writeFile(join(lock, 'owner'), JSON.stringify({ pid: deadPid, host: hostname(), pidNamespace: readlinkSync('/proc/self/ns/pid'), nonce: 'dead' }));
     await store.tag('', 'after-crash', descriptor);
     assert.deepEqual(await store.listTags(''), ['after-crash']);
+
+    // another container of the pod: same hostname, its own pids; its pid means nothing here
+    await mkdir(lock);
+    await writeFile(join(lock, 'owner'), JSON.stringify({ pid: deadPid, host: hostname(), pidNamespace: 'pid:[1]', nonce: 'sidecar' }));
+    await assert.rejects(store.tag('', 'sidecar-held', descriptor), isOciError('LAYOUT_LOCKED'));
+    await rm(lock, { recursive: true });
 
     await mkdir(lock);
     await writeFile(join(lock, 'owner'), JSON.stringify({ pid: process.pid, host: hostname(), nonce: 'alive' }));
     await assert.rejects(store.tag('', 'blocked', descriptor), (error: unknown) => isOciError('LAYOUT_LOCKED')(error) && /remove the directory/.test((error as OciError).hint ?? ''));
     await rm(lock, { recursive: true });
+  });
+
+  test('breaking a stale lock never removes a lock taken afresh since it was judged', async () => {
+    const lock = join(freshDir(), 'index.json.lock');
+    await mkdir(lock, { recursive: true });
+    await writeFile(join(lock, 'owner'), JSON.stringify({ pid: 1, host: 'gone', nonce: 'stale' }));
+    const judged = { ino: (await stat(lock)).ino, nonce: 'stale' };
+    // meanwhile another writer broke it and took the lock
+    await rm(lock, { recursive: true });
+    await mkdir(lock);
+    await writeFile(join(lock, 'owner'), JSON.stringify({ pid: process.pid, host: hostname(), nonce: 'live' }));
+    await breakLock(lock, judged);
+    assert.equal(JSON.parse(await readFile(join(lock, 'owner'), 'utf8')).nonce, 'live');
+    assert.deepEqual((await readdir(join(lock, '..'))).filter((name) => name.includes('.stale-')), []);
+    await breakLock(lock, { ino: (await stat(lock)).ino, nonce: 'live' });
+    assert.deepEqual(await readdir(join(lock, '..')), []);
   });
 
   test('umoci reads a layout written by LayoutStore', async (t) => {

@@ -167,3 +167,37 @@ describe('RegistryStore against a misbehaving registry', { skip }, () => {
     ]);
   });
 });
+
+describe('RegistryStore uploads and answer sizes against a misbehaving registry', { skip }, () => {
+  test('a closing PUT whose session is gone sends the blob again in a new session', async () => {
+    const layer = await makeLayer({ 'bin/tool': randomBytes(5_000) });
+    proxy!.inject({ method: 'PUT', path: '/blobs/uploads/', times: 1, fault: { kind: 'status', status: 404, body: errorBody('BLOB_UPLOAD_UNKNOWN') } });
+    assert.equal(await store.putBlob('faults/session', layer.descriptor, layer.bytes), 'uploaded');
+    assert.ok(await store.hasBlob('faults/session', layer.descriptor));
+    assert.equal(proxy!.requests.filter((request) => request.method === 'POST').length, 2, 'a second session was opened');
+  });
+
+  test('a PATCH the registry no longer accepts at its Location restarts the chunked upload in a new session', async () => {
+    const chunked = new RegistryStore(proxy!.host, { credentials: async () => undefined, sleep: async () => {}, chunkedUploadThreshold: 1024, chunkSize: 1024 });
+    const layer = await makeLayer({ 'bin/big': randomBytes(5_000) });
+    proxy!.inject({ method: 'PATCH', path: '/blobs/uploads/', times: 1, fault: { kind: 'status', status: 416, body: errorBody('RANGE_INVALID') } });
+    assert.equal(await chunked.putBlob('faults/chunked', layer.descriptor, layer.bytes), 'uploaded');
+    assert.ok(await chunked.hasBlob('faults/chunked', layer.descriptor));
+  });
+
+  test('an upload that keeps failing gives up after a few sessions with the registry error', async () => {
+    const layer = await makeLayer({ 'bin/tool': randomBytes(5_000) });
+    proxy!.inject({ method: 'PUT', path: '/blobs/uploads/', fault: { kind: 'status', status: 404, body: errorBody('BLOB_UPLOAD_UNKNOWN') } });
+    await assert.rejects(store.putBlob('faults/gone', layer.descriptor, layer.bytes), isOciError('BLOB_UPLOAD_UNKNOWN', /faults\/gone/));
+    assert.equal(proxy!.requests.filter((request) => request.method === 'POST').length, 3);
+  });
+
+  test('error and tag list answers are read only so far', async () => {
+    const huge = Buffer.alloc(20 * 1024 * 1024, 0x20);
+    proxy!.inject({ path: '/manifests/v1', fault: { kind: 'status', status: 404, body: Buffer.concat([Buffer.from(errorBody('MANIFEST_UNKNOWN')), huge]) } });
+    await assert.rejects(store.getManifest('faults/errbody', 'v1'), isOciError('MANIFEST_UNKNOWN'));
+    assert.ok(store.stats.otherBytesReceived < 1024 * 1024, `error body read: ${store.stats.otherBytesReceived} bytes`);
+    proxy!.inject({ path: '/tags/list', fault: { kind: 'status', status: 200, headers: { 'content-type': 'application/json' }, body: huge } });
+    await assert.rejects(store.listTags('faults/tags'), isOciError('REGISTRY_ERROR', /faults\/tags.*more than the 8388608/));
+  });
+});

@@ -1,6 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, connect, type Server, type Socket } from 'node:net';
+import { Writable } from 'node:stream';
 import { CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { eventually, useCluster, type Cluster } from '../cluster/harness.ts';
@@ -46,7 +47,7 @@ async function startRelay(upstream: URL): Promise<{ server: Server; url: string;
 describe('the informer against a real API server', () => {
   let cluster: Cluster;
   let objects: CustomObjectsApi;
-  let relay: Awaited<ReturnType<typeof startRelay>>;
+  let relay: Awaited<ReturnType<typeof startRelay>> & { kubeConfig: KubeConfig };
   let informer: Informer<ImageBuild>;
   const changes: string[] = [];
   const owners = new Map<string, string>();
@@ -81,14 +82,15 @@ describe('the informer against a real API server', () => {
     }
     for (const [name, owner] of [['a-1', 'a'], ['a-2', 'a'], ['b-1', 'b']] as const) await createBuild(name, owner);
 
-    relay = await startRelay(new URL(cluster.kubeConfig.getCurrentCluster()?.server ?? ''));
+    const started = await startRelay(new URL(cluster.kubeConfig.getCurrentCluster()?.server ?? ''));
     const viaRelay = new KubeConfig();
     viaRelay.loadFromOptions({
-      clusters: cluster.kubeConfig.clusters.map((entry) => ({ ...entry, server: relay.url })),
+      clusters: cluster.kubeConfig.clusters.map((entry) => ({ ...entry, server: started.url })),
       users: cluster.kubeConfig.users,
       contexts: cluster.kubeConfig.contexts,
       currentContext: cluster.kubeConfig.currentContext,
     });
+    relay = { ...started, kubeConfig: viaRelay };
     const kube = new Kube(viaRelay);
     informer = new Informer<ImageBuild>({
       kubeConfig: viaRelay,
@@ -98,7 +100,7 @@ describe('the informer against a real API server', () => {
       onChange: (build, deleted) => changes.push(`${deleted ? 'deleted' : 'changed'} ${build.metadata?.name}`),
       indexBy: controllerUid,
       logger: pino({ level: 'silent' }),
-      restartDelayMs: 100,
+      restartBackoff: { initialMs: 100, maxMs: 100 },
     });
     await informer.start();
   });
@@ -132,5 +134,51 @@ describe('the informer against a real API server', () => {
     assert.equal(informer.get(`${namespace}/a-1`)?.metadata?.labels?.['touched'], 'yes');
     assert.deepEqual(names(informer.indexed(owners.get('a') ?? '')), ['a-1']);
     assert.deepEqual(names(informer.indexed(owners.get('b') ?? '')), ['b-1', 'b-2', 'b-3']);
+  });
+
+  test('while the API server is away, restarts back off exponentially with jitter up to the cap, and start over once the API server answers again', async () => {
+    const failures: { failures: number; retryInMs: number }[] = [];
+    const logger = pino({ level: 'warn' }, new Writable({
+      write(line: Buffer, _encoding, done) {
+        const entry = JSON.parse(line.toString()) as { failures?: number; retryInMs?: number };
+        failures.push({ failures: entry.failures ?? 0, retryInMs: entry.retryInMs ?? -1 });
+        done();
+      },
+    }));
+    const kube = new Kube(relay.kubeConfig);
+    const watched: string[] = [];
+    const policy = { initialMs: 50, maxMs: 400 };
+    const watcher = new Informer<ImageBuild>({
+      kubeConfig: relay.kubeConfig,
+      path: kube.listPath('ImageBuild', namespace),
+      list: async () => (await kube.list('ImageBuild', namespace)) as { items: ImageBuild[] },
+      onChange: (build) => watched.push(build.metadata?.name ?? ''),
+      logger,
+      restartBackoff: policy,
+    });
+    await watcher.start();
+    try {
+      relay.cut();
+      await eventually('seven failed restarts', async () => (failures.length >= 7 ? true : undefined));
+      failures.slice(0, 7).forEach((failure, i) => {
+        const bound = Math.min(policy.maxMs, policy.initialMs * 2 ** i);
+        assert.equal(failure.failures, i + 1);
+        assert.ok(failure.retryInMs >= bound / 2 && failure.retryInMs <= bound, `wait ${i + 1}: ${failure.retryInMs} ms within [${bound / 2}, ${bound}]`);
+      });
+      relay.resume();
+      // Back from the last resourceVersion: no list, the watch reconnects; a change proves it.
+      const seen = changes.length;
+      await createBuild('b-4', 'b');
+      await eventually('b-4 through the reconnected watch', async () => (watched.includes('b-4') ? true : undefined));
+      assert.ok(changes.length > seen);
+      failures.length = 0;
+      relay.cut();
+      await eventually('a failure after the success', async () => (failures.length >= 1 ? true : undefined));
+      assert.equal(failures[0]?.failures, 1, 'the backoff started over');
+      assert.ok((failures[0]?.retryInMs ?? Infinity) <= policy.initialMs);
+    } finally {
+      relay.resume();
+      await watcher.stop();
+    }
   });
 });

@@ -41,7 +41,7 @@ describe('two operator processes with leader election', { timeout: 300_000 }, ()
   const startReplica = (index: number) =>
     startOperatorProcess({
       kubeconfigPath: cluster.kubeconfigPath,
-      args: ['--namespace', ns, '--executor', 'local', '--builder', standInBuilderCommand, '--no-updates',
+      args: ['--namespace', ns, '--executor', 'local', '--builder', standInBuilderCommand, '--builder-env', 'RESTACK_STAND_IN_LOG', '--builder-env', 'RESTACK_STAND_IN_LAYER_MS', '--no-updates',
         '--leader-elect', '--lease-duration', String(leaseSeconds), '--lease-renew-period', String(renewSeconds), '--leader-pod-name', podOf(index)],
       env: { RESTACK_STAND_IN_LOG: standInLog, RESTACK_STAND_IN_LAYER_MS: '400' },
     });

@@ -148,6 +148,53 @@ describe('the operator against a real API server', () => {
     assert.equal(builds[0]?.metadata?.ownerReferences?.[0]?.controller, true);
   });
 
+  test('a Stackerfile with a 253-character name builds: every name and label the operator derives fits the API\'s limits', async () => {
+    const ns = await namespace('long-names');
+    await startManager(ns);
+    const long = (letter: string) => `${'a'.repeat(200)}.${letter.repeat(52)}`;
+    // Two names that share their first 200 characters get builds of their own.
+    for (const name of [long('x'), long('y')]) await createStackerfile(ns, name, seeds);
+    for (const name of [long('x'), long('y')]) {
+      await eventually(`${name.slice(-3)} Ready`, async () => (condition(await getStackerfile(ns, name), 'Ready')?.status === 'True' ? true : undefined));
+    }
+    const builds = await listBuilds(ns);
+    assert.equal(builds.length, 2);
+    assert.equal(new Set(builds.map((b) => b.metadata?.name)).size, 2);
+    for (const build of builds) {
+      assert.ok((build.metadata?.name ?? '').length <= 63 - '-recipe'.length, build.metadata?.name);
+      const label = build.metadata?.labels?.['restack.dev/stackerfile'] ?? '';
+      assert.ok(label.length <= 63 && label.startsWith('a'.repeat(40)), label);
+    }
+  });
+
+  test('an ImageBuild is matched to its Stackerfile by owner uid: a build not owned by the Stackerfile it names is never run for it', async () => {
+    const ns = await namespace('by-uid');
+    await startManager(ns);
+    const create = (name: string) =>
+      objects.createNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', body: { apiVersion: 'restack.dev/v1alpha1', kind: 'Stackerfile', metadata: { name }, spec: { recipe: seeds, suspend: true, output: { registry: '127.0.0.1:5000/team' } } } }) as Promise<Stackerfile>;
+    await create('app');
+    // Owned by another object, as the builds of an earlier Stackerfile of the same name are.
+    const other = await create('other');
+    await objects.createNamespacedCustomObject({
+      ...api,
+      namespace: ns,
+      plural: 'imagebuilds',
+      body: {
+        apiVersion: 'restack.dev/v1alpha1',
+        kind: 'ImageBuild',
+        metadata: { name: 'stale', ownerReferences: [{ apiVersion: 'restack.dev/v1alpha1', kind: 'Stackerfile', name: 'app', uid: other.metadata?.uid ?? '', controller: true }] },
+        spec: { stackerfileRef: { name: 'app' }, strategy: 'Build', reason: 'Initial' },
+      },
+    });
+    const stale = await eventually('the stale build finished', async () => {
+      const build = (await listBuilds(ns)).find((b) => b.metadata?.name === 'stale');
+      return build?.status?.phase === 'Succeeded' || build?.status?.phase === 'Failed' ? build : undefined;
+    });
+    assert.equal(stale.status?.phase, 'Failed');
+    assert.match(stale.status?.message ?? '', /^Stackerfile by-uid\/app is not the one this build was made for/);
+    assert.equal((await getStackerfile(ns, 'app')).status?.images, undefined);
+  });
+
   test('with leader election only one of two managers reconciles', async () => {
     const ns = await namespace('elect');
     const election = { namespace: ns, name: 'restack-operator', leaseDurationMs: 3000, renewEveryMs: 1000 };

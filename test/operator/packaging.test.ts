@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { execa } from 'execa';
 import { parse, parseAllDocuments } from 'yaml';
+import { buildPodDefaults } from '../../src/cli/commands/operator.ts';
 import { planRecipes } from '../../src/stackerfile/plan.ts';
 import { describeDiagnostics, validateRecipe } from '../../src/operator/recipe-source.ts';
 import { eventually, useCluster, type Cluster } from '../cluster/harness.ts';
@@ -33,29 +34,45 @@ const findObject = (objects: readonly KubeObject[], kind: string): KubeObject =>
   return found;
 };
 
-/** One question to `kubectl auth can-i`: VERB RESOURCE[/NAME] [--subresource] in a namespace. */
+/** One question to `kubectl auth can-i`: VERB RESOURCE[/NAME] [--subresource] in a namespace ('*': in all of them at once). */
 interface Access {
   verb: string;
   resource: string;
   subresource?: string;
   namespace?: string;
 }
+const inNamespace = (namespace: string) => (access: Access): Access => ({ ...access, namespace });
+/** The operator container's arguments in a Deployment. */
+const operatorArgs = (deployment: KubeObject): string[] =>
+  (deployment as unknown as { spec: { template: { spec: { containers: { args: string[] }[] } } } }).spec.template.spec.containers[0]?.args ?? [];
+/** --build-pod-defaults of those arguments, as the operator reads it (a value it refuses throws). */
+const buildPodDefaultsOf = (args: readonly string[]) => {
+  const flag = '--build-pod-defaults=';
+  const value = args.find((arg) => arg.startsWith(flag));
+  assert.ok(value, `no ${flag} among ${args.join(' ')}`);
+  return buildPodDefaults(value.slice(flag.length));
+};
+
 const describeAccess = (access: Access) =>
   `${access.verb} ${access.resource}${access.subresource === undefined ? '' : `/${access.subresource}`} in ${access.namespace ?? 'restack-builds'}`;
 
 // Every call src/operator/ makes, in a build namespace or in its own namespace (the Lease).
-const needed: Access[] = [
-  ...['get', 'list', 'watch'].map((verb) => ({ verb, resource: 'stackerfiles.restack.dev' })),
+/** The calls the operator makes in a namespace it watches. */
+const inBuildNamespace: Access[] = [
+  ...['list', 'watch'].map((verb) => ({ verb, resource: 'stackerfiles.restack.dev' })),
   ...['get', 'list', 'watch', 'create', 'delete'].map((verb) => ({ verb, resource: 'imagebuilds.restack.dev' })),
   ...['stackerfiles.restack.dev', 'imagebuilds.restack.dev'].flatMap((resource) => [
-    ...['get', 'patch', 'update'].map((verb) => ({ verb, resource, subresource: 'status' })),
+    { verb: 'patch', resource, subresource: 'status' },
     { verb: 'update', resource, subresource: 'finalizers' },
   ]),
   { verb: 'create', resource: 'events' },
-  { verb: 'patch', resource: 'events' },
-  ...['get', 'list', 'watch', 'create', 'delete'].map((verb) => ({ verb, resource: 'configmaps' })),
+  { verb: 'list', resource: 'events' },
+  ...['get', 'create', 'delete'].map((verb) => ({ verb, resource: 'configmaps' })),
   { verb: 'get', resource: 'secrets' },
   ...['get', 'list', 'watch', 'create', 'delete'].map((verb) => ({ verb, resource: 'pods' })),
+];
+const needed: Access[] = [
+  ...inBuildNamespace,
   { verb: 'create', resource: 'leases.coordination.k8s.io', namespace: operatorNamespace },
   { verb: 'get', resource: 'leases.coordination.k8s.io/restack-operator', namespace: operatorNamespace },
   { verb: 'update', resource: 'leases.coordination.k8s.io/restack-operator', namespace: operatorNamespace },
@@ -70,6 +87,11 @@ const forbidden: Access[] = [
   { verb: 'list', resource: 'secrets' },
   { verb: 'watch', resource: 'secrets' },
   { verb: 'update', resource: 'configmaps' },
+  { verb: 'list', resource: 'configmaps' },
+  { verb: 'watch', resource: 'configmaps' },
+  { verb: 'get', resource: 'stackerfiles.restack.dev' },
+  { verb: 'update', resource: 'stackerfiles.restack.dev', subresource: 'status' },
+  { verb: 'patch', resource: 'events' },
   { verb: 'get', resource: 'nodes' },
   { verb: 'create', resource: 'leases.coordination.k8s.io', namespace: 'restack-builds' },
   { verb: 'update', resource: 'leases.coordination.k8s.io/someone-elses', namespace: operatorNamespace },
@@ -84,8 +106,9 @@ describe('config/ kustomize bases and charts/restack on a real API server', () =
   const helm = (args: string[]) => execa(join(cluster.binDir, 'helm'), args);
   const helmTemplate = async (values: string[] = []) =>
     (await helm(['template', 'restack', chart, '--namespace', operatorNamespace, '--include-crds', ...values.flatMap((value) => ['--set', value])])).stdout;
-  const canI = async (access: Access): Promise<boolean> => {
-    const args = ['auth', 'can-i', access.verb, access.resource, '--as', operatorUser, '--namespace', access.namespace ?? 'restack-builds'];
+  const canI = async (access: Access, as = operatorUser): Promise<boolean> => {
+    const namespace = access.namespace ?? 'restack-builds';
+    const args = ['auth', 'can-i', access.verb, access.resource, '--as', as, ...(namespace === '*' ? ['--all-namespaces'] : ['--namespace', namespace])];
     if (access.subresource !== undefined) args.push('--subresource', access.subresource);
     // Exit code 1 means "no".
     return (await kubectl(args, { reject: false })).stdout.trim() === 'yes';
@@ -141,24 +164,87 @@ describe('config/ kustomize bases and charts/restack on a real API server', () =
     );
   });
 
+  /** The calls `as` may make, of `accesses`, as `VERB RESOURCE in NAMESPACE` lines. */
+  const allowed = async (accesses: readonly Access[], as: string) => {
+    const granted: string[] = [];
+    for (const access of accesses) if (await canI(access, as)) granted.push(describeAccess(access));
+    return granted;
+  };
+  /** Only the calls of a namespace-confined operator: in `namespace`, not in another, not across all namespaces. */
+  const assertConfinedTo = async (namespace: string, as: string) => {
+    const elsewhere = [...inBuildNamespace.map(inNamespace('team-elsewhere')), ...inBuildNamespace.map(inNamespace('*'))];
+    await eventually(`${as} bound in ${namespace}`, async () => (await canI({ verb: 'create', resource: 'pods', namespace }, as)) || undefined);
+    assert.deepEqual(await allowed(inBuildNamespace.map(inNamespace(namespace)), as), inBuildNamespace.map(inNamespace(namespace)).map(describeAccess), `every call in ${namespace}`);
+    assert.deepEqual(await allowed(elsewhere, as), [], 'nothing in another namespace or cluster-wide: no pod create or delete there');
+  };
+  const applyKinds = async (objects: readonly KubeObject[], wanted: readonly string[]) =>
+    kubectl(['apply', '-f', '-'], { input: objects.filter((object) => wanted.includes(object.kind)).map((object) => JSON.stringify(object)).join('\n') });
+
+  test('config/namespaced confines the operator to its namespace: a Role and RoleBinding there, no ClusterRole', async () => {
+    await kubectl(['apply', '-f', join(root, 'config', 'manager', 'namespace.yaml')]);
+    await kubectl(['apply', '-f', join(root, 'config', 'namespaced', 'namespace.yaml')]);
+    // The cluster-wide binding of config/rbac would answer every question: this test is about the Role alone.
+    await kubectl(['delete', 'clusterrolebinding', 'restack-operator', '--ignore-not-found']);
+    try {
+      const objects = documents((await kubectl(['kustomize', join(root, 'config', 'namespaced')])).stdout);
+      assert.deepEqual(kinds(objects).filter((kind) => kind.startsWith('Cluster')), [], 'no ClusterRole, no ClusterRoleBinding');
+      const role = objects.find((object) => object.kind === 'Role' && object.metadata.name === 'restack-operator');
+      assert.equal(role?.metadata.namespace, 'restack-builds');
+      const configRole = documents((await kubectl(['kustomize', join(root, 'config', 'rbac')])).stdout).find((object) => object.kind === 'ClusterRole');
+      assert.deepEqual(role?.['rules'], configRole?.['rules'], 'the rules of config/rbac');
+      assert.match(JSON.stringify(findObject(objects, 'Deployment')), /"--namespace=restack-builds"/);
+      await applyKinds(objects, ['ServiceAccount', 'Role', 'RoleBinding']);
+      await assertConfinedTo('restack-builds', operatorUser);
+    } finally {
+      await applyOperatorRbac();
+    }
+  });
+
+  test("the chart with watchNamespace: the operator's rights are a Role there, no ClusterRole", async () => {
+    await kubectl(['apply', '-f', join(root, 'config', 'manager', 'namespace.yaml')]);
+    await kubectl(['create', 'namespace', 'team-a'], { reject: false });
+    const objects = documents(await helmTemplate(['watchNamespace=team-a']));
+    assert.deepEqual(kinds(objects).filter((kind) => kind.startsWith('Cluster')), [], 'no ClusterRole, no ClusterRoleBinding');
+    const role = objects.find((object) => object.kind === 'Role' && object.metadata.name === 'restack');
+    assert.equal(role?.metadata.namespace, 'team-a');
+    const chartRole = findObject(documents(await helmTemplate()), 'ClusterRole');
+    assert.deepEqual(role?.['rules'], chartRole['rules'], 'the rules of the ClusterRole it replaces');
+    await applyKinds(objects, ['ServiceAccount', 'Role', 'RoleBinding']);
+    await assertConfinedTo('team-a', `system:serviceaccount:${operatorNamespace}:restack`);
+  });
+
   test('kubectl apply -k config/default is accepted by a server-side dry run, and the operator pod meets the restricted level', async () => {
     await applyOperatorRbac();
+    await kubectl(['apply', '-f', join(root, 'config', 'seccomp', 'namespace.yaml')]);
     const applied = await kubectl(['apply', '-k', join(root, 'config', 'default'), '--dry-run=server']);
-    for (const object of ['deployment.apps/restack-operator', 'service/restack-operator-metrics', 'clusterrole.rbac.authorization.k8s.io/restack-operator', 'validatingadmissionpolicy.admissionregistration.k8s.io/restack-build-pods']) {
+    for (const object of [
+      'deployment.apps/restack-operator',
+      'service/restack-operator-metrics',
+      'clusterrole.rbac.authorization.k8s.io/restack-operator',
+      'validatingadmissionpolicy.admissionregistration.k8s.io/restack-build-pods',
+      'configmap/restack-build-pods',
+      'daemonset.apps/restack-seccomp-installer',
+    ]) {
       assert.match(applied.stdout, new RegExp(`^${object} `, 'm'));
     }
     const objects = documents((await kubectl(['kustomize', join(root, 'config', 'default')])).stdout);
     await admitOperatorPod(findObject(objects, 'Deployment'));
+    const chartDefaults = buildPodDefaultsOf(operatorArgs(findObject(documents(await helmTemplate()), 'Deployment')));
+    assert.deepEqual(buildPodDefaultsOf(operatorArgs(findObject(objects, 'Deployment'))), chartDefaults, 'the build pod defaults of the chart, accepted by the operator');
   });
 
-  test("docs/install.md's overlay points the operator and its build pods at another image", async () => {
+  test("docs/install.md's overlay points the operator, its build pods, the admission policy and the seccomp installer at another image", async () => {
     const install = readFileSync(join(root, 'docs', 'install.md'), 'utf8');
     const overlay = /```yaml\n(# my-restack\/kustomization.yaml\n[\s\S]*?)```/.exec(install)?.[1];
     assert.ok(overlay, 'docs/install.md shows my-restack/kustomization.yaml');
     const dir = await mkdtemp(join(tmpdir(), 'restack-overlay-'));
     try {
       await writeFile(join(dir, 'kustomization.yaml'), overlay.replace('../restack/config/default', relative(dir, join(root, 'config', 'default'))));
-      const deployment = findObject(documents((await kubectl(['kustomize', dir])).stdout), 'Deployment') as unknown as {
+      const objects = documents((await kubectl(['kustomize', dir])).stdout);
+      const params = objects.find((object) => object.kind === 'ConfigMap' && object.metadata.name === 'restack-build-pods');
+      assert.equal((params?.['data'] as Record<string, string> | undefined)?.['builderImages'], 'registry.mycorp.example/restack/builder:0.1.0', 'the admission policy allows the new builder image');
+      assert.match(JSON.stringify(findObject(objects, 'DaemonSet')), /"image":"registry.mycorp.example\/restack\/builder:0.1.0"/, 'the seccomp installer too');
+      const deployment = findObject(objects, 'Deployment') as unknown as {
         spec: { template: { spec: { containers: { image: string; args: string[]; env: { name: string; value?: string }[] }[] } } };
       };
       const container = deployment.spec.template.spec.containers[0];
@@ -181,7 +267,8 @@ describe('config/ kustomize bases and charts/restack on a real API server', () =
   test('helm template charts/restack is accepted by a server-side dry run, for each toggle of the values', async () => {
     await kubectl(['apply', '-f', join(root, 'config', 'manager', 'namespace.yaml')]);
     const variants: { values: string[]; has: string[]; hasNot: string[] }[] = [
-      { values: [], has: ['CustomResourceDefinition', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'Deployment', 'Service', 'ValidatingAdmissionPolicy'], hasNot: ['Secret'] },
+      { values: [], has: ['CustomResourceDefinition', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'Deployment', 'Service', 'ValidatingAdmissionPolicy', 'DaemonSet'], hasNot: ['Secret'] },
+      { values: ['seccompProfile.installer.enabled=false'], has: ['Deployment'], hasNot: ['DaemonSet'] },
       { values: ['webhook.enabled=true'], has: ['Secret'], hasNot: [] },
       { values: ['webhook.enabled=true', 'webhook.existingSecret=registry-notifications'], has: [], hasNot: ['Secret'] },
       { values: ['registryCredentialsSecret=regcred'], has: ['Deployment'], hasNot: ['Secret'] },
@@ -203,6 +290,13 @@ describe('config/ kustomize bases and charts/restack on a real API server', () =
     assert.match(withCredentials, /"name":"REGISTRY_AUTH_FILE","value":"\/etc\/restack\/registry\/config.json"/);
     assert.match(withCredentials, /"secretName":"regcred","items":\[\{"key":".dockerconfigjson","path":"config.json"\}\]/);
     assert.doesNotMatch(args, /REGISTRY_AUTH_FILE/);
+    const buildArgs = operatorArgs(findObject(documents(await helmTemplate(['allowedBuilderImages={reg.example/b:1,reg.example/b:2}', 'buildPods.timeout=2h'])), 'Deployment'));
+    assert.deepEqual(buildArgs.filter((arg) => arg.startsWith('--allowed-builder-image=')), ['--allowed-builder-image=reg.example/b:1', '--allowed-builder-image=reg.example/b:2']);
+    assert.equal(buildPodDefaultsOf(buildArgs).timeout, '2h');
+    const params = documents(await helmTemplate(['allowedBuilderImages={reg.example/b:1}'])).find((object) => object.kind === 'ConfigMap' && object.metadata.name === 'restack-build-pods');
+    assert.deepEqual(params?.['data'], { operator: 'system:serviceaccount:restack-system:restack', builderImages: 'registry.example/restack/builder:0.1.0,reg.example/b:1' });
+    const installer = JSON.stringify(findObject(documents(await helmTemplate(['seccompProfile.installer.kubeletRootDir=/data/kubelet/'])), 'DaemonSet'));
+    assert.match(installer, /"hostPath":\{"path":"\/data\/kubelet\/seccomp\/restack","type":"DirectoryOrCreate"\}/);
     const shortLease = JSON.stringify(findObject(documents(await helmTemplate(['leaderElection.leaseDurationSeconds=6', 'leaderElection.renewPeriodSeconds=4'])), 'Deployment'));
     assert.match(shortLease, /--lease-duration=6","--lease-renew-period=4"/);
   });
@@ -222,6 +316,16 @@ describe('config/ kustomize bases and charts/restack on a real API server', () =
     for (const kind of ['ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding']) {
       assert.deepEqual(findObject(chartObjects, kind), findObject(configObjects, kind), kind);
     }
+    // The seccomp installer: the same pod but for its ConfigMap's name (kustomize adds a hash) and the chart's labels.
+    const installerPod = (objects: readonly KubeObject[]) => {
+      const spec = structuredClone((findObject(objects, 'DaemonSet') as unknown as { spec: { template: { spec: { volumes: { configMap?: { name: string } }[] } } } }).spec.template.spec);
+      for (const volume of spec.volumes) if (volume.configMap !== undefined) volume.configMap.name = 'profile';
+      return spec;
+    };
+    assert.deepEqual(installerPod(chartObjects), installerPod(configObjects), 'the seccomp installer pods');
+    const profileOf = (objects: readonly KubeObject[]) => objects.find((object) => object.kind === 'ConfigMap' && object.metadata.name.startsWith('restack-seccomp'))?.['data'];
+    assert.deepEqual(profileOf(chartObjects), { 'build.json': readFileSync(join(root, 'config', 'seccomp', 'restack-build.json'), 'utf8') });
+    assert.deepEqual(profileOf(configObjects), profileOf(chartObjects), 'the same profile');
     const chartCrds = chartObjects.filter((object) => object.kind === 'CustomResourceDefinition');
     assert.deepEqual(chartCrds, configObjects.filter((object) => object.kind === 'CustomResourceDefinition'));
     assert.equal(chartCrds.length, 2);
@@ -234,5 +338,8 @@ describe('config/ kustomize bases and charts/restack on a real API server', () =
     await assert.rejects(helmTemplate(['leaderElection.renewPeriodSeconds=20']), /leaderElection.renewPeriodSeconds: 20 is not shorter than leaderElection.leaseDurationSeconds \(15\)/);
     await assert.rejects(helmTemplate(['serviceAccount.create=false']), /serviceAccount.name: with serviceAccount.create=false, name the existing ServiceAccount/);
     await assert.rejects(helmTemplate(['webhook.enabled=true', 'webhook.secret=s', 'webhook.existingSecret=e']), /webhook: give secret or existingSecret, not both/);
+    await assert.rejects(helmTemplate(['buildPods.timeout=forever']), /\/buildPods\/timeout': .*does not match pattern/);
+    // hostUsers and procMount are honoured by default from 1.33 only.
+    await assert.rejects(helm(['template', 'restack', chart, '--kube-version', 'v1.32.9']), /chart requires kubeVersion: >=1.33.0-0 which is incompatible with Kubernetes v1.32.9/);
   });
 });

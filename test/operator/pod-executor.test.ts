@@ -7,18 +7,19 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { execa } from 'execa';
 import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { pino } from 'pino';
-import { encodeResultMessage } from '../../src/engine/build/result-message.ts';
+import { decodeResultMessage, encodeResultMessage, type ResultMessage } from '../../src/engine/build/result-message.ts';
 import { buildPodLabels } from '../../src/operator/build-pod.ts';
+import { buildPodDefaultsSchema } from '../../src/operator/build-policy.ts';
 import type { BuildRequest, Executor } from '../../src/operator/executor.ts';
 import { LocalExecutor } from '../../src/operator/executor-local.ts';
 import { PodExecutor, podProgress } from '../../src/operator/executor-pod.ts';
 import type { ImageBuild, Stackerfile } from '../../src/operator/kube.ts';
 import { Manager } from '../../src/operator/manager.ts';
-import { pushBusyboxBase, suiteDir } from '../build-engine/helpers.ts';
+import { build as restackBuild, pushBusyboxBase, suiteDir } from '../build-engine/helpers.ts';
 import { eventually, useCluster, type Cluster } from '../cluster/harness.ts';
+import { configuredBuilderImage, impersonating, operatorUser, setUpPodBuilds } from './build-namespace.ts';
 import { startOrSkip, startRegistry, type RunningRegistry } from '../services/registry.ts';
 import { spawnService, type ChildService } from '../services/service.ts';
 import { installCrds } from './install-crds.ts';
@@ -29,7 +30,9 @@ const seeds = await readFile(join(root, 'test', 'fixtures', 'recipes', 'seeds-ex
 const api = { group: 'restack.dev', version: 'v1alpha1' };
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 const logger = pino({ level: process.env['RESTACK_TEST_LOG'] ?? 'silent' });
-const digest = (n: number) => `sha256:${String(n).repeat(64)}`;
+const { service: registry, skip } = await startOrSkip(() => startRegistry());
+const pushUser = { name: 'builder', password: 'push-secret' };
+const { service: securedRegistry, skip: securedSkip } = await startOrSkip(() => startRegistry({ htpasswd: { [pushUser.name]: pushUser.password } }));
 
 /** Annotations this test puts on a running build pod to have kwok end it (see outcomeStage). */
 const outcome = { exitCode: 'restack.test/exit-code', reason: 'restack.test/reason', message: 'restack.test/message' };
@@ -107,8 +110,9 @@ const eventuallyBuild = (a: Api, namespace: string, stackerfile: string, what: s
   );
 const podsOf = async ({ core }: Api, namespace: string, imageBuild: string) => (await core.listNamespacedPod({ namespace, labelSelector: `${buildPodLabels.imageBuild}=${imageBuild}` })).items;
 
-function startManager(cluster: Cluster, namespace: string, executor: Executor): Promise<Manager> {
-  const manager = new Manager({ kubeConfig: cluster.kubeConfig, logger, executor, namespace, metricsBindAddress: '127.0.0.1:0' });
+/** The operator in `namespace`, as `kubeConfig`'s user: the admin unless given (the pod executor runs as its ServiceAccount). */
+function startManager(cluster: Cluster, namespace: string, executor: Executor, kubeConfig = cluster.kubeConfig): Promise<Manager> {
+  const manager = new Manager({ kubeConfig, logger, executor, namespace, metricsBindAddress: '127.0.0.1:0' });
   return manager.start().then(() => manager);
 }
 
@@ -136,19 +140,60 @@ describe('a build pod read from its status', () => {
     });
   });
 
+  test('a pod stopped at its deadline (spec.builder.timeout) says so and how to give it longer', () => {
+    const late: V1Pod = { metadata: { name: 'app-1-abcdef-build' }, spec: { containers: [], activeDeadlineSeconds: 2700 }, status: { phase: 'Failed', reason: 'DeadlineExceeded', message: 'Pod was active on the node longer than the specified deadline' } };
+    assert.deepEqual(podProgress(late, request), {
+      state: 'done',
+      result: { ok: false, message: "the build pod team/app-1-abcdef-build ran longer than its deadline of 2700 s and was stopped; raise spec.builder.timeout (default: the operator's --build-pod-defaults timeout)" },
+    });
+  });
+
   test('a terminated container without our result reports the kubelet\'s fallback: the log tail', () => {
     const killed = podProgress(pod({ phase: 'Failed', containerStatuses: [{ name: 'build', image: 'x', imageID: '', ready: false, restartCount: 0, state: { terminated: { exitCode: 1, reason: 'Error', message: 'node: cannot open /restack/recipe/stacker.yaml' } } }] }), request);
     assert.deepEqual(killed, { state: 'done', result: { ok: false, message: 'the build pod team/app-1-abcdef-build ended without a result: Error (exit code 1)\nnode: cannot open /restack/recipe/stacker.yaml' } });
   });
 });
 
-describe('the pod executor with kwok as the kubelet', () => {
+/**
+ * A recipe the real builder makes without a run step (so without a container), and what it
+ * really pushed: the builds below report it, or forgeries of it, from their pods.
+ */
+async function builtForReal(dir: string, registry: RunningRegistry, prefix: string, recipe: string): Promise<Extract<ResultMessage, { outputs: unknown }>> {
+  await writeFile(join(dir, 'ssl.txt'), 'openssl 3.0.13\n');
+  await writeFile(join(dir, `${prefix}.yaml`), recipe);
+  const result = join(dir, `${prefix}.result`);
+  const run = await restackBuild(['-f', join(dir, `${prefix}.yaml`), '--oci-dir', join(dir, `${prefix}-oci`), '--roots-dir', join(dir, `${prefix}-roots`), '--push', `docker://${registry.host}/${prefix}`, '--tag', 'v1', '--termination-log', result]);
+  const message = decodeResultMessage(await readFile(result, 'utf8'));
+  if (run.exitCode !== 0 || message === undefined || !('outputs' in message)) throw new Error(`the build of ${prefix} failed: ${run.stderr}`);
+  return message;
+}
+
+describe('the pod executor with kwok as the kubelet', { ...(skip === undefined ? {} : { skip }) }, () => {
   const ns = 'builds';
+  const pushed = registry as RunningRegistry;
+  const base = () => `docker://${pushed.host}/base/busybox:latest`;
+  /** ssl and python3 each import a file; A applies both: a build without a container. */
+  const recipe = () =>
+    `ssl:\n  from: {type: docker, url: "${base()}"}\n  imports: [{path: ssl.txt, dest: /usr/lib/ssl/version}]\n` +
+    `python3:\n  from: {type: docker, url: "${base()}"}\n  imports: [{path: ssl.txt, dest: /usr/bin/python3}]\n` +
+    'A:\n  from: {type: docker, url: "' + base() + '"}\n  apply: [ssl, python3]\n';
+  /** What the builder pushed to <registry>/team with tag v1. */
+  let real: Extract<ResultMessage, { outputs: unknown }>;
+  const realOutput = (name: string) => real.outputs.find((output) => output.name === name) as Extract<ResultMessage, { outputs: unknown }>['outputs'][number];
+  const output = () => ({ registry: `${pushed.host}/team`, tags: ['v1'] });
   let a: Api;
   let kwok: ChildService | undefined;
   let manager: Manager | undefined;
   let stagesDir: string;
-  const podExecutor = () => new PodExecutor({ builderImage: 'registry.example/restack/builder:test' });
+  /** Allowed by the operator, not by the admission policy's parameters: a cluster admin's mismatch. */
+  const allowedByOperatorOnly = 'registry.example/restack/builder:0.2.0-rc1';
+  const podExecutor = () =>
+    new PodExecutor({
+      policy: { builderImage: configuredBuilderImage, allowedBuilderImages: [allowedByOperatorOnly], defaults: buildPodDefaultsSchema.parse({ startTimeout: '15s' }) },
+      pendingRecheckMs: 500,
+    });
+  /** As config/rbac and the admission policy's parameters say: the operator's ServiceAccount. */
+  const startOperator = () => startManager(a.cluster, ns, podExecutor(), impersonating(a.cluster, operatorUser));
 
   /** Has kwok end the running build pod of `imageBuild` with this exit code, reason and termination message. */
   const endPod = async (imageBuild: ImageBuild, exitCode: number, reason: string, message: string) => {
@@ -161,9 +206,8 @@ describe('the pod executor with kwok as the kubelet', () => {
     a = apiOf(await useCluster());
     const { cluster, core } = a;
     await installCrds(cluster);
-    await execa(join(cluster.binDir, 'kubectl'), ['--kubeconfig', cluster.kubeconfigPath, 'apply', '-f', join(root, 'config', 'admission')]);
-    // The level docs/build-pod.md states, and the label the admission policy's binding selects.
-    await core.createNamespace({ body: { metadata: { name: ns, labels: { 'pod-security.kubernetes.io/enforce': 'privileged', 'restack.dev/builds': 'true' } } } });
+    // The level docs/build-pod.md states, the label the admission policy's binding selects, the operator's RBAC.
+    await setUpPodBuilds(cluster, [ns]);
 
     // A node of this test's own, run by a kwok with the outcome stage on top of the standard ones;
     // the cluster's node is cordoned so every build pod lands here.
@@ -177,7 +221,9 @@ describe('the pod executor with kwok as the kubelet', () => {
     await core.patchNode({ name: 'kwok-node', body: { spec: { unschedulable: true } } }, mergePatch);
     await core.createNode({ body: { metadata: { name: 'build-node', annotations: { 'restack.dev/test-kwok': 'builds' }, labels: { 'kubernetes.io/hostname': 'build-node', 'kubernetes.io/os': 'linux', type: 'kwok' } } } });
     await eventually('node build-node Ready', async () => ((await core.readNode({ name: 'build-node' })).status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? true : undefined), 60_000);
-    manager = await startManager(cluster, ns, podExecutor());
+    await pushBusyboxBase(base());
+    real = await builtForReal(stagesDir, pushed, 'team', recipe());
+    manager = await startOperator();
   });
   after(async () => {
     await manager?.stop();
@@ -186,29 +232,29 @@ describe('the pod executor with kwok as the kubelet', () => {
   });
 
   test('the ImageBuild writes its recipe ConfigMap and an admitted pod; the result in its termination message makes it Succeeded', async () => {
-    await createStackerfile(a, ns, 'ok', { recipe: seeds, substitutions: { PYVER: '3.12' }, output: { registry: '127.0.0.1:5000/team', tags: ['v1'] } });
+    await createStackerfile(a, ns, 'ok', { recipe: recipe(), output: output() });
     const running = await eventuallyBuild(a, ns, 'ok', 'Running with a pod', (build) => build.status?.phase === 'Running' && build.status.podName !== undefined);
     const name = running.metadata?.name ?? '';
     assert.equal(running.status?.podName, `${name}-build`);
 
     const configMap = await a.core.readNamespacedConfigMap({ namespace: ns, name: `${name}-recipe` });
-    assert.equal(configMap.data?.['stacker.yaml'], seeds);
+    assert.equal(configMap.data?.['stacker.yaml'], recipe());
     assert.equal(configMap.metadata?.ownerReferences?.[0]?.uid, running.metadata?.uid, 'owned by the ImageBuild: deleting it cleans up');
 
     const [pod, ...others] = await podsOf(a, ns, name);
     assert.equal(others.length, 0);
     assert.equal(pod?.spec?.hostUsers, false);
     assert.equal(pod?.spec?.nodeName, 'build-node', 'admitted under Pod Security and the policy, and scheduled');
-    assert.equal(pod?.spec?.containers[0]?.image, 'registry.example/restack/builder:test');
+    assert.equal(pod?.spec?.containers[0]?.image, configuredBuilderImage);
+    assert.equal(pod?.spec?.activeDeadlineSeconds, 3600, 'the default timeout, one hour');
     const args = pod?.spec?.containers[0]?.args ?? [];
-    assert.deepEqual(args.slice(args.indexOf('--push')), ['--push', 'docker://127.0.0.1:5000/team', '--tag', 'v1', '--substitute', 'PYVER=3.12', '--termination-log', '/dev/termination-log', '--json']);
+    assert.deepEqual(args.slice(args.indexOf('--push')), ['--push', `docker://${pushed.host}/team`, '--tag', 'v1', '--termination-log', '/dev/termination-log', '--json']);
 
-    const inputs = [{ ref: 'docker://centos:latest', role: 'from' as const, digest: digest(9) }];
-    const outputs = ['ssl', 'python3', 'A'].map((layer, i) => ({ name: layer, digest: digest(i), ref: `127.0.0.1:5000/team/${layer.toLowerCase()}:v1`, inputs }));
-    await endPod(running, 0, 'Completed', encodeResultMessage({ v: 1, outputs }));
-
-    const succeeded = await eventuallyBuild(a, ns, 'ok', 'Succeeded', (build) => build.status?.phase === 'Succeeded');
-    assert.deepEqual(succeeded.status?.outputs, outputs);
+    await endPod(running, 0, 'Completed', encodeResultMessage(real));
+    const succeeded = await eventuallyBuild(a, ns, 'ok', 'Succeeded', (build) => build.status?.phase === 'Succeeded' || build.status?.phase === 'Failed');
+    assert.equal(succeeded.status?.phase, 'Succeeded', succeeded.status?.message);
+    assert.deepEqual(succeeded.status?.outputs, real.outputs, 'every output checked against the registry');
+    const inputs = realOutput('A').inputs;
     const stackerfile = await eventually('Ready', async () => {
       const sf = await getStackerfile(a, ns, 'ok');
       return sf.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? sf : undefined;
@@ -237,21 +283,73 @@ describe('the pod executor with kwok as the kubelet', () => {
   });
 
   test('an operator restarted while the pod runs follows the same pod: no second pod, no restart', async () => {
-    await createStackerfile(a, ns, 'long', { recipe: seeds, output: { registry: '127.0.0.1:5000/team' } });
+    await createStackerfile(a, ns, 'long', { recipe: recipe(), output: output() });
     const running = await eventuallyBuild(a, ns, 'long', 'Running', (b) => b.status?.podName !== undefined);
     const name = running.metadata?.name ?? '';
     const [pod] = await podsOf(a, ns, name);
     await manager?.stop();
-    manager = await startManager(a.cluster, ns, podExecutor());
-    await endPod(running, 0, 'Completed', encodeResultMessage({ v: 1, outputs: [{ name: 'A', digest: digest(7) }] }));
+    manager = await startOperator();
+    // As the builder shortens a result that does not fit: no ref, no inputs.
+    await endPod(running, 0, 'Completed', encodeResultMessage({ v: 1, outputs: [{ name: 'A', digest: realOutput('A').digest }], dropped: ['inputs', 'refs'] }));
 
     const succeeded = await eventuallyBuild(a, ns, 'long', 'Succeeded', (b) => b.status?.phase === 'Succeeded');
-    assert.deepEqual(succeeded.status?.outputs, [{ name: 'A', digest: digest(7), ref: '127.0.0.1:5000/team/a:latest' }], 'a ref the result left out comes from the registry and tag');
+    assert.deepEqual(succeeded.status?.outputs, [realOutput('A')], 'the ref from the registry and tag, the inputs from the image\'s provenance');
     assert.equal(succeeded.status?.startTime, running.status?.startTime);
     const pods: V1Pod[] = await podsOf(a, ns, name);
     assert.deepEqual(pods.map((p) => p.metadata?.uid), [pod?.metadata?.uid]);
     const events = await a.core.listNamespacedEvent({ namespace: ns, fieldSelector: `involvedObject.name=${name}` });
     assert.deepEqual(events.items.map((e) => e.reason).sort(), ['Started', 'Succeeded']);
+  });
+
+  test('a forged termination message fails the ImageBuild, saying how it departs from the registry; nothing is recorded', async () => {
+    const A = realOutput('A');
+    // A real image at the tag whose provenance names another input than the recipe's.
+    const evil = await builtForReal(stagesDir, pushed, 'evil', `A:\n  from: {type: docker, url: "${base()}"}\n  apply: ["docker://${pushed.host}/team/python3:v1"]\n`);
+    const evilA = evil.outputs[0] as typeof A;
+    const forgeries: { name: string; registry?: string; message: ResultMessage; expected: string }[] = [
+      { name: 'forged-digest', message: { v: 1, outputs: [{ ...A, digest: realOutput('ssl').digest }] }, expected: `${pushed.host}/team/a:v1 holds ${A.digest}, not the reported ${realOutput('ssl').digest}` },
+      { name: 'forged-ref', message: { v: 1, outputs: [{ ...A, ref: 'registry.example/elsewhere/a:v1' }] }, expected: `its ref registry.example/elsewhere/a:v1 is not where the build publishes it: ${pushed.host}/team/a:v1, under spec.output.registry ${pushed.host}/team` },
+      { name: 'forged-name', message: { v: 1, outputs: [{ ...A, name: 'B' }] }, expected: 'it is not a published layer of the recipe' },
+      { name: 'forged-inputs', message: { v: 1, outputs: [{ ...A, inputs: (A.inputs ?? []).map((input) => ({ ...input, digest: evilA.digest })) }] }, expected: 'the reported inputs differ from the image\'s provenance' },
+      {
+        name: 'forged-provenance',
+        registry: `${pushed.host}/evil`,
+        message: evil,
+        expected: `its provenance names the applied inputs [docker://${pushed.host}/team/python3:v1], the recipe's are [docker://${pushed.host}/evil/ssl:v1, docker://${pushed.host}/evil/python3:v1]`,
+      },
+    ];
+    for (const forgery of forgeries) await createStackerfile(a, ns, forgery.name, { recipe: recipe(), output: { ...output(), ...(forgery.registry === undefined ? {} : { registry: forgery.registry }) } });
+    for (const forgery of forgeries) {
+      await endPod(await eventuallyBuild(a, ns, forgery.name, 'Running', (b) => b.status?.podName !== undefined), 0, 'Completed', encodeResultMessage(forgery.message));
+    }
+    for (const forgery of forgeries) {
+      const failed = await eventuallyBuild(a, ns, forgery.name, 'finished', (b) => b.status?.phase === 'Succeeded' || b.status?.phase === 'Failed');
+      assert.equal(failed.status?.phase, 'Failed', `${forgery.name} was recorded: ${JSON.stringify(failed.status?.outputs)}`);
+      assert.ok(failed.status?.message?.startsWith('the build reported output '), failed.status?.message);
+      assert.ok(failed.status?.message?.includes(`, but ${forgery.expected}`), `${forgery.name}: ${failed.status?.message}`);
+      assert.equal(failed.status?.outputs, undefined);
+      const stackerfile = await eventually(`${forgery.name} Stalled`, async () => {
+        const sf = await getStackerfile(a, ns, forgery.name);
+        return sf.status?.conditions?.some((c) => c.type === 'Stalled' && c.status === 'True') ? sf : undefined;
+      });
+      assert.deepEqual(stackerfile.status?.images ?? [], [], 'no image recorded');
+    }
+  });
+
+  test('a Stackerfile with a 253-character name gets a pod and a recipe ConfigMap whose names and labels fit the API\'s limits', async () => {
+    const name = `${'b'.repeat(200)}.${'c'.repeat(52)}`;
+    await createStackerfile(a, ns, name, { recipe: seeds, output: { registry: '127.0.0.1:5000/team' } });
+    const running = await eventuallyBuild(a, ns, name, 'Running with a pod', (b) => b.status?.phase === 'Running' && b.status.podName !== undefined);
+    const [pod] = await podsOf(a, ns, running.metadata?.name ?? '');
+    assert.equal(pod?.metadata?.name, running.status?.podName);
+    for (const value of Object.values(pod?.metadata?.labels ?? {})) assert.ok(value.length <= 63, value);
+    assert.ok((pod?.metadata?.name ?? '').length <= 63);
+    const configMap = pod?.spec?.volumes?.find((volume) => volume.name === 'recipe')?.configMap?.name ?? '';
+    assert.equal((await a.core.readNamespacedConfigMap({ namespace: ns, name: configMap })).data?.['stacker.yaml'], seeds);
+    // The result is checked against the registry, where nothing was pushed: a failure report keeps the test to names.
+    await endPod(running, 1, 'Error', encodeResultMessage({ v: 1, error: { layer: 'A', step: 'run', code: 'RUN_FAILED', message: 'exit 1', lastLines: [] } }));
+    const failed = await eventuallyBuild(a, ns, name, 'Failed', (b) => b.status?.phase === 'Failed');
+    assert.match(failed.status?.message ?? '', /exit 1/);
   });
 
   test('a missing push Secret fails the build before any pod, naming spec.output.pushSecretRef and the fix', async () => {
@@ -260,11 +358,66 @@ describe('the pod executor with kwok as the kubelet', () => {
     assert.match(failed.status?.message ?? '', /^spec\.output\.pushSecretRef: Secret builds\/regcred does not exist; create it \(kubectl create secret docker-registry regcred/);
     assert.deepEqual(await podsOf(a, ns, failed.metadata?.name ?? ''), []);
   });
+  /** The conditions Stalled of a Stackerfile, once it is Stalled. */
+  const eventuallyStalled = (name: string) =>
+    eventually(`${name} Stalled`, async () => (await getStackerfile(a, ns, name)).status?.conditions?.find((c) => c.type === 'Stalled' && c.status === 'True'));
+  const eventsOf = async (name: string) => (await a.core.listNamespacedEvent({ namespace: ns, fieldSelector: `involvedObject.name=${name}` })).items;
+
+  test('a Stackerfile asking for a builder image the cluster admin did not allow, or for btrfs, is Stalled naming the field; no ImageBuild, no pod', async () => {
+    await createStackerfile(a, ns, 'own-image', { recipe: seeds, output: { registry: '127.0.0.1:5000/team' }, builder: { image: 'docker.io/library/alpine:latest' } });
+    await createStackerfile(a, ns, 'btrfs', { recipe: seeds, output: { registry: '127.0.0.1:5000/team' }, builder: { storage: 'btrfs' } });
+    const image = await eventuallyStalled('own-image');
+    assert.equal(image.reason, 'BuilderImageNotAllowed');
+    assert.match(image.message, /^spec\.builder\.image docker\.io\/library\/alpine:latest is not an allowed builder image \(allowed: registry\.example\/restack\/builder:0\.1\.0, registry\.example\/restack\/builder:0\.2\.0-rc1\)/);
+    const btrfs = await eventuallyStalled('btrfs');
+    assert.equal(btrfs.reason, 'StorageNotSupported');
+    assert.match(btrfs.message, /^spec\.builder\.storage btrfs is not supported in build pods/);
+    assert.deepEqual(await buildsOf(a, ns, 'own-image'), []);
+    assert.deepEqual(await buildsOf(a, ns, 'btrfs'), []);
+    assert.deepEqual((await eventsOf('own-image')).map((e) => [e.type, e.reason]), [['Warning', 'BuilderImageNotAllowed']]);
+  });
+
+  test('a build pod the API server refuses (the admission policy, a 422) fails its ImageBuild with the API\'s message and an Event, once', async () => {
+    // The operator allows this image; the policy's parameters do not.
+    await createStackerfile(a, ns, 'policy', { recipe: seeds, output: { registry: '127.0.0.1:5000/team' }, builder: { image: allowedByOperatorOnly } });
+    await createStackerfile(a, ns, 'invalid', { recipe: seeds, output: { registry: '127.0.0.1:5000/team' }, builder: { nodeSelector: { 'not a label key': 'x' } } });
+    const policy = await eventuallyBuild(a, ns, 'policy', 'Failed', (b) => b.status?.phase === 'Failed');
+    assert.match(policy.status?.message ?? '', /^the API server refused the build pod builds\/policy-1-[0-9a-f]{6}-build: .*ValidatingAdmissionPolicy 'restack-build-pods' .* denied request: a restack build pod runs an allowed builder image/);
+    const invalid = await eventuallyBuild(a, ns, 'invalid', 'Failed', (b) => b.status?.phase === 'Failed');
+    assert.match(invalid.status?.message ?? '', /^the API server refused the build pod builds\/invalid-1-[0-9a-f]{6}-build: Pod "invalid-1-[0-9a-f]{6}-build" is invalid: spec\.nodeSelector: Invalid value: "not a label key"/);
+    for (const build of [policy, invalid]) {
+      assert.deepEqual(await podsOf(a, ns, build.metadata?.name ?? ''), []);
+      const events = await eventsOf(build.metadata?.name ?? '');
+      assert.deepEqual(events.map((e) => [e.type, e.reason]), [['Warning', 'Failed']]);
+      assert.equal(events[0]?.message, build.status?.message);
+    }
+    assert.match((await eventuallyStalled('invalid')).message, /spec\.nodeSelector: Invalid value/);
+  });
+
+  test('a build pod that never starts fails once its start timeout passes, with the scheduler\'s reason', async () => {
+    await createStackerfile(a, ns, 'nowhere', { recipe: seeds, output: { registry: '127.0.0.1:5000/team' }, builder: { nodeSelector: { 'restack.test/no-such-node': 'true' } } });
+    const running = await eventuallyBuild(a, ns, 'nowhere', 'Running', (b) => b.status?.podName !== undefined);
+    const failed = await eventuallyBuild(a, ns, 'nowhere', 'Failed', (b) => b.status?.phase === 'Failed', 60_000);
+    assert.match(failed.status?.message ?? '', /^the build pod builds\/nowhere-1-[0-9a-f]{6}-build did not start within 15s: not scheduled: Unschedulable: 0\/\d+ nodes are available: .*node affinity\/selector/);
+    assert.match(failed.status?.message ?? '', /\nFailedScheduling: 0\/\d+ nodes are available/, "the pod's Warning Events follow");
+    await eventually('the stuck pod deleted', async () => ((await podsOf(a, ns, running.metadata?.name ?? '')).every((pod) => pod.metadata?.deletionTimestamp !== undefined) ? true : undefined));
+  });
+
+  test('a push Secret deleted while the build pod waits to start fails the build at once, naming spec.output.pushSecretRef', async () => {
+    const dockerConfig = Buffer.from(JSON.stringify({ auths: {} })).toString('base64');
+    await a.core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'short-lived' }, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': dockerConfig } } });
+    await createStackerfile(a, ns, 'secret-gone', {
+      recipe: seeds,
+      output: { registry: '127.0.0.1:5000/team', pushSecretRef: { name: 'short-lived' } },
+      builder: { nodeSelector: { 'restack.test/no-such-node': 'true' } },
+    });
+    await eventuallyBuild(a, ns, 'secret-gone', 'Running', (b) => b.status?.podName !== undefined);
+    await a.core.deleteNamespacedSecret({ namespace: ns, name: 'short-lived' });
+    const failed = await eventuallyBuild(a, ns, 'secret-gone', 'Failed', (b) => b.status?.phase === 'Failed');
+    assert.match(failed.status?.message ?? '', /^the build pod builds\/secret-gone-1-[0-9a-f]{6}-build cannot start: spec\.output\.pushSecretRef: Secret builds\/short-lived does not exist; create it/);
+  });
 });
 
-const { service: registry, skip } = await startOrSkip(() => startRegistry());
-const pushUser = { name: 'builder', password: 'push-secret' };
-const { service: securedRegistry, skip: securedSkip } = await startOrSkip(() => startRegistry({ htpasswd: { [pushUser.name]: pushUser.password } }));
 
 describe('the local executor runs the real restack build', { skip: skip ?? securedSkip }, () => {
   const ns = 'local-build';

@@ -1,7 +1,7 @@
 // TEST DOUBLE for the builder process (`restack build --json`, the contract of
 // src/operator/executor-local.ts): prints its JSON lines, ending with one build-done that has an
 // output per layer of the recipe given with -f. Run it as `node stand-in-builder.ts`.
-// Environment, inherited from the operator that runs it:
+// Environment, passed by the operator that runs it (--builder-env):
 //   RESTACK_STAND_IN_LOG       append a JSON line per run (start, each layer built, done) to this
 //                              file, with the operator's pid, so a test sees who built what
 //   RESTACK_STAND_IN_LAYER_MS  how long each layer takes, so a test can kill the operator mid-build

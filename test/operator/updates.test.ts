@@ -60,7 +60,7 @@ describe('the operator keeps images current', { timeout: 600_000, ...(skip === u
     apiVersion: 'restack.dev/v1alpha1',
     kind: 'Stackerfile',
     metadata: { name, namespace: ns },
-    spec: { recipe, output: { registry: prefix, tags: ['latest'], insecure: true }, updates: { schedule: '*/2 * * * * *', onApplyUpdate: 'Swap', onBaseUpdate: 'Rebuild' } } as Stackerfile['spec'],
+    spec: { recipe, output: { registry: prefix, tags: ['latest', 'stable'], insecure: true }, updates: { schedule: '*/2 * * * * *', onApplyUpdate: 'Swap', onBaseUpdate: 'Rebuild' } } as Stackerfile['spec'],
   });
   const get = async (name: string) => (await objects.getNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', name })) as Stackerfile;
   const builds = async (name: string) =>
@@ -147,6 +147,8 @@ describe('the operator keeps images current', { timeout: 600_000, ...(skip === u
     assert.notEqual(check?.from, check?.to);
     const a = sf.status?.images?.find((image) => image.name === 'A');
     assert.equal(a?.lastChange?.strategy, 'Swap');
+    const tagged = async (tag: string) => (await readStoredImage(open(`docker://${prefix}/a:${tag}`))).top.descriptor.digest;
+    assert.deepEqual([await tagged('latest'), await tagged('stable')], [a?.digest, a?.digest], 'every tag of spec.output.tags moved to the swapped image');
     assert.equal(a?.inputs?.find((i) => i.ref.endsWith('/python3:latest'))?.digest, check?.to);
     assert.equal(latest.status?.outputs?.[0]?.before, all[0]?.status?.outputs?.find((o) => o.name === 'A')?.digest);
   });

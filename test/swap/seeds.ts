@@ -18,6 +18,8 @@ export interface SeedOptions {
   compression?: 'gzip' | 'none';
   /** Extra files of A's own layer (to provoke overlaps). */
   ownFiles?: Record<string, LayerEntry>;
+  /** More own layers of A, above the first (a squashfs layer, say). */
+  moreOwn?: BuiltLayer[];
 }
 
 /** Pushes `<prefix>/<name>:latest` = base + one layer, as a build of the recipe would. */
@@ -42,12 +44,13 @@ export async function pushSeeds(prefix: string, options: SeedOptions = {}): Prom
   await pushLayered(prefix, 'ssl', [base, ssl], format);
   await pushLayered(prefix, 'python3', [base, python3], format);
   const target = open(`${prefix}/a:latest`);
-  await target.store.putBlob(target.repository, own.descriptor, own.bytes);
+  const owns = [own, ...(options.moreOwn ?? [])];
+  for (const layer of owns) await target.store.putBlob(target.repository, layer.descriptor, layer.bytes);
   const outcome = await composeToStore({
     base: open(`${prefix}/base:latest`),
     applied: [open(`${prefix}/ssl:latest`), open(`${prefix}/python3:latest`)],
     target,
-    own: [{ descriptor: own.descriptor, diffId: own.diffId, history: { created_by: 'run: ./A/install' } }],
+    own: owns.map((layer) => ({ descriptor: layer.descriptor, diffId: layer.diffId, history: { created_by: 'run: ./A/install' } })),
   });
   return { base, ssl, python3, own, a: outcome.digest };
 }

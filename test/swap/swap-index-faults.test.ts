@@ -33,8 +33,8 @@ describe('swap of multi-platform images and through a misbehaving registry', { s
   const running = registry as RunningRegistry;
   after(() => running.stop());
 
-  test('a two-platform A is swapped platform by platform: children first, then the index', async () => {
-    const prefix = `docker://${running.host}/multi`;
+  /** base, ssl and python3 as two-platform indexes, A composed per platform into an index of its own (plus `extra` children), python3 then bumped. */
+  async function multiPlatformA(prefix: string, extra: (children: Descriptor[]) => Promise<Descriptor[]> = async () => []) {
     const layer = async (text: string) => makeLayer({ [`etc/${text.replaceAll(' ', '-')}`]: text });
     const bases = { amd64: await layer('base amd64'), arm64: await layer('base arm64') } as Record<string, BuiltLayer>;
     const ssl = { amd64: await layer('ssl amd64'), arm64: await layer('ssl arm64') } as Record<string, BuiltLayer>;
@@ -56,11 +56,17 @@ describe('swap of multi-platform images and through a misbehaving registry', { s
     }
     const target = open(`${prefix}/a:latest`);
     for (const child of children) child.size = (await target.store.resolve(target.repository, child.digest)).size;
-    const index: ImageIndex = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: children };
+    const index: ImageIndex = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [...children, ...(await extra(children))] };
     const indexBytes = new TextEncoder().encode(JSON.stringify(index));
     await target.store.tag(target.repository, 'latest', await target.store.putManifest(target.repository, indexBytes, MediaType.ociIndex));
-
     await pushIndex(`${prefix}/python3:latest`, (arch) => [bases[arch]!, py2[arch]!]);
+    return { bases, ssl, py2, children, indexBytes };
+  }
+
+  test('a two-platform A is swapped platform by platform: children first, then the index', async () => {
+    const prefix = `docker://${running.host}/multi`;
+    const { bases, ssl, py2, indexBytes } = await multiPlatformA(prefix);
+    const target = open(`${prefix}/a:latest`);
     const outcome = await swapDependency({ target: open(`${prefix}/a:latest`), dependency: open(`${prefix}/python3:latest`), layerChanges: new LayerChangesCache() });
     assert.equal(outcome.status, 'swapped', outcome.refusal?.message);
     assert.equal(outcome.platforms.length, 2);
@@ -72,6 +78,36 @@ describe('swap of multi-platform images and through a misbehaving registry', { s
       assert.deepEqual(platform.layers.map((l) => l.digest), [bases[arch]!, ssl[arch]!, py2[arch]!].map((l) => l.descriptor.digest));
       await validateImage(target.store, target.repository, platform.digest);
     }
+  });
+
+  test("attestations of a replaced platform image are dropped, other children kept; an artifact without a platform is not read as an image", async () => {
+    const prefix = `docker://${running.host}/attested`;
+    const target = open(`${prefix}/a:latest`);
+    const artifact = async (artifactType: string, content: string, annotations: Record<string, string> = {}, platform?: Descriptor['platform']): Promise<Descriptor> => {
+      const empty = new TextEncoder().encode('{}');
+      const body = new TextEncoder().encode(content);
+      const config = { mediaType: MediaType.ociEmpty, digest: sha256Digest(empty), size: empty.length };
+      const layer = { mediaType: artifactType, digest: sha256Digest(body), size: body.length };
+      await target.store.putBlob(target.repository, config, empty);
+      await target.store.putBlob(target.repository, layer, body);
+      const bytes = new TextEncoder().encode(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociManifest, artifactType, config, layers: [layer] }));
+      const descriptor = await target.store.putManifest(target.repository, bytes, MediaType.ociManifest);
+      return { ...descriptor, annotations, ...(platform === undefined ? {} : { platform }) };
+    };
+    let sbom: Descriptor | undefined;
+    let loose: Descriptor | undefined;
+    await multiPlatformA(prefix, async (children) => {
+      sbom = await artifact('application/vnd.in-toto+json', 'sbom of amd64', { 'vnd.docker.reference.type': 'attestation-manifest', 'vnd.docker.reference.digest': children[0]!.digest }, { os: 'unknown', architecture: 'unknown' });
+      loose = await artifact('application/spdx+json', 'an SBOM listed without a platform');
+      return [sbom, loose];
+    });
+    const outcome = await swapDependency({ target, dependency: open(`${prefix}/python3:latest`), layerChanges: new LayerChangesCache() });
+    assert.equal(outcome.status, 'swapped', outcome.refusal?.message);
+    const index = (await target.store.getManifest(target.repository, 'latest')).manifest as ImageIndex;
+    const digests = index.manifests.map((child) => child.digest);
+    assert.ok(!digests.includes(sbom!.digest), "the replaced image's attestation is dropped");
+    assert.ok(digests.includes(loose!.digest), 'other children are kept');
+    assert.equal(index.manifests.length, 3);
   });
 
   test('images pushed by skopeo (OCI and Docker schema2) work as inputs', async () => {

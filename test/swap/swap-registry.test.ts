@@ -8,7 +8,8 @@ import { inspectImage } from '../../src/engine/inspect.ts';
 import { LayerChangesCache } from '../../src/engine/layer-changes.ts';
 import { swapDependency } from '../../src/engine/swap.ts';
 import { restack } from '../cli/restack.ts';
-import { makeLayer, validateImage } from '../services/images.ts';
+import { composeToStore } from '../../src/engine/compose.ts';
+import { makeImage, makeLayer, validateImage, writeImage, type BuiltLayer } from '../services/images.ts';
 import { startOrSkip, startRegistry, type RunningRegistry } from '../services/registry.ts';
 import { open, pushLayered, pushSeeds } from './seeds.ts';
 
@@ -73,11 +74,11 @@ describe('restack swap against docker-registry', { skip }, () => {
     assert.equal((JSON.parse(again.stdout) as { after: string }).after, outcome.after);
   });
 
-  test('a dependency that A does not apply is an error naming what A applies; nothing changes', async () => {
+  test('a dependency that A does not apply is refused naming what A applies; nothing changes', async () => {
     const before = (await inspectImage(open(`${prefix()}/a:latest`))).digest;
     const result = await restack(['swap', `${prefix()}/a:latest`, '--dependency', `${prefix()}/base:latest`]);
-    assert.equal(result.exitCode, 1);
-    assert.match(result.stderr, /does not apply .*base:latest \(it applies: .*ssl:latest, .*python3:latest\)/);
+    assert.equal(result.exitCode, 3);
+    assert.match(result.stderr, /refused \(Inconsistent\): .*does not record .*base:latest as applied \(it records: .*ssl:latest, .*python3:latest\)/);
     assert.equal((await inspectImage(open(`${prefix()}/a:latest`))).digest, before);
   });
 
@@ -123,5 +124,25 @@ describe('restack swap against docker-registry', { skip }, () => {
     const image = await validateImage(target.store, target.repository, 'latest');
     assert.equal(image.manifest.mediaType, 'application/vnd.docker.distribution.manifest.v2+json');
     assert.ok(image.manifest.layers.every((layer) => layer.mediaType === 'application/vnd.docker.image.rootfs.diff.tar'));
+  });
+
+  test('two tags of one repository are two dependencies: a new yq replaces the yq slice, never jq\'s', async () => {
+    const tools = `${prefix()}-tools`;
+    const base = await makeLayer({ 'etc/os-release': 'ID=tiny\n' });
+    const [jq, yq, yq2] = await Promise.all([makeLayer({ 'usr/bin/jq': 'jq 1\n' }), makeLayer({ 'usr/bin/yq': 'yq 1\n' }), makeLayer({ 'usr/bin/yq': 'yq 2\n' })]);
+    const pushTool = async (tag: string, layer: BuiltLayer) => {
+      const target = open(`${tools}/tools:${tag}`);
+      await writeImage(target.store, target.repository, makeImage({ layers: [base, layer] }), tag);
+    };
+    await pushTool('jq', jq);
+    await pushTool('yq', yq);
+    await composeToStore({ base: null, platform: { os: 'linux', architecture: 'amd64' }, applied: [open(`${tools}/tools:jq`), open(`${tools}/tools:yq`)], target: open(`${tools}/app:latest`) });
+    await pushTool('yq', yq2);
+    const outcome = await swapDependency({ target: open(`${tools}/app:latest`), dependency: open(`${tools}/tools:yq`), layerChanges: new LayerChangesCache() });
+    assert.equal(outcome.status, 'swapped', outcome.refusal?.message);
+    const layers = (await inspectImage(open(`${tools}/app:latest`))).platforms[0]?.layers.map((layer) => layer.digest);
+    assert.deepEqual(layers, [base, jq, base, yq2].map((layer) => layer.descriptor.digest));
+    const again = await swapDependency({ target: open(`${tools}/app:latest`), dependency: open(`${tools}/tools:yq`), layerChanges: new LayerChangesCache() });
+    assert.equal(again.status, 'up-to-date', 'no flip back');
   });
 });

@@ -51,6 +51,13 @@ test('built bases and applied layer names order the build regardless of file ord
   assert.deepEqual(plan.inputs, [{ ref: 'rootfs.tar', role: 'from', type: 'tar', usedBy: ['base'] }]);
 });
 
+test('a stacker:// import orders the build after the layer it reads, and importing from itself is an error', async () => {
+  const loaded = await load({ 'stacker.yaml': 'user:\n  from: {type: scratch}\n  imports: [stacker://maker/out, {path: "stacker://maker/more"}]\nmaker:\n  from: {type: scratch}\n' });
+  assert.equal(loaded.ok, true, loaded.diagnostics.map(formatDiagnostic).join('\n'));
+  assert.deepEqual(planRecipes(loaded.recipes).order, ['maker', 'user']);
+  assert.match(errors('a:\n  from: {type: scratch}\n  imports: stacker://a/x\n')[0] ?? '', /a\.imports: layer "a" cannot import from itself/);
+});
+
 test('every error in a file is reported with FILE:LINE:COL and the field path', () => {
   const found = errors('a:\n  from:\n    type: dockr\n  runn: x\nb:\n  from: {type: docker}\n  os:\n');
   assert.deepEqual(found, [
@@ -74,6 +81,12 @@ test('a built base naming no layer, apply of itself and cycles are reported on e
   assert.deepEqual(cycle, [
     'r.yaml:1:25: a.from.tag: dependency cycle: a -> b -> a; one of these layers must use a base from outside the cycle',
     'r.yaml:4:11: b.apply.0: dependency cycle: a -> b -> a; one of these layers must use a base from outside the cycle',
+  ]);
+});
+
+test('the same reference applied twice is an error on the second entry; two tags of one repository are two inputs', () => {
+  assert.deepEqual(errors('a:\n  from: {type: scratch}\n  apply: ["docker://r/tools:jq", "docker://r/tools:yq", "docker://r/tools:jq"]\n'), [
+    'r.yaml:3:57: a.apply.2: "docker://r/tools:jq" is applied twice (also entry 0); apply each image once',
   ]);
 });
 

@@ -5,6 +5,7 @@ import { MediaType } from '../../src/oci/mediatypes.ts';
 import type { Descriptor, ImageConfig, ImageManifest } from '../../src/oci/types.ts';
 import { composeImage, type NamedImage } from '../../src/swap/compose.ts';
 import { readProvenance, serializeImage } from '../../src/swap/image.ts';
+import { encodeProvenance, type AppliedProvenance, type Provenance } from '../../src/swap/provenance.ts';
 import { analyseOverlap, classifyTarEntry } from '../../src/swap/safety.ts';
 import { findApplied, isRefusal, planSwap } from '../../src/swap/swap.ts';
 
@@ -34,6 +35,11 @@ function image(names: string[], format: 'oci' | 'docker' = 'oci'): NamedImage['i
 const named = (ref: string, names: string[], format: 'oci' | 'docker' = 'oci'): NamedImage => ({ ref, image: image(names, format) });
 const digestsOf = (layers: Descriptor[]) => layers.map((l) => l.digest);
 const own = (name: string) => ({ ...layer(name), history: { created_by: `run ${name}` } });
+
+function serialized(composed: ReturnType<typeof composeImage>): NamedImage['image'] {
+  const written = serializeImage(composed);
+  return { manifest: written.manifest, config: composed.config, digest: written.manifestDescriptor.digest };
+}
 
 function composeA(format: 'oci' | 'docker' = 'oci') {
   const base = named('docker://reg/centos:latest', ['centos'], format);
@@ -71,12 +77,12 @@ test('serialisation is deterministic', () => {
 });
 
 test("swap: python3+1 replaces only python3's slice; A's own layer and everything else stay", () => {
-  const { a } = composeA();
+  const { a, python3 } = composeA();
   const provenance = readProvenance(a, 'A');
   assert.ok(provenance);
   const index = findApplied(provenance, (ref) => ref.startsWith('docker://reg/python3'));
   const python3v2 = named('docker://reg/python3:latest', ['centos', 'python3+1', 'python3+1 extra']);
-  const plan = planSwap({ image: a, source: 'A', appliedIndex: index, replacement: python3v2 });
+  const plan = planSwap({ image: a, source: 'A', appliedIndex: index, previous: python3, replacement: python3v2 });
   assert.ok(!isRefusal(plan), isRefusal(plan) ? plan.message : '');
   assert.deepEqual(digestsOf(plan.manifest.layers), digestsOf(['centos', 'ssl', 'python3+1', 'python3+1 extra', 'A'].map((n) => layer(n).descriptor)));
   assert.equal(plan.manifest.layers[4], a.manifest.layers[3], "A's own descriptor is carried over as is");
@@ -89,24 +95,105 @@ test("swap: python3+1 replaces only python3's slice; A's own layer and everythin
 });
 
 test('swap refuses when the new version has another base', () => {
-  const { a } = composeA();
+  const { a, python3 } = composeA();
   const rebased = named('docker://reg/python3:latest', ['centos 9', 'python3+1']);
-  const plan = planSwap({ image: a, source: 'A', appliedIndex: 1, replacement: rebased });
+  const plan = planSwap({ image: a, source: 'A', appliedIndex: 1, previous: python3, replacement: rebased });
   assert.ok(isRefusal(plan));
   assert.equal(plan.reason, 'BaseChanged');
   assert.match(plan.message, /python3:latest's base changed.*rebuild/);
 });
 
+test("swap refuses a new version whose own base gained a layer, though it starts with the old base (the base update would land above ssl)", () => {
+  const { a, python3 } = composeA();
+  const updatedBase = named('docker://reg/centos:latest', ['centos', 'centos-update']);
+  const python3v2 = { ref: 'docker://reg/python3:latest', image: { ...serialized(composeImage({ base: updatedBase, applied: [], own: [own('python3+1')] })) } };
+  const plan = planSwap({ image: a, source: 'A', appliedIndex: 1, previous: python3, replacement: python3v2 });
+  assert.ok(isRefusal(plan), isRefusal(plan) ? '' : `swapped to ${plan.manifest.layers.length} layers`);
+  assert.equal(plan.reason, 'BaseChanged');
+  assert.match(plan.message, /built on 2 layers .* on 1 layer /);
+});
+
+test("an image restack did not build: its base annotations, when both versions carry them, tell a changed base", () => {
+  const annotated = (names: string[], baseDigest: string): NamedImage => {
+    const plain = named('docker://reg/python3:latest', names);
+    const manifest = { ...plain.image.manifest, annotations: { 'org.opencontainers.image.base.digest': baseDigest } };
+    return { ref: plain.ref, image: { ...plain.image, manifest, digest: sha256Digest(JSON.stringify(manifest)) } };
+  };
+  const python3 = annotated(['centos', 'python3'], sha256Digest('centos 7'));
+  const composed = composeImage({ base: named('docker://reg/centos:latest', ['centos']), applied: [python3], own: [own('A')] });
+  const a = serialized(composed);
+  const updated = annotated(['centos', 'centos-update', 'python3+1'], sha256Digest('centos 7 updated'));
+  const plan = planSwap({ image: a, source: 'A', appliedIndex: 0, previous: python3, replacement: updated });
+  assert.ok(isRefusal(plan) && plan.reason === 'BaseChanged', isRefusal(plan) ? plan.message : 'swapped');
+  assert.match(plan.message, /says it is built on sha256:.* on sha256:.*; rebuild/);
+  const rebuiltOnSameBase = annotated(['centos', 'python3+1'], sha256Digest('centos 7'));
+  assert.ok(!isRefusal(planSwap({ image: a, source: 'A', appliedIndex: 0, previous: python3, replacement: rebuiltOnSameBase })));
+});
+
+test('swap refuses provenance that does not match the image it names: another digest, another range, another base', () => {
+  const { a, python3, ssl } = composeA();
+  const python3v2 = named('docker://reg/python3:latest', ['centos', 'python3+1']);
+  const tampered = (edit: (provenance: Provenance) => Provenance) => {
+    const provenance = readProvenance(a, 'A') as Provenance;
+    return { ...a, manifest: { ...a.manifest, annotations: { ...a.manifest.annotations, 'restack.dev/provenance': encodeProvenance(edit(provenance)) } } };
+  };
+  const cases = {
+    'a digest the repository holds for another image': { image: a, previous: { ...python3, image: ssl.image } },
+    'a range over ssl': { image: tampered((p) => ({ ...p, applied: [p.applied[1], p.applied[0]].map((entry, i) => ({ ...(entry as AppliedProvenance), layers: { start: 1 + i, count: 1 } })) })), previous: python3 },
+    'another base chain': { image: tampered((p) => ({ ...p, applied: p.applied.map((entry) => ({ ...entry, base: { count: 0, chain: '' } })) })), previous: python3 },
+  };
+  for (const [what, { image, previous }] of Object.entries(cases)) {
+    const plan = planSwap({ image, source: 'A', appliedIndex: 1, previous, replacement: python3v2 });
+    assert.ok(isRefusal(plan), what);
+    assert.equal(plan.reason, 'Inconsistent', what);
+    assert.match(plan.message, /A's provenance says layers 2\.\.2 are the own layers of .*python3.*rebuild/, what);
+  }
+});
+
+test('a Docker schema2 image cannot take zstd or squashfs layers: refused (FormatMismatch); foreign layers keep Docker names', () => {
+  const { a, python3 } = composeA('docker');
+  for (const mediaType of [MediaType.ociLayerZstd, MediaType.stackerSquashfs]) {
+    const zstd = { ref: 'docker://reg/python3:latest', image: image(['centos', 'python3+1'], 'docker') };
+    zstd.image.manifest.layers[1] = { ...(zstd.image.manifest.layers[1] as Descriptor), mediaType };
+    const plan = planSwap({ image: a, source: 'A', appliedIndex: 1, previous: python3, replacement: zstd });
+    assert.ok(isRefusal(plan), `${mediaType} swapped into a Docker manifest`);
+    assert.equal(plan.reason, 'FormatMismatch');
+    assert.match(plan.message, new RegExp(`Docker schema2 image, which cannot name .*${mediaType.replace(/[.+]/g, '.')} layers; rebuild`));
+  }
+  const foreign = named('docker://reg/python3:latest', ['centos', 'python3+1']);
+  foreign.image.manifest.layers[1] = { ...(foreign.image.manifest.layers[1] as Descriptor), mediaType: 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip' };
+  const plan = planSwap({ image: a, source: 'A', appliedIndex: 1, previous: python3, replacement: foreign });
+  assert.ok(!isRefusal(plan), isRefusal(plan) ? plan.message : '');
+  assert.equal(plan.manifest.layers[2]?.mediaType, 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip');
+});
+
+test("a swapped manifest drops its subject and the old config descriptor's embedded data and annotations", () => {
+  const { a, python3 } = composeA();
+  const stale = {
+    ...a,
+    manifest: {
+      ...a.manifest,
+      subject: { mediaType: MediaType.ociManifest, digest: sha256Digest('the image A signed'), size: 1 },
+      config: { ...a.manifest.config, data: Buffer.from(JSON.stringify(a.config)).toString('base64'), annotations: { 'com.example.note': 'of the old config' } },
+    },
+  };
+  const plan = planSwap({ image: stale, source: 'A', appliedIndex: 1, previous: python3, replacement: named('docker://reg/python3:latest', ['centos', 'python3+1']) });
+  assert.ok(!isRefusal(plan), isRefusal(plan) ? plan.message : '');
+  const written = serializeImage(plan).manifest;
+  assert.equal(written.subject, undefined);
+  assert.deepEqual(Object.keys(written.config).sort(), ['digest', 'mediaType', 'size']);
+});
+
 test('swap refuses an image without provenance', () => {
-  const plan = planSwap({ image: image(['x']), source: 'X', appliedIndex: 0, replacement: named('docker://reg/p:1', ['x']) });
+  const plan = planSwap({ image: image(['x']), source: 'X', appliedIndex: 0, previous: named('docker://reg/p:1', ['x']), replacement: named('docker://reg/p:1', ['x']) });
   assert.ok(isRefusal(plan) && plan.reason === 'NoProvenance');
 });
 
 test('the same swap twice gives the same digest', () => {
-  const { a } = composeA();
+  const { a, python3: previous } = composeA();
   const replacement = named('docker://reg/python3:latest', ['centos', 'python3+1']);
-  const once = planSwap({ image: a, source: 'A', appliedIndex: 1, replacement });
-  const twice = planSwap({ image: a, source: 'A', appliedIndex: 1, replacement });
+  const once = planSwap({ image: a, source: 'A', appliedIndex: 1, previous, replacement });
+  const twice = planSwap({ image: a, source: 'A', appliedIndex: 1, previous, replacement });
   assert.ok(!isRefusal(once) && !isRefusal(twice));
   assert.equal(serializeImage(once).manifestDescriptor.digest, serializeImage(twice).manifestDescriptor.digest);
 });

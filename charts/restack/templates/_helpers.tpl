@@ -35,3 +35,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "restack.webhookSecretName" -}}
 {{- default (printf "%s-webhook" (include "restack.fullname" .)) .Values.webhook.existingSecret -}}
 {{- end -}}
+
+{{- define "restack.builderImage" -}}
+{{- default (include "restack.image" .) .Values.builderImage -}}
+{{- end -}}
+
+{{/* The images build pods may run, comma-separated: the builder image first. */}}
+{{- define "restack.builderImages" -}}
+{{- prepend .Values.allowedBuilderImages (include "restack.builderImage" .) | uniq | join "," -}}
+{{- end -}}

@@ -28,6 +28,7 @@ interface BuildOptions extends RecipeOptions, StoreOptions, SigningOptions {
   json?: boolean;
   shellFail?: boolean;
   terminationLog?: string;
+  recipeDirOnly?: boolean;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -79,6 +80,7 @@ export const registerBuild: RegisterCommand = (program, context) => {
     .option('--cache-repo <ref>', 'a registry repository shared as a build cache after the local one, e.g. docker://host/team/cache: layers found there are taken without a container, layers built are written there (best effort; docs/build-cache.md)')
     .option('--json', 'print one JSON event per line on stdout (layer-start, step, output, warning, layer-done, build-done, error)')
     .option('--shell-fail', 'when a run step fails, open a shell in its container')
+    .option('--recipe-dir-only', 'read local files (imports, overlay_dirs, binds, tar bases) only inside the recipe\'s directory, symlinks followed, and no oci: layouts: how the operator builds a tenant\'s recipe')
     .option('--termination-log <path>', 'also write the result there, compact (under 4096 bytes): the build pod\'s termination message')
     .action(async (options: BuildOptions) => {
       const { output } = context();
@@ -129,6 +131,7 @@ export const registerBuild: RegisterCommand = (program, context) => {
           ...(signing === undefined ? {} : { signing }),
           ...(options.cacheRepo === undefined ? {} : { cacheRepository: options.cacheRepo }),
           shellOnFail: options.shellFail === true,
+          recipeDirOnly: options.recipeDirOnly === true,
           sourceDateEpoch: sourceDateEpochFrom(process.env),
           hostEnvironment: process.env,
           open: (ref, insecure) => (insecure ? openInsecure : open)(ref),

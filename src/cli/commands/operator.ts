@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { KubeConfig } from '@kubernetes/client-node';
 import { Option } from 'commander';
+import { buildPodDefaultsSchema, type BuildPodDefaults } from '../../operator/build-policy.ts';
 import type { Executor } from '../../operator/executor.ts';
 import { LocalExecutor } from '../../operator/executor-local.ts';
 import { PodExecutor } from '../../operator/executor-pod.ts';
@@ -18,7 +19,10 @@ interface OperatorOptions {
   metricsBindAddress: string;
   executor: 'pod' | 'local';
   builderImage?: string;
+  allowedBuilderImage: string[];
+  buildPodDefaults: string;
   builder?: string;
+  builderEnv: string[];
   leaseDuration: string;
   leaseRenewPeriod: string;
   updates: boolean;
@@ -62,11 +66,28 @@ async function updateOptions(options: OperatorOptions): Promise<ManagerOptions['
 /** The executor the flags choose: build pods (the default) or child processes of the operator. */
 function executorOf(options: OperatorOptions): Executor {
   if (options.executor === 'local') {
-    return new LocalExecutor(options.builder?.split(' ').filter((word) => word !== '') ?? [process.execPath, process.argv[1] ?? 'restack', 'build']);
+    const command = options.builder?.split(' ').filter((word) => word !== '') ?? [process.execPath, process.argv[1] ?? 'restack', 'build'];
+    return new LocalExecutor(command, { environment: options.builderEnv });
   }
+  if (options.builderEnv.length > 0) throw new UserError('--builder-env is for the builds of --executor local', 'add --executor local, or drop --builder-env: build pods get no variable of the operator\'s');
   if (options.builder !== undefined) throw new UserError('--builder is the command of --executor local', 'add --executor local, or drop --builder and give --builder-image for build pods');
   if (options.builderImage === undefined) throw new UserError('--executor pod needs --builder-image', 'give the image build pods run (images/builder/), e.g. --builder-image registry.example/restack/builder:0.1.0, or use --executor local');
-  return new PodExecutor({ builderImage: options.builderImage });
+  return new PodExecutor({ policy: { builderImage: options.builderImage, allowedBuilderImages: options.allowedBuilderImage, defaults: buildPodDefaults(options.buildPodDefaults) } });
+}
+
+/** --build-pod-defaults: JSON of timeout, startTimeout, resources, storageSizeLimit, nodeSelector and tolerations. */
+export function buildPodDefaults(text: string): BuildPodDefaults {
+  const hint = 'give JSON such as {"timeout":"1h","resources":{"requests":{"cpu":"1"},"limits":{"memory":"4Gi"}},"nodeSelector":{"restack.dev/builds":"true"}}';
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new UserError(`--build-pod-defaults: not JSON: ${error instanceof Error ? error.message : String(error)}`, hint);
+  }
+  const parsed = buildPodDefaultsSchema.safeParse(json);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map((issue) => `${issue.path.length === 0 ? '(top)' : issue.path.join('.')}: ${issue.message}`);
+  throw new UserError(`--build-pod-defaults: ${problems.join('; ')}`, hint);
 }
 
 /** The Lease timings in ms from the two flags (seconds); the renew period must leave room for a failed renewal. */
@@ -99,8 +120,11 @@ export const registerOperator: RegisterCommand = (program, context) => {
     .option('--lease-renew-period <seconds>', 'how often the leader renews the Lease; shorter than --lease-duration', '10')
     .option('--metrics-bind-address <addr>', 'serves /healthz, /readyz and /metrics', ':8080')
     .addOption(new Option('--executor <kind>', 'where builds run: pod (a build pod per ImageBuild) or local (a child process of the operator, for development)').choices(['pod', 'local']).default('pod'))
-    .option('--builder-image <image>', 'the image of build pods (executor pod; a Stackerfile\'s spec.builder.image wins)')
+    .option('--builder-image <image>', 'the image of build pods (executor pod), unless a Stackerfile\'s spec.builder.image names an allowed one')
+    .option('--allowed-builder-image <image>', 'another image a Stackerfile may name in spec.builder.image (repeatable); others are refused', collect, [])
+    .option('--build-pod-defaults <json>', 'build pods\' timeout, startTimeout, resources, storageSizeLimit, nodeSelector and tolerations (JSON; a Stackerfile\'s spec.builder adds to them)', '{}')
     .option('--builder <command>', 'executor local: the build command, split on spaces (default: this restack build)')
+    .option('--builder-env <name>', 'executor local: pass this variable of the operator\'s environment to builds (repeatable); they get only PATH, locale, proxies and SOURCE_DATE_EPOCH otherwise', collect, [])
     .option('--no-updates', 'build only: do not watch inputs, swap or rebuild (docs/updates.md)')
     .option('--default-schedule <cron>', 'input checks for Stackerfiles without spec.updates.schedule', defaultSchedule)
     .option('--schedule-jitter <seconds>', 'widest delay after a schedule fires, so schedules spread out', '30')

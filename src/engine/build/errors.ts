@@ -7,6 +7,7 @@ export type LayerBuildErrorCode =
   | 'COMMAND_INVALID'
   | 'BASE_INVALID'
   | 'BIND_MISSING'
+  | 'HOST_PATH_REFUSED'
   | 'PUSH_INVALID';
 
 /** Details a failed `run:` leaves for the person who has to fix it. */

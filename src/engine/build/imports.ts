@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, copyFile, cp, lchown, lstat, mkdir, readdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, copyFile, cp, lchown, lstat, mkdir, readdir, readlink, realpath, rename, rm, stat, symlink } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { IdShift } from '../../build/idmap.ts';
@@ -16,6 +16,25 @@ export interface ImportContext {
   workDir: string;
   /** Copies `path` of an earlier layer's image into `into`; answers the host path of the copy. */
   grab: (layer: string, path: string, into: string) => Promise<string>;
+  /** Local imports must resolve (symlinks followed) inside this directory: the recipe's, in a confined build. */
+  confineTo?: string;
+}
+
+/**
+ * Refuses a local path of a confined build that resolves outside `dir`, a symlink leading out
+ * included; a path that does not exist is left to the caller's own error.
+ */
+export async function checkInside(layer: string, field: string, written: string, hostPath: string, dir: string): Promise<void> {
+  const real = await realpath(hostPath).catch(() => undefined);
+  if (real === undefined) return;
+  const inside = relative(await realpath(dir), real);
+  if (inside === '' || (!inside.startsWith(`..${sep}`) && inside !== '..' && !inside.startsWith(sep))) return;
+  throw new LayerBuildError(
+    'HOST_PATH_REFUSED',
+    layer,
+    `layer ${layer}: ${layer}.${field} "${written}" leads out of the recipe's directory (it resolves to ${real})`,
+    'this build reads local files only inside the recipe\'s directory: import by URL (https://...) or from another layer (stacker://LAYER/PATH)',
+  );
 }
 
 /** An import made available on the host, its content checked. */
@@ -102,6 +121,7 @@ async function locate(context: ImportContext, spec: ImportSpec, slot: string): P
 /** Makes one import available on the host and checks it: it exists, and its sha256 is the recipe's `hash`. */
 export async function acquireImport(context: ImportContext, spec: ImportSpec, slot: string): Promise<AcquiredImport> {
   const hostPath = await locate(context, spec, slot);
+  if (context.confineTo !== undefined && spec.source.kind === 'local') await checkInside(context.layer, spec.field, spec.written, hostPath, context.confineTo);
   const info = await stat(hostPath).catch(() => undefined);
   if (info === undefined) {
     const where = spec.source.kind === 'local' ? ` (${hostPath})` : '';

@@ -2,7 +2,7 @@ import type { OciErrorCode } from '../errors.ts';
 import type { Authenticator } from './auth.ts';
 import type { Scope } from './scope.ts';
 import { registryError } from './errors.ts';
-import type { HttpRequest, HttpResponse, HttpTransport } from './http.ts';
+import { maxErrorBodyBytes, readPrefix, type HttpRequest, type HttpResponse, type HttpTransport } from './http.ts';
 
 export interface Call extends Omit<HttpRequest, 'url'> {
   /** A path under the registry (`/v2/...`) or a URL it gave (an upload Location, a Link). */
@@ -45,13 +45,8 @@ export class RegistryClient {
       }
     }
     if (call.expect.includes(response.status)) return response;
-    const body = response.stream === undefined ? Buffer.from(response.body).toString('utf8') : await streamText(response.stream);
-    throw registryError(response.status, body, call.subject, this.registry, call.notFound);
+    const body = response.stream === undefined ? response.body : await readPrefix(response.stream, maxErrorBodyBytes);
+    response.stream?.destroy();
+    throw registryError(response.status, Buffer.from(body).toString('utf8'), call.subject, this.registry, call.notFound);
   }
-}
-
-async function streamText(stream: AsyncIterable<Uint8Array>): Promise<string> {
-  const chunks: Uint8Array[] = [];
-  for await (const chunk of stream) chunks.push(chunk);
-  return Buffer.concat(chunks).toString('utf8');
 }

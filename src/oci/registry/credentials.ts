@@ -109,6 +109,24 @@ export function credHelperFor(config: DockerConfig, registry: string): string | 
   return undefined;
 }
 
+/**
+ * Refuses a config that names credential helper programs (`credHelpers`, `credsStore`): for a
+ * config from someone who must not choose what the reader executes, such as a tenant's Secret read
+ * by the operator. The reader's own config files may still name helpers.
+ */
+export function refuseCredentialHelpers(config: DockerConfig, source: string): void {
+  const named = [
+    ...Object.entries(config.credHelpers ?? {}).map(([host, helper]) => `credHelpers["${host}"] (docker-credential-${helper})`),
+    ...(config.credsStore === undefined || config.credsStore === '' ? [] : [`credsStore (docker-credential-${config.credsStore})`]),
+  ];
+  if (named.length === 0) return;
+  throw new OciError(
+    'CREDENTIALS_INVALID',
+    `${source}: names credential helper programs, which are not run for it: ${named.join(', ')}`,
+    'put the login itself in "auths": {"HOST": {"auth": "<base64 user:password>"}}, as kubectl create secret docker-registry NAME --docker-server=HOST --docker-username=USER --docker-password=PASSWORD writes it',
+  );
+}
+
 /** The server URL helpers are asked about: Docker Hub is known to them by its v1 index URL. */
 export function helperServerUrl(registry: string): string {
   return splitRegistryKey(registry).host === dockerHubRegistry ? 'https://index.docker.io/v1/' : registry;

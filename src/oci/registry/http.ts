@@ -181,11 +181,12 @@ export class HttpTransport {
   }
 
   async #readBody(request: HttpRequest, response: Response, kind: BodyKind): Promise<Uint8Array> {
+    if (!response.ok) return this.#readErrorBody(response, kind);
     const expected = contentLength(response.headers);
-    const limit = response.ok ? request.maxBytes : undefined;
-    if (limit !== undefined && expected !== undefined && expected > limit) {
+    const limit = request.maxBytes ?? maxBodyBytes;
+    if (expected !== undefined && expected > limit) {
       await response.body?.cancel();
-      throw request.tooLarge?.(expected) ?? new Error(`${request.subject}: answer of ${expected} bytes is too large`);
+      throw request.tooLarge?.(expected) ?? answerTooLarge(request, expected, limit);
     }
     const chunks: Uint8Array[] = [];
     let received = 0;
@@ -194,8 +195,8 @@ export class HttpTransport {
       for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
         received += chunk.length;
         this.#stats.countReceived(kind, chunk.length);
-        if (limit !== undefined && received > limit) {
-          throw request.tooLarge?.(received) ?? new Error(`${request.subject}: answer of ${received}+ bytes is too large`);
+        if (received > limit) {
+          throw request.tooLarge?.(received) ?? answerTooLarge(request, received, limit);
         }
         chunks.push(chunk);
       }
@@ -205,4 +206,38 @@ export class HttpTransport {
     }
     return Buffer.concat(chunks);
   }
+
+  /** At most maxErrorBodyBytes of an error answer: its JSON errors, never a body a server keeps sending. */
+  async #readErrorBody(response: Response, kind: BodyKind): Promise<Uint8Array> {
+    if (response.body === null) return new Uint8Array();
+    const prefix = await readPrefix(response.body as AsyncIterable<Uint8Array>, maxErrorBodyBytes, (length) => this.#stats.countReceived(kind, length)).catch(() => new Uint8Array());
+    await response.body.cancel().catch(() => undefined);
+    return prefix;
+  }
+}
+
+/** A buffered answer whose caller names no limit (a token, a tag list or catalog page) is refused beyond this. */
+export const maxBodyBytes = 8 * 1024 * 1024;
+/** An error answer is read this far at most: any registry's JSON errors fit. */
+export const maxErrorBodyBytes = 64 * 1024;
+
+function answerTooLarge(request: HttpRequest, size: number, limit: number): OciError {
+  return new OciError(
+    'REGISTRY_ERROR',
+    `${request.subject}: ${request.method} ${request.url.pathname} answered at least ${size} bytes, more than the ${limit} such an answer may have`,
+    'the registry, or something in front of it, answers far more than asked; check the registry address',
+  );
+}
+
+/** The first `limit` bytes of a stream (fewer when it ends first); stops reading there. */
+export async function readPrefix(stream: AsyncIterable<Uint8Array>, limit: number, count: (length: number) => void = () => {}): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let received = 0;
+  for await (const chunk of stream) {
+    count(chunk.length);
+    chunks.push(chunk);
+    received += chunk.length;
+    if (received >= limit) break;
+  }
+  return Buffer.concat(chunks).subarray(0, limit);
 }

@@ -47,6 +47,10 @@ function mediaTypeOf(headers: Headers): string | undefined {
  * A Store over one registry host, speaking the distribution API v1.1 (oci.md). Counts every
  * request and body byte in `stats`.
  */
+/** Answers after which an upload session is unusable but a new one may succeed. */
+const sessionFailures = new Set<string>(['BLOB_UPLOAD_UNKNOWN', 'BLOB_UPLOAD_INVALID', 'RANGE_INVALID', 'REGISTRY_ERROR', 'UNREACHABLE']);
+const uploadSessions = 3;
+
 /** Blobs up to this size are uploaded without asking whether the registry has them. */
 const smallBlobBytes = 64 * 1024;
 
@@ -201,11 +205,28 @@ export class RegistryStore implements Store {
     // A small blob (a config) costs two requests to upload and one more to check first: just upload it.
     const checkFirst = !(source instanceof Uint8Array) || source.length > smallBlobBytes;
     if (checkFirst && (await this.#hasBlob(repository, descriptor, pushPull(repository)))) return 'present';
-    const target = this.#target(repository);
-    const { location } = await startUpload(this.#client, target);
     const chunks: ChunkSource = source instanceof Uint8Array ? source : () => blobChunks(source);
-    await finishUpload(this.#client, location, descriptor, chunks, target, this.#upload);
-    return 'uploaded';
+    return this.#uploadInSessions(this.#target(repository), descriptor, chunks);
+  }
+
+  /**
+   * Opens an upload session (asking to mount when `mountFrom` is given) and sends the blob. A
+   * PATCH or closing PUT retried at a Location the registry no longer honours (its session is
+   * gone, or an earlier try was half applied) fails the session, not the blob: the whole blob is
+   * sent again in a new session, as go-containerregistry does, a few times at most.
+   */
+  async #uploadInSessions(target: UploadTarget, descriptor: Descriptor, chunks: ChunkSource, mountFrom?: string): Promise<BlobTransfer> {
+    for (let session = 1; ; session++) {
+      const { mounted, location } = await startUpload(this.#client, target, mountFrom === undefined ? undefined : { digest: descriptor.digest, from: mountFrom });
+      if (mounted) return 'mounted';
+      try {
+        await finishUpload(this.#client, location, descriptor, chunks, target, this.#upload);
+        return 'uploaded';
+      } catch (error) {
+        if (session >= uploadSessions || !(error instanceof OciError) || !sessionFailures.has(error.code)) throw error;
+        this.stats.retries++;
+      }
+    }
   }
 
   /**
@@ -219,15 +240,11 @@ export class RegistryStore implements Store {
       if (await this.hasBlob(repository, descriptor)) return 'present';
       throw new OciError('BLOB_UNKNOWN', `${this.#subject(repository, descriptor.digest)}: blob to mount is not in the repository`, 'write the blob first');
     }
-    const target = this.#target(repository, [pull(fromRepository)]);
-    const { mounted, location } = await startUpload(this.#client, target, { digest: descriptor.digest, from: fromRepository });
-    if (mounted) return 'mounted';
     const openSource = () => this.openBlob(fromRepository, descriptor);
     const copy = async function* (): AsyncGenerator<Uint8Array> {
       yield* await openSource();
     };
-    await finishUpload(this.#client, location, descriptor, copy, target, this.#upload);
-    return 'uploaded';
+    return this.#uploadInSessions(this.#target(repository, [pull(fromRepository)]), descriptor, copy, fromRepository);
   }
 
   async putManifest(repository: string, bytes: Uint8Array, mediaType: string): Promise<Descriptor> {
