@@ -156,8 +156,8 @@ export function stackerfileOpener(kube: Kube, stackerfile: Stackerfile): Promise
  * and how to give the Stackerfile its own). Undefined for any other error.
  */
 export function swapFailure(error: unknown, stackerfile: Stackerfile): string | undefined {
-  if (error instanceof SigningError) return `spec.output.signing: ${error.message}${error.hint === undefined ? '' : `; ${error.hint}`}`;
-  if (error instanceof OciError && error.code === 'CREDENTIALS_INVALID') return `${error.message}${error.hint === undefined ? '' : `; ${error.hint}`}`;
+  // Both name spec.output.pushSecretRef or spec.output.signing.keySecretRef themselves.
+  if (error instanceof SigningError || (error instanceof OciError && error.code === 'CREDENTIALS_INVALID')) return `${error.message}${error.hint === undefined ? '' : `; ${error.hint}`}`;
   if (!(error instanceof OciError) || (error.code !== 'UNAUTHORIZED' && error.code !== 'DENIED')) return undefined;
   const { output } = stackerfile.spec;
   const namespace = stackerfile.metadata?.namespace ?? 'default';
