@@ -1,11 +1,10 @@
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
 import { restackSigning } from '../src/engine/signing.ts';
 import { keySigner } from '../src/sign/signer.ts';
-import { makeLayer } from '../test/services/images.ts';
 import { startRegistry } from '../test/services/registry.ts';
 import { pushLayered } from '../test/swap/seeds.ts';
 import { timed, type BenchRow } from './report.ts';
-import { composeApp, concurrency, eachLimited, fanOutImages, registryStats, swapFanOut } from './swap.ts';
+import { composeApp, concurrency, eachLimited, fanOutImages, pushInputs, registryStats, swapFanOut } from './swap.ts';
 
 /**
  * The cost of signing in a fan-out: one python3 bump swapped into `fanOutImages` images without
@@ -17,13 +16,7 @@ export async function signingBench(): Promise<BenchRow[]> {
   const registry = await startRegistry({ parentDirectory: '/dev/shm' });
   try {
     const prefix = `docker://${registry.host}/bench`;
-    const base = await makeLayer({ 'usr/lib/base.bin': randomBytes(1 << 20) });
-    const ssl = await makeLayer({ 'usr/lib/libssl.so.3': randomBytes(256 << 10) });
-    const python3 = await makeLayer({ 'usr/lib/python3.11/lib.bin': randomBytes(512 << 10) });
-    const python3Next = await makeLayer({ 'usr/lib/python3.12/lib.bin': randomBytes(512 << 10) });
-    await pushLayered(prefix, 'base', [base]);
-    await pushLayered(prefix, 'ssl', [base, ssl]);
-    await pushLayered(prefix, 'python3', [base, python3]);
+    const { base, python3Next } = await pushInputs(prefix, { base: 1 << 20, ssl: 256 << 10, python3: 512 << 10 });
     const unsigned = Array.from({ length: fanOutImages }, (_, index) => `plain-${index}`);
     const signed = Array.from({ length: fanOutImages }, (_, index) => `signed-${index}`);
     await eachLimited([...unsigned, ...signed], concurrency, (name) => composeApp(prefix, name, 64 << 10));

@@ -59,6 +59,21 @@ export async function swapFanOut(
   return first;
 }
 
+/**
+ * base, ssl and python3 pushed under `prefix` with layers of the given sizes, and python3's next
+ * version (not pushed). Incompressible contents, so layer sizes are what is moved.
+ */
+export async function pushInputs(prefix: string, bytes: { base: number; ssl: number; python3: number }): Promise<Record<'base' | 'ssl' | 'python3' | 'python3Next', BuiltLayer>> {
+  const base = await makeLayer({ 'usr/lib/base.bin': randomBytes(bytes.base) });
+  const ssl = await makeLayer({ 'usr/lib/libssl.so.3': randomBytes(bytes.ssl) });
+  const python3 = await makeLayer({ 'usr/lib/python3.11/lib.bin': randomBytes(bytes.python3) });
+  const python3Next = await makeLayer({ 'usr/lib/python3.12/lib.bin': randomBytes(bytes.python3) });
+  await pushLayered(prefix, 'base', [base]);
+  await pushLayered(prefix, 'ssl', [base, ssl]);
+  await pushLayered(prefix, 'python3', [base, python3]);
+  return { base, ssl, python3, python3Next };
+}
+
 /** `<prefix>/<name>:latest` = base + ssl + python3 (as pushed under `prefix`) + an own layer of `ownBytes` random bytes. */
 export async function composeApp(prefix: string, name: string, ownBytes: number): Promise<void> {
   const own = await makeLayer({ [`srv/${name}/app.bin`]: randomBytes(ownBytes) });
@@ -90,14 +105,7 @@ export async function swapBench(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   try {
     const prefix = `docker://${registry.host}/bench`;
-    // Incompressible contents, so layer sizes are what is moved: a 24 MB base, 4 MB ssl, 8 MB python3.
-    const base = await makeLayer({ 'usr/lib/base.bin': randomBytes(24 << 20) });
-    const ssl = await makeLayer({ 'usr/lib/libssl.so.3': randomBytes(4 << 20) });
-    const python3 = await makeLayer({ 'usr/lib/python3.11/lib.bin': randomBytes(8 << 20) });
-    const python3Next = await makeLayer({ 'usr/lib/python3.12/lib.bin': randomBytes(8 << 20) });
-    await pushLayered(prefix, 'base', [base]);
-    await pushLayered(prefix, 'ssl', [base, ssl]);
-    await pushLayered(prefix, 'python3', [base, python3]);
+    const { base, ssl, python3, python3Next } = await pushInputs(prefix, { base: 24 << 20, ssl: 4 << 20, python3: 8 << 20 });
 
     const composeA = (name: string, ownBytes = 1 << 20) => composeApp(prefix, name, ownBytes);
     await composeA('a');

@@ -182,6 +182,8 @@ export class HttpTransport {
 
   async #readBody(request: HttpRequest, response: Response, kind: BodyKind): Promise<Uint8Array> {
     if (!response.ok) return this.#readErrorBody(response, kind);
+    // A HEAD answer has no body: its Content-Length is the size of what a GET would send (a blob's).
+    if (request.method === 'HEAD') return new Uint8Array();
     const expected = contentLength(response.headers);
     const limit = request.maxBytes ?? maxBodyBytes;
     if (expected !== undefined && expected > limit) {
