@@ -39,7 +39,7 @@ export interface SwapRecord {
 export function attachTarget(opened: OpenedReference): AttachTarget {
   const { ref } = opened;
   if (ref.transport !== 'docker') {
-    throw new SigningError('KEY_UNSUPPORTED', `${opened.display}: signatures are stored in a registry, and this is an OCI layout`, 'publish to a registry (docker://host/prefix) to sign, or leave out --sign-key');
+    throw new SigningError('REGISTRY_REQUIRED', `${opened.display}: signatures are stored in a registry, and this is an OCI layout`, 'publish to a registry (docker://host/prefix) to sign, or leave out --sign-key');
   }
   const host = ref.registry === dockerHubRegistry ? 'index.docker.io' : ref.registry;
   return { store: opened.store, repository: opened.repository, name: `${host}/${ref.repository}` };
@@ -120,8 +120,9 @@ function mismatch(predicate: SlsaPredicate, recipe: ProvenanceFacts['recipe'], m
  * records (its recipe digest, its inputs). Throws a SigningError on any failure.
  */
 export async function verifyImage(opened: OpenedReference, publicKey: KeyObject): Promise<ImageVerification> {
+  const target = attachTarget(opened);
   const descriptor = await opened.store.resolve(opened.repository, opened.reference);
-  const verified = await verifyAttachments(attachTarget(opened), descriptor.digest, publicKey, slsaProvenanceType);
+  const verified = await verifyAttachments(target, descriptor.digest, publicKey, slsaProvenanceType);
   const images = (await readStoredImage({ ...opened, reference: descriptor.digest })).platforms.map((platform) => platform.image);
   const recipe = recipeOf(images);
   const materials = materialsOf(images, opened.display);
