@@ -46,12 +46,29 @@ export async function readPayload(target: AttachTarget, layer: Descriptor): Prom
   return { layer, payload: await target.store.readBlob(target.repository, layer) };
 }
 
-/** Appends one payload layer to the attachment image and moves its tag: blobs, then the manifest by digest, the tag last. */
-async function append(target: AttachTarget, digest: string, kind: AttachmentKind, existing: readonly Descriptor[], layer: Descriptor, payload: Uint8Array): Promise<void> {
+/**
+ * What the `.sig` or `.att` tag holds, read while the new payload and the config it needs when the
+ * tag holds nothing yet (the usual case: a digest just made) are uploaded: three requests at once
+ * rather than one after another. Blobs are content-addressed: one uploaded for nothing (the
+ * signature was there already) is unreferenced, harmless.
+ */
+async function readWhileUploading(target: AttachTarget, digest: string, kind: AttachmentKind, layer: Descriptor, payload: Uint8Array): Promise<Descriptor[]> {
   const { store, repository } = target;
-  await store.putBlob(repository, layer, payload);
+  const alone = attachmentImage([layer]);
+  const [existing] = await Promise.all([
+    attachedLayers(target, digest, kind),
+    store.putBlob(repository, layer, payload),
+    store.putBlob(repository, alone.configDescriptor, alone.configBytes),
+  ]);
+  return existing;
+}
+
+/** Appends the payload layer (already uploaded) to the attachment image: its config, the manifest by digest, the tag last. */
+async function append(target: AttachTarget, digest: string, kind: AttachmentKind, existing: readonly Descriptor[], layer: Descriptor): Promise<void> {
+  const { store, repository } = target;
   const image = attachmentImage([...existing, layer]);
-  await store.putBlob(repository, image.configDescriptor, image.configBytes);
+  // The config uploaded up front names the new layer alone.
+  if (existing.length > 0) await store.putBlob(repository, image.configDescriptor, image.configBytes);
   await store.putManifest(repository, image.manifestBytes, image.manifestDescriptor.mediaType);
   await store.tag(repository, attachmentTag(digest, kind), image.manifestDescriptor);
 }
@@ -65,12 +82,13 @@ function signedBy(signer: Signer, layer: Descriptor, payload: Uint8Array, payloa
 /** Signs the manifest `digest` as `cosign sign --key` does, unless this signer already has. */
 export async function attachSignature(target: AttachTarget, digest: string, signer: Signer): Promise<AttachmentWrite> {
   const payload = simpleSigningPayload(target.name, digest);
-  const existing = await attachedLayers(target, digest, 'sig');
   const layer = payloadDescriptor(simpleSigningMediaType, payload, {});
+  const existing = await readWhileUploading(target, digest, 'sig', layer, payload);
   if (existing.some((candidate) => signedBy(signer, candidate, payload, layer.digest))) return 'present';
   const signature = await signer.sign(payload);
+  // The signature is in the layer's annotation, not in the payload blob.
   const annotated = { ...layer, annotations: { [signatureAnnotation]: Buffer.from(signature).toString('base64') } };
-  await append(target, digest, 'sig', existing, annotated, payload);
+  await append(target, digest, 'sig', existing, annotated);
   return 'written';
 }
 
@@ -89,17 +107,16 @@ export function verifiedStatement(publicKey: Signer['publicKey'], bytes: Uint8Ar
  * type for it: a swap or build repeated after a crash adds nothing.
  */
 export async function attachAttestation(target: AttachTarget, digest: string, signer: Signer, predicateType: string, predicate: unknown): Promise<AttachmentWrite> {
-  const existing = await attachedLayers(target, digest, 'att');
-  for (const layer of existing.filter((candidate) => candidate.mediaType === dsseMediaType && candidate.annotations?.[predicateTypeAnnotation] === predicateType)) {
-    const { payload } = await readPayload(target, layer);
-    const attested = verifiedStatement(signer.publicKey, payload);
-    if (attested !== undefined && attested.predicateType === predicateType && statementNames(attested, digest)) return 'present';
-  }
   const body = statement(target.name, digest, predicateType, predicate);
   const signature = await signer.sign(preAuthenticationEncoding(inTotoPayloadType, body));
   const payload = envelope(body, signature);
   const layer = payloadDescriptor(dsseMediaType, payload, { [signatureAnnotation]: '', [predicateTypeAnnotation]: predicateType });
-  await append(target, digest, 'att', existing, layer, payload);
+  const existing = await readWhileUploading(target, digest, 'att', layer, payload);
+  for (const candidate of existing.filter((other) => other.mediaType === dsseMediaType && other.annotations?.[predicateTypeAnnotation] === predicateType)) {
+    const attested = verifiedStatement(signer.publicKey, (await readPayload(target, candidate)).payload);
+    if (attested !== undefined && attested.predicateType === predicateType && statementNames(attested, digest)) return 'present';
+  }
+  await append(target, digest, 'att', existing, layer);
   return 'written';
 }
 
