@@ -2,6 +2,7 @@
 import { printRows, type BenchRow } from './report.ts';
 import { buildBench } from './build.ts';
 import { buildCacheBench } from './build-cache.ts';
+import { buildPodBench } from './build-pod.ts';
 import { operatorBench, operatorUpdatesBench } from './operator.ts';
 import { signingBench } from './signing.ts';
 import { swapBench } from './swap.ts';
@@ -11,6 +12,7 @@ const benches: [string, () => Promise<BenchRow[]>][] = [
   ['signing', signingBench],
   ['build', buildBench],
   ['build-cache', buildCacheBench],
+  ['build-pod', buildPodBench],
   ['operator', operatorBench],
   ['operator-updates', operatorUpdatesBench],
 ];

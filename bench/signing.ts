@@ -1,10 +1,11 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { restackSigning } from '../src/engine/signing.ts';
 import { keySigner } from '../src/sign/signer.ts';
 import { startRegistry } from '../test/services/registry.ts';
 import { pushLayered } from '../test/swap/seeds.ts';
 import { timed, type BenchRow } from './report.ts';
-import { composeApp, concurrency, eachLimited, fanOutImages, pushInputs, registryStats, swapFanOut } from './swap.ts';
+import { eachLimited } from './limit.ts';
+import { composeApp, concurrency, fanOutImages, pushInputs, registryStats, swapFanOut } from './swap.ts';
 
 /**
  * The cost of signing in a fan-out: one python3 bump swapped into `fanOutImages` images without
@@ -19,14 +20,15 @@ export async function signingBench(): Promise<BenchRow[]> {
     const { base, python3Next } = await pushInputs(prefix, { base: 1 << 20, ssl: 256 << 10, python3: 512 << 10 });
     const unsigned = Array.from({ length: fanOutImages }, (_, index) => `plain-${index}`);
     const signed = Array.from({ length: fanOutImages }, (_, index) => `signed-${index}`);
-    await eachLimited([...unsigned, ...signed], concurrency, (name) => composeApp(prefix, name, 64 << 10));
+    const recordKey = randomBytes(32);
+    await eachLimited([...unsigned, ...signed], concurrency, (name) => composeApp(prefix, name, 64 << 10, recordKey));
     await pushLayered(prefix, 'python3', [base, python3Next]);
 
     const stats = registryStats(`${prefix}/python3:latest`);
-    const run = async (names: string[], signing?: Parameters<typeof swapFanOut>[5]) => {
+    const run = async (names: string[], signing?: Parameters<typeof swapFanOut>[6]) => {
       stats.reset();
       let shared = 0;
-      const { seconds } = await timed(() => swapFanOut(prefix, names, `${prefix}/python3:latest`, concurrency, () => (shared = stats.requests), signing));
+      const { seconds } = await timed(() => swapFanOut(prefix, names, `${prefix}/python3:latest`, concurrency, () => (shared = stats.requests), recordKey, signing));
       const { requests, requestsByMethod } = stats.snapshot();
       return { seconds, perImage: (requests - shared) / names.length, requestsByMethod };
     };

@@ -5,11 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: the registry and independent OCI tools, the builder's tools, etcd for the
-# control-plane tests, Lua for the Argo CD health checks (docs/argocd/).
+# control-plane tests, Lua for the Argo CD health checks (docs/argocd/), and what the test
+# cluster's real node is built with (runc links libseccomp; the pause image is static C).
 packages=(
   docker-registry skopeo umoci apache2-utils
   lxc uidmap btrfs-progs squashfs-tools busybox-static debootstrap attr
   etcd-server openssl lua5.4
+  gcc libc6-dev pkg-config libseccomp-dev iproute2
 )
 missing=()
 for package in "${packages[@]}"; do
@@ -38,7 +40,8 @@ if [[ ! -x node_modules/.bin/node ]] || [[ package-lock.json -nt node_modules/.p
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
-# The Kubernetes control plane for the operator tests, built once and cached outside the repo.
+# The Kubernetes control plane for the operator tests, built once and cached outside the repo; as
+# root, also the real node's containerd, runc, CNI plugins and images (the node runs as root only).
 if [[ -x test/cluster/install.sh ]]; then
-  test/cluster/install.sh
+  if [[ $(id -u) == 0 ]]; then test/cluster/install.sh --node; else test/cluster/install.sh; fi
 fi

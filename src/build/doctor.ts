@@ -1,6 +1,5 @@
 import { mkdtemp, mkdir, readFile, rm, access } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import * as zlib from 'node:zlib';
 import { BuildError } from './errors.ts';
 import { containerIdCount, detectIdentity } from './idmap.ts';
@@ -20,17 +19,22 @@ export interface DoctorCheck {
 }
 
 export interface DoctorOptions {
-  /** Where build storage will live; its filesystem decides what `auto` picks. */
-  storageRoot?: string;
+  /**
+   * Where build storage will live (`restack build --roots-dir`): the overlay is probed there, and
+   * its filesystem decides what `auto` picks. Not /tmp: in a pod that is the container's own
+   * overlayfs, where an overlay cannot be mounted, while the storage emptyDir can hold one.
+   */
+  storageRoot: string;
   storage?: StorageChoice;
   /** The PATH tools are looked up in (default: this process's). */
   path?: string;
 }
 
 /** Checks every prerequisite of a build on this machine, each with what to do when it is missing. */
-export async function runDoctor(options: DoctorOptions = {}): Promise<DoctorCheck[]> {
+export async function runDoctor(options: DoctorOptions): Promise<DoctorCheck[]> {
   const storage = options.storage ?? 'auto';
-  const onBtrfs = options.storageRoot === undefined ? false : await isOnBtrfs(options.storageRoot).catch(() => false);
+  const storageRoot = resolve(options.storageRoot);
+  const onBtrfs = await isOnBtrfs(storageRoot).catch(() => false);
   const driver = storage === 'auto' ? (onBtrfs ? 'btrfs' : 'overlay') : storage;
   const checks: DoctorCheck[] = [zstdCheck(), ...(await identityChecks(options.path))];
   const tool = (name: Tool, why: string, required: boolean) => toolCheck(name, why, required, options.path);
@@ -44,9 +48,9 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<DoctorChec
     tool('mkfs.btrfs', 'formats the loop image of restack setup-btrfs', false),
     tool('mksquashfs', 'writes squashfs layers', false),
   );
-  checks.push(await overlayCheck(options.storageRoot, driver === 'overlay'));
+  checks.push(await overlayCheck(storageRoot, driver === 'overlay'));
   checks.push(await loopCheck());
-  if (options.storageRoot !== undefined) checks.push(storageCheck(options.storageRoot, storage, onBtrfs));
+  checks.push(storageCheck(storageRoot, storage, onBtrfs));
   return checks;
 }
 
@@ -108,9 +112,8 @@ function toolCheck(tool: Tool, why: string, required: boolean, path: string | un
 }
 
 /** Mounts a throwaway overlay with `userxattr`, exactly as the overlay driver does. */
-async function overlayCheck(storageRoot: string | undefined, required: boolean): Promise<DoctorCheck> {
+async function overlayCheck(parent: string, required: boolean): Promise<DoctorCheck> {
   const check = 'overlayfs with userxattr';
-  const parent = storageRoot ?? tmpdir();
   let dir: string | undefined;
   let result: DoctorCheck;
   try {

@@ -1,5 +1,6 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { digestHex } from '../oci/digest.ts';
 import { BuildError } from '../build/errors.ts';
 import { listSquashfsEntries } from '../build/squashfs-entries.ts';
@@ -7,6 +8,7 @@ import { listLayerEntries } from '../oci/layer-entries.ts';
 import { layerCompression } from '../oci/mediatypes.ts';
 import type { Store } from '../oci/store.ts';
 import type { Descriptor } from '../oci/types.ts';
+import { recordedLayerChanges } from '../swap/layer-record.ts';
 import { classifyTarEntry, type LayerChanges } from '../swap/safety.ts';
 
 /** Bumped when what a listing holds changes (v2: normalised paths, hard link targets), so older files are not read. */
@@ -19,12 +21,20 @@ const listingVersion = 'v2';
 export class LayerChangesCache {
   readonly #memory = new Map<string, Promise<LayerChanges>>();
   readonly #directory: string | undefined;
+  readonly #recordKey: Uint8Array | undefined;
 
-  constructor(directory?: string) {
+  /**
+   * `recordKey`: the key restack's builds sign their layers' change records with
+   * (swap/layer-record.ts); a layer whose record verifies under it is not read.
+   */
+  constructor(directory?: string, options: { recordKey?: Uint8Array } = {}) {
     this.#directory = directory;
+    this.#recordKey = options.recordKey;
   }
 
   get(store: Store, repository: string, layer: Descriptor): Promise<LayerChanges> {
+    const recorded = this.#recordKey === undefined ? undefined : recordedLayerChanges(layer, this.#recordKey);
+    if (recorded !== undefined) return Promise.resolve({ digest: layer.digest, entries: recorded });
     let pending = this.#memory.get(layer.digest);
     if (pending === undefined) {
       pending = this.#load(store, repository, layer);
@@ -51,9 +61,15 @@ export class LayerChangesCache {
   }
 }
 
-/** A layer's changes: tar headers, or a squashfs layer's listing; why not, when a squashfs layer cannot be read here. */
 async function listChanges(store: Store, repository: string, layer: Descriptor): Promise<LayerChanges> {
-  const blob = await store.openBlob(repository, layer);
+  return listBlobChanges(await store.openBlob(repository, layer), layer);
+}
+
+/**
+ * A layer's changes from its bytes: tar headers, or a squashfs layer's listing; why not, when a
+ * squashfs layer cannot be read here. What a build records on its own layers (swap/layer-record.ts).
+ */
+export async function listBlobChanges(blob: Readable, layer: Descriptor): Promise<LayerChanges> {
   if (layerCompression(layer.mediaType) === 'squashfs') {
     try {
       return { digest: layer.digest, entries: await listSquashfsEntries(blob, layer.digest) };

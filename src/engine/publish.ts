@@ -37,9 +37,16 @@ export async function writeImage(target: OpenedReference, image: SerializedImage
   await target.store.putManifest(target.repository, image.manifestBytes, image.manifestDescriptor.mediaType);
 }
 
-/** Points the reference's tag, and any extra tags, at a stored manifest: always the last write. */
-export async function moveTags(target: OpenedReference, descriptor: Descriptor, extraTags: readonly string[] = []): Promise<string[]> {
+/**
+ * Points the reference's tag, and any extra tags, at a manifest: always the last write. With the
+ * manifest's `bytes` (not yet stored; its blobs and children are), the manifest is written by
+ * the first tag in one step (by digest when there is no tag), which a registry refuses while
+ * anything it names is missing, so the tag never points at an incomplete image.
+ */
+export async function moveTags(target: OpenedReference, descriptor: Descriptor, extraTags: readonly string[] = [], bytes?: Uint8Array): Promise<string[]> {
   const tags = [...new Set([...(target.ref.tag === undefined ? [] : [target.ref.tag]), ...extraTags])];
-  for (const tag of tags) await target.store.tag(target.repository, tag, descriptor);
+  const [first, ...rest] = tags;
+  if (bytes !== undefined) await target.store.putManifest(target.repository, bytes, descriptor.mediaType, first);
+  for (const tag of bytes === undefined ? tags : rest) await target.store.tag(target.repository, tag, descriptor);
   return tags;
 }

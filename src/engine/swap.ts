@@ -12,7 +12,7 @@ import { checkApplied, findApplied, isRefusal, planSwap, type SwapPlan } from '.
 import { formatPlatform, readStoredImage, samePlatform, type OpenedReference, type PlatformImage, type StoredImage } from './images.ts';
 import type { LayerChangesCache } from './layer-changes.ts';
 import { signImage, type ImageSigning } from './signing.ts';
-import { moveTags, noTransfers, transferBlob, writeImage, type TransferCounts } from './publish.ts';
+import { moveTags, noTransfers, transferBlob, type TransferCounts } from './publish.ts';
 
 export interface SwapRequest {
   /** The image to update, e.g. docker://host/A:latest. Its tag moves last. */
@@ -217,17 +217,23 @@ export async function swapDependency(request: SwapRequest): Promise<SwapOutcome>
   outcome.after = newTop.descriptor.digest;
   if (request.dryRun === true) return outcome;
 
-  for (const { plan } of plans) await writeSwappedImage(request, plan, outcome);
-  if (newTop.bytes !== undefined) {
-    progress(`writing index ${newTop.descriptor.digest}`);
-    await target.store.putManifest(target.repository, newTop.bytes, newTop.descriptor.mediaType);
+  const present = new Set(stored.platforms.flatMap((platform) => platform.image.manifest.layers.map((layer) => layer.digest)));
+  for (const { plan } of plans) await writeSwappedBlobs(request, plan, present, outcome);
+  // An index's children are written by digest before the index; the top manifest (the index, or
+  // the one image) goes in last, by tag where there is one.
+  if (stored.index !== undefined) {
+    for (const { plan } of plans) {
+      const serialized = serializeImage(plan);
+      await target.store.putManifest(target.repository, serialized.manifestBytes, serialized.manifestDescriptor.mediaType);
+    }
   }
   if (request.signing !== undefined) {
     const images = stored.platforms.map((platform) => plans.find((entry) => entry.platform === platform)?.plan ?? platform.image);
     const changes = outcome.platforms.map((p) => ({ dependency: dependency.display, from: p.dependencyBefore, to: p.dependencyAfter, platform: p.platform }));
     outcome.signing = await signImage(request.signing, target, newTop.descriptor, images, started, { before: outcome.before, changes });
   }
-  await retag(request, newTop.descriptor, outcome);
+  progress(`writing ${newTop.descriptor.digest}`);
+  await retag(request, newTop.descriptor, outcome, newTop.bytes);
   outcome.status = 'swapped';
   return outcome;
 }
@@ -257,12 +263,13 @@ function attestsReplaced(child: Descriptor, replaced: ReadonlyMap<string, Descri
   return annotations['vnd.docker.reference.type'] === 'attestation-manifest' && subject !== undefined && replaced.has(subject);
 }
 
-/** The descriptor (and bytes, for an index) of what the target tag will point at. */
+/** The descriptor and bytes of what the target tag will point at (the stored top when nothing changes). */
 function topAfterSwap(stored: StoredImage, plans: { platform: PlatformImage; plan: SwapPlan }[]): { descriptor: Descriptor; bytes?: Uint8Array } {
   if (stored.index === undefined) {
     const only = plans[0];
     if (only === undefined) return { descriptor: stored.top.descriptor };
-    return { descriptor: serializeImage(only.plan).manifestDescriptor };
+    const serialized = serializeImage(only.plan);
+    return { descriptor: serialized.manifestDescriptor, bytes: serialized.manifestBytes };
   }
   const replaced = new Map(plans.map(({ platform, plan }) => [platform.descriptor.digest, serializeImage(plan).manifestDescriptor]));
   const index: ImageIndex = {
@@ -277,19 +284,22 @@ function topAfterSwap(stored: StoredImage, plans: { platform: PlatformImage; pla
   return { descriptor: { mediaType, digest: sha256Digest(bytes), size: bytes.length }, bytes };
 }
 
-async function writeSwappedImage(request: SwapRequest, plan: SwapPlan, outcome: SwapOutcome): Promise<void> {
+/**
+ * The new slice's layers (mounted from the dependency's repository, unless the image already has
+ * them, which makes them present in its repository) and the new config.
+ */
+async function writeSwappedBlobs(request: SwapRequest, plan: SwapPlan, present: ReadonlySet<string>, outcome: SwapOutcome): Promise<void> {
   const progress = request.onProgress ?? (() => {});
   for (const layer of plan.newSlice) {
-    const transfer = await transferBlob(request.target, request.dependency, layer);
+    const transfer = present.has(layer.digest) ? 'present' : await transferBlob(request.target, request.dependency, layer);
     outcome.transfers[transfer]++;
     progress(`layer ${layer.digest.slice(7, 19)}: ${transfer}`);
   }
   const serialized = serializeImage(plan);
-  await writeImage(request.target, serialized);
-  progress(`wrote manifest ${serialized.manifestDescriptor.digest}`);
+  await request.target.store.putBlob(request.target.repository, serialized.configDescriptor, serialized.configBytes);
 }
 
-async function retag(request: SwapRequest, descriptor: Descriptor, outcome: SwapOutcome): Promise<void> {
-  const tags = await moveTags(request.target, descriptor, request.extraTags);
+async function retag(request: SwapRequest, descriptor: Descriptor, outcome: SwapOutcome, bytes?: Uint8Array): Promise<void> {
+  const tags = await moveTags(request.target, descriptor, request.extraTags, bytes);
   outcome.tagsMoved.push(...tags.map((tag) => formatReference(withDigest({ ...request.target.ref, tag }, descriptor.digest))));
 }

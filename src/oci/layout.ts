@@ -215,7 +215,7 @@ export class LayoutStore implements Store {
     throw this.#blobUnknown(descriptor);
   }
 
-  async putManifest(_repository: string, bytes: Uint8Array, mediaType: string): Promise<Descriptor> {
+  async putManifest(repository: string, bytes: Uint8Array, mediaType: string, tag?: string): Promise<Descriptor> {
     const digest = sha256Digest(bytes);
     const source = `manifest ${digest} written to ${this.location}`;
     const { mediaType: declared, manifest } = parseManifest(bytes, mediaType, source);
@@ -230,6 +230,7 @@ export class LayoutStore implements Store {
     }
     const descriptor = { mediaType, digest, size: bytes.length };
     await this.putBlob('', descriptor, bytes);
+    if (tag !== undefined) await this.tag(repository, tag, descriptor);
     return descriptor;
   }
 

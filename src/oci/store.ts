@@ -38,8 +38,13 @@ export interface Store {
    * sending its bytes where the backend allows; falls back to a copy only when it must.
    */
   mountBlob(repository: string, descriptor: Descriptor, fromRepository: string): Promise<BlobTransfer>;
-  /** Writes manifest or index bytes by digest; returns their descriptor. Blobs must exist first. */
-  putManifest(repository: string, bytes: Uint8Array, mediaType: string): Promise<Descriptor>;
+  /**
+   * Writes manifest or index bytes by digest; returns their descriptor. Blobs (and an index's
+   * children) must exist first. With `tag`, the same write also points the tag at it, in one step
+   * where the backend has one (a registry's PUT by tag stores the manifest and moves the tag
+   * together, refusing a manifest whose blobs are missing): the last write of an image.
+   */
+  putManifest(repository: string, bytes: Uint8Array, mediaType: string, tag?: string): Promise<Descriptor>;
   /** Points a tag at a manifest that is already stored. The last step of every write. */
   tag(repository: string, tag: string, descriptor: Descriptor): Promise<void>;
   listTags(repository: string): Promise<string[]>;

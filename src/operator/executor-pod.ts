@@ -6,8 +6,8 @@ import { buildResultOf, type BuildProgress, type BuildRequest, type BuildResult,
 import { Informer } from './informer.ts';
 import { apiMessage, statusCode, type Kube } from './kube.ts';
 import { labelValue } from './names.ts';
+import { outputOpener } from './output-registry.ts';
 import type { BuilderSpec } from './resources.ts';
-import { outputOpener } from './swap-runner.ts';
 import { verifyBuildOutputs } from './verify-outputs.ts';
 
 const component = 'restack-build';
@@ -221,14 +221,20 @@ export class PodExecutor implements Executor {
     return { state: 'done', result: await verifyBuildOutputs(request, progress.result.outputs, open) };
   }
 
-  /** The recipe ConfigMap goes; a pod that never finished (stuck, say) goes too, so it cannot push later. */
+  /**
+   * The recipe ConfigMap goes; a pod that never finished (stuck, say) goes too, so it cannot push
+   * later. A finished pod stays, with its logs, until its ImageBuild goes: finished is a terminated
+   * build container, as a kubelet reports it before the pod's phase (which follows once the
+   * sandbox is torn down).
+   */
   async release(imageBuild: BuildRequest['imageBuild']): Promise<void> {
     const kube = this.#kube();
     const { namespace, name } = imageBuild;
     await deleteUnlessGone(() => kube.core.deleteNamespacedConfigMap({ namespace, name: recipeConfigMapName(name) }));
     const pod = this.#pods?.get(`${namespace}/${buildPodName(name)}`);
     const phase = pod?.status?.phase;
-    if (pod !== undefined && phase !== 'Succeeded' && phase !== 'Failed') {
+    const terminated = pod?.status?.containerStatuses?.find((status) => status.name === container)?.state?.terminated !== undefined;
+    if (pod !== undefined && phase !== 'Succeeded' && phase !== 'Failed' && !terminated) {
       await deleteUnlessGone(() => kube.core.deleteNamespacedPod({ namespace, name: buildPodName(name) }));
     }
   }

@@ -1,13 +1,12 @@
 import { readStoredImage, type OpenedReference, type StoredImage } from '../engine/images.ts';
-import { openReferences } from '../engine/open-reference.ts';
 import type { LayerChangesCache } from '../engine/layer-changes.ts';
 import type { ImageSigning } from '../engine/signing.ts';
 import { swapDependency } from '../engine/swap.ts';
 import { formatReference, parseReference, withDigest } from '../oci/reference.ts';
 import { OciError } from '../oci/errors.ts';
 import { SigningError } from '../sign/errors.ts';
-import { anonymous, credentialsFromDockerConfigJson } from '../oci/registry/credential-provider.ts';
 import type { ImageBuild, Kube, Stackerfile } from './kube.ts';
+import { outputOpener, type Opener } from './output-registry.ts';
 import type { ImageBuildStatus, StackerfileStatus } from './resources.ts';
 
 type Check = NonNullable<ImageBuildStatus['checks']>[number];
@@ -19,12 +18,10 @@ export interface SwapRun {
   checks: Check[];
 }
 
-/** Opens references of one Stackerfile's registry (its insecure flag, its push credentials). */
-export type Opener = (ref: string) => OpenedReference;
-
 /**
- * The dependencies of recent swaps as read, by pinned reference: a fan-out swaps one version into
- * many images, and a digest's content never changes, so it is read once, not once per image.
+ * The dependencies of recent swaps as read, by reader and pinned reference: a fan-out swaps one
+ * version into many images, and a digest's content never changes, so it is read once, not once
+ * per image. One Stackerfile's read (with its Secret) never serves another reader.
  */
 export class DependencyImages {
   readonly #images = new Map<string, Promise<StoredImage>>();
@@ -34,8 +31,9 @@ export class DependencyImages {
     this.#capacity = capacity;
   }
 
-  get(pinnedDependency: OpenedReference): Promise<StoredImage> {
-    const key = pinnedDependency.display;
+  /** `reader` names the credentials the reference was opened with. */
+  get(pinnedDependency: OpenedReference, reader: string): Promise<StoredImage> {
+    const key = `${reader}\0${pinnedDependency.display}`;
     let image = this.#images.get(key);
     if (image === undefined) {
       image = readStoredImage(pinnedDependency);
@@ -46,6 +44,12 @@ export class DependencyImages {
     }
     return image;
   }
+}
+
+/** Whose credentials a Stackerfile's swaps read with: its push Secret, or none. */
+function readerOf(stackerfile: Stackerfile): string {
+  const secret = stackerfile.spec.output.pushSecretRef?.name;
+  return secret === undefined ? 'anonymous' : `Secret ${stackerfile.metadata?.namespace ?? 'default'}/${secret}`;
 }
 
 /** The reference pinned to the digest the watcher saw, so every image of a fan-out gets the same version. */
@@ -80,7 +84,7 @@ export async function runSwap(
       }
       continue;
     }
-    const output = await swapImage(image, changed, open, tags, { layerChanges, dependencies, ...(signing === undefined ? {} : { signing }) }, run.checks);
+    const output = await swapImage(image, changed, open, tags, { layerChanges, dependencies, reader: readerOf(stackerfile), ...(signing === undefined ? {} : { signing }) }, run.checks);
     if (output !== undefined) run.outputs.push(output);
   }
   return run;
@@ -91,7 +95,7 @@ async function swapImage(
   changed: readonly { ref: string; digest?: string | undefined }[],
   open: Opener,
   tags: readonly string[],
-  caches: { layerChanges: LayerChangesCache; dependencies: DependencyImages; signing?: ImageSigning },
+  caches: { layerChanges: LayerChangesCache; dependencies: DependencyImages; reader: string; signing?: ImageSigning },
   checks: Check[],
 ): Promise<Output | undefined> {
   let inputs = image.inputs ?? [];
@@ -107,7 +111,7 @@ async function swapImage(
       // Every tag of spec.output.tags moves with the one the status names, as a build pushes them all.
       extraTags: tags.filter((tag) => tag !== target.ref.tag),
       dependency,
-      readDependency: (opened) => caches.dependencies.get(opened),
+      readDependency: (opened) => caches.dependencies.get(opened, caches.reader),
       layerChanges: caches.layerChanges,
       ...(caches.signing === undefined ? {} : { signing: caches.signing }),
     });
@@ -133,18 +137,7 @@ async function swapImage(
   return { name: image.name, ref: image.ref, digest, before: image.digest, inputs };
 }
 
-/**
- * Opens a Stackerfile's registry as its output says: plain http when insecure, the credentials of
- * its push Secret (in `namespace`), or none. Never the operator's own credentials: those check
- * inputs, and a tenant must not write (nor read for a write) with them.
- */
-export async function outputOpener(kube: Kube, namespace: string, output: { pushSecretName?: string | undefined; insecure: boolean }): Promise<Opener> {
-  const secret = output.pushSecretName;
-  // Read once per use: the stores it opens would each ask a lazy provider, one Secret read per image and repository.
-  const credentials = secret === undefined ? anonymous : credentialsFromDockerConfigJson(await kube.dockerConfigJson(namespace, secret), `Secret ${namespace}/${secret}`);
-  return openReferences({ ...(output.insecure ? { insecure: true } : {}), credentials });
-}
-
+/** Opens a Stackerfile's registry with its output's settings and credentials (output-registry.ts). */
 export function stackerfileOpener(kube: Kube, stackerfile: Stackerfile): Promise<Opener> {
   const { output } = stackerfile.spec;
   return outputOpener(kube, stackerfile.metadata?.namespace ?? 'default', { pushSecretName: output.pushSecretRef?.name, insecure: output.insecure === true });

@@ -8,7 +8,8 @@ import type { Provenance } from '../swap/provenance.ts';
 import { readProvenance } from '../swap/image.ts';
 import type { BuildOutput, BuildRequest, BuildResult } from './executor.ts';
 import { validateRecipe } from './recipe-source.ts';
-import { pinned, type Opener } from './swap-runner.ts';
+import type { Opener } from './output-registry.ts';
+import { pinned } from './swap-runner.ts';
 
 type Input = NonNullable<BuildOutput['inputs']>[number];
 
@@ -109,8 +110,8 @@ async function verifyOutput(output: BuildOutput, expected: ExpectedOutput | unde
 }
 
 /**
- * Checks a build's reported outputs against the registry before they are recorded: each is a
- * published layer of the recipe, at the ref its spec.output.registry and first tag give, every tag
+ * Checks a build's reported outputs against the registry before they are recorded: there is one
+ * for every published layer of the recipe, each is a published layer of the recipe, at the ref its spec.output.registry and first tag give, every tag
  * holds the reported digest, and the image's provenance names exactly the recipe's inputs for
  * that layer. The result records the inputs as the image's provenance says, not as reported.
  */
@@ -126,5 +127,8 @@ export async function verifyBuildOutputs(request: BuildRequest, outputs: readonl
     }
     verified.push(checked.output);
   }
+  // The builder never leaves an output out of its result (a result too large is an error): a missing one is a forgery.
+  const missing = [...expected.keys()].filter((name) => !outputs.some((output) => output.name === name));
+  if (missing.length > 0) return { ok: false, message: `the build reported no output for ${missing.join(', ')}, which the recipe publishes; nothing is recorded` };
   return { ok: true, outputs: verified };
 }

@@ -4,7 +4,7 @@ import { CascadeGraph } from '../watch/graph.ts';
 import { InputIndex, inputKey } from '../watch/input-index.ts';
 import { Poller, registryOf, type CheckResult } from '../watch/poller.ts';
 import { Scheduler, validateSchedule } from '../watch/scheduler.ts';
-import { startWebhook, type WebhookReceiver } from '../watch/webhook.ts';
+import { startWebhook, type WebhookReceiver, type WebhookTls } from '../watch/webhook.ts';
 import type { InputProblems, InputWatcher, WatchedStackerfile } from './input-watcher.ts';
 
 export interface WatchServiceOptions {
@@ -15,8 +15,8 @@ export interface WatchServiceOptions {
   jitterWindowMs?: number;
   /** Registry hosts spoken to over plain http (loopback ones already are). */
   insecureRegistries?: readonly string[];
-  /** Receive the registry's push notifications here. */
-  webhook?: { host: string; port: number; secret: string };
+  /** Receive the registry's push notifications here (https with `tls`). */
+  webhook?: { host: string; port: number; secret: string; tls?: WebhookTls };
   /** The registry credentials a WatchedStackerfile's `credentials` names; without it, every check uses the process's own. */
   credentialsFor?: (credentials: string) => CredentialProvider;
 }
@@ -92,6 +92,7 @@ export class WatchService implements InputWatcher {
     if (webhook === undefined || this.#webhook !== undefined) return;
     this.#webhook = await startWebhook({
       secret: webhook.secret,
+      ...(webhook.tls === undefined ? {} : { tls: webhook.tls }),
       host: webhook.host,
       port: webhook.port,
       isWatched: (key) => this.#index.checksOf(key).length > 0,

@@ -63,14 +63,13 @@ async function readWhileUploading(target: AttachTarget, digest: string, kind: At
   return existing;
 }
 
-/** Appends the payload layer (already uploaded) to the attachment image: its config, the manifest by digest, the tag last. */
+/** Appends the payload layer (already uploaded) to the attachment image: its config, then the manifest under the tag, as cosign writes it. */
 async function append(target: AttachTarget, digest: string, kind: AttachmentKind, existing: readonly Descriptor[], layer: Descriptor): Promise<void> {
   const { store, repository } = target;
   const image = attachmentImage([...existing, layer]);
   // The config uploaded up front names the new layer alone.
   if (existing.length > 0) await store.putBlob(repository, image.configDescriptor, image.configBytes);
-  await store.putManifest(repository, image.manifestBytes, image.manifestDescriptor.mediaType);
-  await store.tag(repository, attachmentTag(digest, kind), image.manifestDescriptor);
+  await store.putManifest(repository, image.manifestBytes, image.manifestDescriptor.mediaType, attachmentTag(digest, kind));
 }
 
 /** Whether a signature layer is this signer's signature of exactly `payload` (cosign's duplicate check). */

@@ -1,7 +1,10 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
+import { fileVersion } from '../oci/file-version.ts';
 import { inputKey } from './input-index.ts';
 
 export const defaultWebhookPath = '/webhook/registry';
@@ -105,9 +108,29 @@ export function authorized(header: string | undefined, secret: string): boolean 
   return timingSafeEqual(digestOf(token), digestOf(secret)) && token !== '';
 }
 
+/** The header of a sender that signs the body instead of sending the secret: `sha256=<hex of HMAC-SHA256(secret, body)>`. */
+export const signatureHeader = 'x-restack-signature';
+
+/** Whether the signature header is the body's HMAC-SHA256 under the secret; compared in constant time. */
+export function signedBy(header: string | string[] | undefined, body: Buffer, secret: string): boolean {
+  const hex = typeof header === 'string' ? /^sha256=([0-9a-f]{64})$/i.exec(header.trim())?.[1] : undefined;
+  if (hex === undefined || secret === '') return false;
+  return timingSafeEqual(Buffer.from(hex, 'hex'), createHmac('sha256', secret).update(body).digest());
+}
+
+/** The receiver's certificate and key, as files (a mounted kubernetes.io/tls Secret). */
+export interface WebhookTls {
+  certFile: string;
+  keyFile: string;
+  /** How often the files are looked at for a new version (default 10 s): a renewed certificate is served without a restart. */
+  recheckMs?: number;
+}
+
 export interface WebhookOptions {
-  /** The shared secret the registry sends as `Authorization: Bearer <secret>`. */
+  /** The shared secret the registry sends as `Authorization: Bearer <secret>`, or signs the body with (signatureHeader). */
   secret: string;
+  /** Serve https with this certificate; plain http without. */
+  tls?: WebhookTls;
   /** Whether a key is watched (InputIndex.has); pushes to others are ignored. */
   isWatched: (key: string) => boolean;
   /**
@@ -134,7 +157,7 @@ function answer(response: ServerResponse, status: number, message: string): void
   response.end(`${message}\n`);
 }
 
-async function readBody(request: IncomingMessage): Promise<string | undefined> {
+async function readBody(request: IncomingMessage): Promise<Buffer | undefined> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of request as AsyncIterable<Buffer>) {
@@ -142,20 +165,23 @@ async function readBody(request: IncomingMessage): Promise<string | undefined> {
     if (size > maxBodyBytes) return undefined;
     chunks.push(chunk);
   }
-  return Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
 }
 
-/** Handles one request: 401 bad secret, 400 bad body, 200 otherwise (even when nothing is watched). */
+/** Handles one request: 401 neither the bearer secret nor a good signature, 400 bad body, 200 otherwise (even when nothing is watched). */
 export async function handleNotification(request: IncomingMessage, response: ServerResponse, options: WebhookOptions): Promise<void> {
   const path = options.path ?? defaultWebhookPath;
   if (new URL(request.url ?? '/', 'http://receiver').pathname !== path) return answer(response, 404, `not found; notifications go to ${path}`);
   if (request.method !== 'POST') return answer(response, 405, 'notifications are POSTed');
-  if (!authorized(request.headers.authorization, options.secret)) return answer(response, 401, 'missing or wrong bearer secret');
+  const bearer = authorized(request.headers.authorization, options.secret);
+  const unauthorized = `missing or wrong bearer secret, and no good ${signatureHeader}: sha256=<HMAC-SHA256 of the body>`;
+  if (!bearer && request.headers[signatureHeader] === undefined) return answer(response, 401, unauthorized);
   const body = await readBody(request);
   if (body === undefined) return answer(response, 413, `body above ${maxBodyBytes} bytes`);
+  if (!bearer && !signedBy(request.headers[signatureHeader], body, options.secret)) return answer(response, 401, unauthorized);
   let pushed: Pushed;
   try {
-    pushed = pushedInputs(parseNotification(body), options.aliases);
+    pushed = pushedInputs(parseNotification(body.toString('utf8')), options.aliases);
   } catch (error) {
     return answer(response, 400, error instanceof Error ? error.message : String(error));
   }
@@ -169,15 +195,53 @@ export async function handleNotification(request: IncomingMessage, response: Ser
   }
 }
 
-/** Starts the receiver (node:http) for registry notifications. */
+async function readTlsFile(path: string, what: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (error) {
+    throw new NotificationError(`the webhook's TLS ${what} ${path} cannot be read (${(error as NodeJS.ErrnoException).code ?? String(error)}); mount the kubernetes.io/tls Secret there`);
+  }
+}
+
+/**
+ * An https server whose certificate and key are read again when either file changes (a Secret
+ * the kubelet updated, a certificate cert-manager renewed). A pair that does not match, as while
+ * the files are half rotated, keeps the previous one served until the next look.
+ */
+async function tlsServer(tls: WebhookTls, listener: RequestListener, onError: (error: unknown) => void): Promise<{ server: HttpsServer; stop: () => void }> {
+  const read = async () => ({ cert: await readTlsFile(tls.certFile, 'certificate'), key: await readTlsFile(tls.keyFile, 'key') });
+  const versions = async () => (await Promise.all([fileVersion(tls.certFile), fileVersion(tls.keyFile)])).join('\n');
+  let served = await versions();
+  let server: HttpsServer;
+  try {
+    server = createHttpsServer(await read(), listener);
+  } catch (error) {
+    if (error instanceof NotificationError) throw error;
+    throw new NotificationError(`the webhook's certificate ${tls.certFile} and key ${tls.keyFile} are not a TLS identity: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  const timer = setInterval(() => {
+    void (async () => {
+      const current = await versions();
+      if (current === served) return;
+      server.setSecureContext(await read());
+      served = current;
+    })().catch(onError);
+  }, tls.recheckMs ?? 10_000);
+  timer.unref();
+  return { server, stop: () => clearInterval(timer) };
+}
+
+/** Starts the receiver for registry notifications: https with options.tls, else plain http. */
 export async function startWebhook(options: WebhookOptions): Promise<WebhookReceiver> {
   if (options.secret === '') throw new NotificationError('the webhook secret is empty; set a shared secret and send it from the registry as Authorization: Bearer <secret>');
-  const server: Server = createServer((request, response) => {
+  const listener: RequestListener = (request, response) => {
     handleNotification(request, response, options).catch((error: unknown) => {
       options.onError?.(error);
       if (!response.headersSent) answer(response, 500, 'internal error');
     });
-  });
+  };
+  const secure = options.tls === undefined ? undefined : await tlsServer(options.tls, listener, (error) => options.onError?.(error));
+  const server: Server | HttpsServer = secure?.server ?? createServer(listener);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
@@ -185,10 +249,11 @@ export async function startWebhook(options: WebhookOptions): Promise<WebhookRece
   const { port, address } = server.address() as AddressInfo;
   const host = address.includes(':') ? `[${address}]` : address;
   return {
-    url: `http://${host}:${port}${options.path ?? defaultWebhookPath}`,
+    url: `${secure === undefined ? 'http' : 'https'}://${host}:${port}${options.path ?? defaultWebhookPath}`,
     port,
     close: () =>
       new Promise<void>((resolve, reject) => {
+        secure?.stop();
         server.closeAllConnections();
         server.close((error) => (error === undefined ? resolve() : reject(error)));
       }),

@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import { execa } from 'execa';
 import { doctorPassed, runDoctor } from '../../src/build/doctor.ts';
 import { tempDir } from './helpers.ts';
+
+const cli = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
 
 test('on this machine every required prerequisite is met', async (t) => {
   const checks = await runDoctor({ storageRoot: await tempDir(t) });
@@ -27,4 +32,15 @@ test('missing tools fail with the package to install', async (t) => {
   assert.equal(byName.get('btrfs')?.fix, 'install it: apt-get install -y btrfs-progs');
   assert.match(byName.get('storage root')?.fix ?? '', /^restack setup-btrfs --size 20G /);
   assert.equal(doctorPassed(checks), false);
+});
+
+test('overlayfs is probed in the storage directory builds will use, not in TMPDIR (in a pod, /tmp is the container\'s overlayfs)', async (t) => {
+  // A TMPDIR on overlayfs, like a container's /tmp: an overlay cannot take its upper directory there.
+  const dir = await tempDir(t);
+  for (const sub of ['lower', 'upper', 'work', 'tmp']) await mkdir(join(dir, sub));
+  await execa('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${dir}/lower,upperdir=${dir}/upper,workdir=${dir}/work`, join(dir, 'tmp')]);
+  const cwd = await tempDir(t);
+  const doctor = await execa(process.execPath, [cli, 'doctor', '--json'], { cwd, env: { TMPDIR: join(dir, 'tmp') }, reject: false }).finally(() => execa('umount', [join(dir, 'tmp')]));
+  const overlay = (JSON.parse(doctor.stdout) as { checks: { check: string; ok: boolean; detail: string }[] }).checks.find((check) => check.check === 'overlayfs with userxattr');
+  assert.deepEqual(overlay, { check: 'overlayfs with userxattr', ok: true, detail: `mounted and unmounted an overlay in ${join(cwd, '.restack', 'roots')}`, required: true });
 });

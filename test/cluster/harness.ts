@@ -1,11 +1,12 @@
 // Gives tests a real Kubernetes control plane: the cluster test/cluster/up starts (once per test
 // process, stopped when the process exits), or the one at $RESTACK_KUBECONFIG if set.
 import { spawn, execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
+import { SkipError } from '../services/service.ts';
 
 export interface Cluster {
   /** Authenticated as `admin` in the group system:masters. */
@@ -17,15 +18,82 @@ export interface Cluster {
   binDir: string;
   /** Stops a cluster this process started (a no-op for $RESTACK_KUBECONFIG's). */
   stop(): Promise<void>;
+  /** The real node (node-up), when the cluster has one. */
+  node?: RealNode;
+}
+
+/** A kubelet with containerd and runc on this machine (test/cluster/node-up), node/env in the cluster's directory. */
+export interface RealNode {
+  /** The Node's name; it carries the label restack.test/node=real, and the kwok node is tainted while it runs. */
+  name: string;
+  /** The pods' subnet: a bridge on this machine, reachable from here and from pods, nothing else. */
+  subnet: string;
+  /** This machine's address on the bridge. */
+  address: string;
+  /** Images imported into the node's containerd (never pulled: use them with imagePullPolicy Never or IfNotPresent). */
+  builderImage: string;
+  registryImage: string;
+  pauseImage: string;
+  /** The Localhost seccomp profile installed under the kubelet's seccomp directory. */
+  seccompProfile: string;
 }
 
 const clusterSrc = dirname(fileURLToPath(import.meta.url));
 let running: Promise<Cluster> | undefined;
+let withNode: Promise<Cluster> | undefined;
 
-/** The cluster of this test process, started on first use; warm starts take seconds. */
-export function useCluster(): Promise<Cluster> {
+/**
+ * The cluster of this test process, started on first use; warm starts take seconds. With
+ * `realNode`, it also has a real node (containerd, runc, a kubelet: about 15 s more when built);
+ * throws SkipError (see startOrSkip) only when this machine cannot run one.
+ */
+export function useCluster(options: { realNode?: boolean } = {}): Promise<Cluster> {
   running ??= start();
-  return running;
+  if (options.realNode !== true) return running;
+  withNode ??= running.then(addRealNode);
+  return withNode;
+}
+
+/** Why this machine cannot run a real node, if it cannot: what node-up needs and no install provides. */
+function realNodeMissing(): string | undefined {
+  if (process.getuid?.() !== 0) return 'a real node needs root (containerd, runc, mounts, cgroups); run the tests as root';
+  const number = (path: string) => (existsSync(path) ? Number(readFileSync(path, 'utf8')) : 0);
+  if (number('/proc/sys/user/max_user_namespaces') === 0) return 'user namespaces are disabled (/proc/sys/user/max_user_namespaces is 0): build pods run with hostUsers: false';
+  if (!readFileSync('/proc/filesystems', 'utf8').includes('\toverlay\n')) return 'the kernel has no overlayfs (containerd\'s snapshotter and the builder need it)';
+  if (!existsSync('/sys/fs/cgroup/cpu') && !existsSync('/sys/fs/cgroup/cgroup.controllers')) return 'no cgroup filesystem under /sys/fs/cgroup (the kubelet needs one)';
+  return undefined;
+}
+
+async function addRealNode(cluster: Cluster): Promise<Cluster> {
+  const missing = realNodeMissing();
+  if (missing !== undefined) throw new SkipError(missing);
+  const envFile = join(dirname(cluster.kubeconfigPath), 'node', 'env');
+  if (process.env['RESTACK_KUBECONFIG'] === undefined || process.env['RESTACK_KUBECONFIG'] === '') {
+    await runScript('node-up', { ...process.env, RESTACK_CLUSTER_DIR: dirname(cluster.kubeconfigPath) });
+  } else if (!existsSync(envFile)) {
+    throw new Error(`RESTACK_KUBECONFIG=${cluster.kubeconfigPath}: its cluster has no real node; start one with RESTACK_CLUSTER_DIR=${dirname(cluster.kubeconfigPath)} test/cluster/node-up`);
+  }
+  const env = Object.fromEntries(
+    readFileSync(envFile, 'utf8')
+      .split('\n')
+      .filter((line) => line.includes('='))
+      .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+  );
+  const field = (name: string): string => {
+    const value = env[name];
+    if (value === undefined) throw new Error(`${envFile} has no ${name}: written by an older node-up? Restart the node`);
+    return value;
+  };
+  const node: RealNode = {
+    name: field('NODE_NAME'),
+    subnet: field('NODE_SUBNET'),
+    address: field('NODE_ADDRESS'),
+    builderImage: field('BUILDER_IMAGE'),
+    registryImage: field('REGISTRY_IMAGE'),
+    pauseImage: field('PAUSE_IMAGE'),
+    seccompProfile: field('SECCOMP_PROFILE'),
+  };
+  return { ...cluster, node };
 }
 
 async function start(): Promise<Cluster> {
@@ -52,6 +120,7 @@ async function start(): Promise<Cluster> {
     stopping ??= (async () => {
       process.off('exit', stopOnExit);
       running = undefined;
+      withNode = undefined;
       await runScript('down', env);
     })();
     return stopping;

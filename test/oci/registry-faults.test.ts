@@ -185,6 +185,24 @@ describe('RegistryStore uploads and answer sizes against a misbehaving registry'
     assert.ok(await chunked.hasBlob('faults/chunked', layer.descriptor));
   });
 
+  test('a small blob is offered whole in the POST (?digest=); a registry that opens a session instead gets it there, and no body twice after', async () => {
+    const [first, second] = [await makeLayer({ a: 'monolithic 1' }), await makeLayer({ a: 'monolithic 2' })];
+    assert.equal(await store.putBlob('faults/monolithic', first.descriptor, first.bytes), 'uploaded');
+    assert.equal(await store.putBlob('faults/monolithic', second.descriptor, second.bytes), 'uploaded');
+    assert.ok(await store.hasBlob('faults/monolithic', first.descriptor));
+    assert.ok(await store.hasBlob('faults/monolithic', second.descriptor));
+    const posts = proxy!.requests.filter((request) => request.method === 'POST').map((request) => request.path);
+    assert.deepEqual(posts, [`/v2/faults/monolithic/blobs/uploads/?digest=${encodeURIComponent(first.descriptor.digest)}`, '/v2/faults/monolithic/blobs/uploads/']);
+    assert.equal(proxy!.requests.filter((request) => request.method === 'PUT').length, 2, 'docker-registry 2.8 ignores the body: each blob is PUT into the session');
+  });
+
+  test('a registry that stores a blob sent whole (201 to POST ?digest=) gets a small blob in one request', async () => {
+    const layer = await makeLayer({ a: 'monolithic 201' });
+    proxy!.inject({ method: 'POST', path: /\/blobs\/uploads\/\?digest=/, fault: { kind: 'status', status: 201, headers: { location: `/v2/faults/whole/blobs/${layer.descriptor.digest}` } } });
+    assert.equal(await store.putBlob('faults/whole', layer.descriptor, layer.bytes), 'uploaded');
+    assert.deepEqual(proxy!.requests.filter((request) => request.path.startsWith('/v2/faults/')).map((request) => request.method), ['POST']);
+  });
+
   test('an upload that keeps failing gives up after a few sessions with the registry error', async () => {
     const layer = await makeLayer({ 'bin/tool': randomBytes(5_000) });
     proxy!.inject({ method: 'PUT', path: '/blobs/uploads/', fault: { kind: 'status', status: 404, body: errorBody('BLOB_UPLOAD_UNKNOWN') } });

@@ -31,7 +31,8 @@ describe('RegistryStore against docker-registry', { skip }, () => {
     const descriptor = await writeImage(store, 'push/small', image, 'v1');
     assert.equal(descriptor.digest, image.manifestDescriptor.digest);
     const blobBytes = image.blobs.reduce((sum, blob) => sum + blob.bytes.length, 0);
-    assert.equal(store.stats.blobBytesSent, blobBytes);
+    // the first small blob is offered whole in its POST, which docker-registry 2.8 ignores: it is sent again in the session
+    assert.equal(store.stats.blobBytesSent, blobBytes + (image.blobs[0]?.bytes.length ?? 0));
 
     const read = await validateImage(store, 'push/small', 'v1');
     assert.deepEqual(Buffer.from(read.manifestBytes), Buffer.from(image.manifestBytes));
@@ -123,6 +124,13 @@ describe('RegistryStore against docker-registry', { skip }, () => {
     await assert.rejects(store.putBlob('push/lying-source', small, () => Readable.from([Buffer.from('wrong')])), isOciError('DIGEST_MISMATCH'));
     assert.equal(await store.hasBlob('push/lying-source', descriptor), false);
     assert.equal(await store.hasBlob('push/lying-source', small), false);
+  });
+
+  test('a blob larger than any buffered answer is found present by HEAD (its Content-Length is not a body)', async () => {
+    const store = open();
+    const layer = await makeLayer({ 'big.bin': randomBytes(9 * 1024 * 1024) }, { compression: 'none' });
+    await store.putBlob('push/head-large', layer.descriptor, layer.bytes);
+    assert.equal(await store.hasBlob('push/head-large', layer.descriptor), true);
   });
 
   test('a cross-repository mount links the blob without sending it', async () => {

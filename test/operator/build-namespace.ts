@@ -4,6 +4,7 @@
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { buildPodDefaultsSchema, type BuildPolicy } from '../../src/operator/build-policy.ts';
 import type { Cluster } from '../cluster/harness.ts';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -36,4 +37,16 @@ export function impersonating(cluster: Cluster, user: string): KubeConfig {
     users: admin.users.map((entry) => (entry.name === admin.getCurrentUser()?.name ? { ...entry, impersonateUser: user } : entry)),
   });
   return kubeConfig;
+}
+
+/** Sets the admission policy's parameters (config/admission/build-pods-binding.yaml) to allow these builder images only. */
+export async function allowBuilderImages(cluster: Cluster, images: readonly string[]): Promise<void> {
+  const core = cluster.kubeConfig.makeApiClient(CoreV1Api);
+  const { metadata, data } = await core.readNamespacedConfigMap({ namespace: 'restack-system', name: 'restack-build-pods' });
+  await core.replaceNamespacedConfigMap({ namespace: 'restack-system', name: 'restack-build-pods', body: { metadata: { name: 'restack-build-pods', namespace: 'restack-system', ...(metadata?.labels === undefined ? {} : { labels: metadata.labels }) }, data: { ...data, builderImages: images.join(',') } } });
+}
+
+/** The operator's build policy with one builder image and the default build-pod settings, as `restack operator --builder-image IMAGE` has it. */
+export function podBuildPolicy(builderImage: string): BuildPolicy {
+  return { builderImage, allowedBuilderImages: [], defaults: buildPodDefaultsSchema.parse({}) };
 }

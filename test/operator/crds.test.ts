@@ -56,6 +56,20 @@ describe('the generated CRDs on a real API server', () => {
     );
   });
 
+  test('spec.builder.timeout: hours, minutes and seconds longer than 0s; anything else is rejected naming the field', async () => {
+    const objects = cluster.kubeConfig.makeApiClient(CustomObjectsApi);
+    const create = (name: string, timeout: string) =>
+      objects.createNamespacedCustomObject({
+        group: 'restack.dev', version: 'v1alpha1', namespace: 'default', plural: 'stackerfiles',
+        body: { apiVersion: 'restack.dev/v1alpha1', kind: 'Stackerfile', metadata: { name }, spec: { recipe: seeds, output: { registry: '127.0.0.1:5000/team' }, builder: { timeout } } },
+      });
+    const created = (await eventually('a Stackerfile create', () => create('timeout-ok', '1h30m'))) as { spec: { builder: unknown } };
+    assert.deepEqual(created.spec.builder, { storage: 'overlay', timeout: '1h30m' });
+    const answer = (error: Error) => String((error as { body?: unknown }).body ?? error.message);
+    await assert.rejects(create('timeout-zero', '0m'), (error: Error) => /builder.timeout must be a duration longer than 0s, e.g. 45m or 1h30m/.test(answer(error)));
+    await assert.rejects(create('timeout-days', '2d'), (error: Error) => /spec\.builder\.timeout: Invalid value: .{0,4}2d.{0,4}: spec\.builder\.timeout in body should match/.test(answer(error)));
+  });
+
   test('the printer columns show Ready, Images and Registry', async () => {
     const crd = parse(readFileSync(join(root, 'crds', 'stackerfiles.yaml'), 'utf8')) as { spec: { versions: { additionalPrinterColumns: { name: string }[] }[] } };
     const columns = crd.spec.versions[0]?.additionalPrinterColumns.map((c) => c.name);

@@ -258,7 +258,7 @@ describe('config/ kustomize bases and charts/restack on a real API server', () =
   });
 
   test('helm lint charts/restack passes, with default values and with the webhook on', async () => {
-    for (const values of [[], ['--set', 'webhook.enabled=true']]) {
+    for (const values of [[], ['--set', 'webhook.enabled=true', '--set', 'webhook.tls.secretName=restack-webhook-tls']]) {
       const lint = await helm(['lint', '--strict', chart, ...values]);
       assert.match(lint.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
     }
@@ -267,10 +267,10 @@ describe('config/ kustomize bases and charts/restack on a real API server', () =
   test('helm template charts/restack is accepted by a server-side dry run, for each toggle of the values', async () => {
     await kubectl(['apply', '-f', join(root, 'config', 'manager', 'namespace.yaml')]);
     const variants: { values: string[]; has: string[]; hasNot: string[] }[] = [
-      { values: [], has: ['CustomResourceDefinition', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'Deployment', 'Service', 'ValidatingAdmissionPolicy', 'DaemonSet'], hasNot: ['Secret'] },
+      { values: [], has: ['CustomResourceDefinition', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'Deployment', 'Service', 'ValidatingAdmissionPolicy', 'DaemonSet', 'NetworkPolicy'], hasNot: ['Secret'] },
       { values: ['seccompProfile.installer.enabled=false'], has: ['Deployment'], hasNot: ['DaemonSet'] },
-      { values: ['webhook.enabled=true'], has: ['Secret'], hasNot: [] },
-      { values: ['webhook.enabled=true', 'webhook.existingSecret=registry-notifications'], has: [], hasNot: ['Secret'] },
+      { values: ['webhook.enabled=true', 'webhook.tls.secretName=restack-webhook-tls', 'networkPolicy.webhookFrom[0].namespaceSelector.matchLabels.restack\\.dev/registry=enabled'], has: ['Secret', 'NetworkPolicy'], hasNot: [] },
+      { values: ['webhook.enabled=true', 'webhook.existingSecret=registry-notifications', 'webhook.tls.insecurePlainHTTP=true', 'networkPolicy.enabled=false'], has: [], hasNot: ['Secret', 'NetworkPolicy'] },
       { values: ['registryCredentialsSecret=regcred'], has: ['Deployment'], hasNot: ['Secret'] },
       { values: ['rbac.create=false', 'serviceAccount.create=false', 'serviceAccount.name=restack-operator', 'admissionPolicy.enabled=false', 'metrics.service.enabled=false'], has: ['Deployment'], hasNot: ['ServiceAccount', 'ClusterRole', 'Role', 'Service', 'ValidatingAdmissionPolicy'] },
     ];
@@ -281,10 +281,20 @@ describe('config/ kustomize bases and charts/restack on a real API server', () =
       for (const kind of hasNot) assert.ok(!present.has(kind), `${values.join(' ')}: renders no ${kind}`);
       await kubectl(['apply', '--dry-run=server', '-f', '-'], { input: rendered });
     }
-    const webhook = documents(await helmTemplate(['webhook.enabled=true']));
+    const webhook = documents(await helmTemplate(['webhook.enabled=true', 'webhook.tls.secretName=restack-webhook-tls', 'networkPolicy.webhookFrom[0].namespaceSelector.matchLabels.registry=yes']));
     const args = JSON.stringify(findObject(webhook, 'Deployment'));
     assert.match(args, /--webhook-bind-address=:8443/);
     assert.match(args, /--webhook-secret-file=\/etc\/restack\/webhook\/secret/);
+    assert.match(args, /"--webhook-cert-file=\/etc\/restack\/webhook-tls\/tls.crt","--webhook-key-file=\/etc\/restack\/webhook-tls\/tls.key"/);
+    assert.match(args, /"secretName":"restack-webhook-tls"/);
+    assert.deepEqual(findObject(webhook, 'NetworkPolicy')['spec'], {
+      podSelector: { matchLabels: { 'app.kubernetes.io/name': 'restack', 'app.kubernetes.io/instance': 'restack', 'app.kubernetes.io/component': 'operator' } },
+      policyTypes: ['Ingress'],
+      ingress: [
+        { ports: [{ protocol: 'TCP', port: 8443 }], from: [{ namespaceSelector: { matchLabels: { registry: 'yes' } } }] },
+        { ports: [{ protocol: 'TCP', port: 8080 }] },
+      ],
+    }, 'the webhook port from the registry\'s namespace alone; metrics from anywhere');
     assert.match(args, /--lease-duration=15","--lease-renew-period=10"/);
     const withCredentials = JSON.stringify(findObject(documents(await helmTemplate(['registryCredentialsSecret=regcred'])), 'Deployment'));
     assert.match(withCredentials, /"name":"REGISTRY_AUTH_FILE","value":"\/etc\/restack\/registry\/config.json"/);
@@ -303,7 +313,7 @@ describe('config/ kustomize bases and charts/restack on a real API server', () =
 
   test("the chart's operator pod meets the restricted level", async () => {
     await applyOperatorRbac();
-    const objects = documents(await helmTemplate(['serviceAccount.create=false', 'serviceAccount.name=restack-operator', 'webhook.enabled=true']));
+    const objects = documents(await helmTemplate(['serviceAccount.create=false', 'serviceAccount.name=restack-operator', 'webhook.enabled=true', 'webhook.tls.secretName=restack-webhook-tls']));
     await admitOperatorPod(findObject(objects, 'Deployment'));
   });
 
@@ -341,5 +351,6 @@ describe('config/ kustomize bases and charts/restack on a real API server', () =
     await assert.rejects(helmTemplate(['buildPods.timeout=forever']), /\/buildPods\/timeout': .*does not match pattern/);
     // hostUsers and procMount are honoured by default from 1.33 only.
     await assert.rejects(helm(['template', 'restack', chart, '--kube-version', 'v1.32.9']), /chart requires kubeVersion: >=1.33.0-0 which is incompatible with Kubernetes v1.32.9/);
+    await assert.rejects(helmTemplate(['webhook.enabled=true']), /webhook.tls.secretName: name a kubernetes.io\/tls Secret for the webhook's certificate .*, or set webhook.tls.insecurePlainHTTP=true/);
   });
 });

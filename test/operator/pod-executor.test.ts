@@ -290,10 +290,10 @@ describe('the pod executor with kwok as the kubelet', { ...(skip === undefined ?
     await manager?.stop();
     manager = await startOperator();
     // As the builder shortens a result that does not fit: no ref, no inputs.
-    await endPod(running, 0, 'Completed', encodeResultMessage({ v: 1, outputs: [{ name: 'A', digest: realOutput('A').digest }], dropped: ['inputs', 'refs'] }));
+    await endPod(running, 0, 'Completed', encodeResultMessage({ v: 1, outputs: real.outputs.map(({ name, digest }) => ({ name, digest })), dropped: ['inputs', 'refs'] }));
 
     const succeeded = await eventuallyBuild(a, ns, 'long', 'Succeeded', (b) => b.status?.phase === 'Succeeded');
-    assert.deepEqual(succeeded.status?.outputs, [realOutput('A')], 'the ref from the registry and tag, the inputs from the image\'s provenance');
+    assert.deepEqual(succeeded.status?.outputs, real.outputs, 'the refs from the registry and tag, the inputs from the images\' provenance');
     assert.equal(succeeded.status?.startTime, running.status?.startTime);
     const pods: V1Pod[] = await podsOf(a, ns, name);
     assert.deepEqual(pods.map((p) => p.metadata?.uid), [pod?.metadata?.uid]);
@@ -307,15 +307,16 @@ describe('the pod executor with kwok as the kubelet', { ...(skip === undefined ?
     const evil = await builtForReal(stagesDir, pushed, 'evil', `A:\n  from: {type: docker, url: "${base()}"}\n  apply: ["docker://${pushed.host}/team/python3:v1"]\n`);
     const evilA = evil.outputs[0] as typeof A;
     const forgeries: { name: string; registry?: string; message: ResultMessage; expected: string }[] = [
-      { name: 'forged-digest', message: { v: 1, outputs: [{ ...A, digest: realOutput('ssl').digest }] }, expected: `${pushed.host}/team/a:v1 holds ${A.digest}, not the reported ${realOutput('ssl').digest}` },
-      { name: 'forged-ref', message: { v: 1, outputs: [{ ...A, ref: 'registry.example/elsewhere/a:v1' }] }, expected: `its ref registry.example/elsewhere/a:v1 is not where the build publishes it: ${pushed.host}/team/a:v1, under spec.output.registry ${pushed.host}/team` },
-      { name: 'forged-name', message: { v: 1, outputs: [{ ...A, name: 'B' }] }, expected: 'it is not a published layer of the recipe' },
-      { name: 'forged-inputs', message: { v: 1, outputs: [{ ...A, inputs: (A.inputs ?? []).map((input) => ({ ...input, digest: evilA.digest })) }] }, expected: 'the reported inputs differ from the image\'s provenance' },
+      { name: 'forged-digest', message: { v: 1, outputs: [{ ...A, digest: realOutput('ssl').digest }] }, expected: `, but ${pushed.host}/team/a:v1 holds ${A.digest}, not the reported ${realOutput('ssl').digest}` },
+      { name: 'forged-ref', message: { v: 1, outputs: [{ ...A, ref: 'registry.example/elsewhere/a:v1' }] }, expected: `, but its ref registry.example/elsewhere/a:v1 is not where the build publishes it: ${pushed.host}/team/a:v1, under spec.output.registry ${pushed.host}/team` },
+      { name: 'forged-name', message: { v: 1, outputs: [{ ...A, name: 'B' }] }, expected: ', but it is not a published layer of the recipe' },
+      { name: 'forged-missing', message: { v: 1, outputs: real.outputs.filter((output) => output.name !== 'A') }, expected: 'the build reported no output for A, which the recipe publishes; nothing is recorded' },
+      { name: 'forged-inputs', message: { v: 1, outputs: [{ ...A, inputs: (A.inputs ?? []).map((input) => ({ ...input, digest: evilA.digest })) }] }, expected: ', but the reported inputs differ from the image\'s provenance' },
       {
         name: 'forged-provenance',
         registry: `${pushed.host}/evil`,
         message: evil,
-        expected: `its provenance names the applied inputs [docker://${pushed.host}/team/python3:v1], the recipe's are [docker://${pushed.host}/evil/ssl:v1, docker://${pushed.host}/evil/python3:v1]`,
+        expected: `, but its provenance names the applied inputs [docker://${pushed.host}/team/python3:v1], the recipe's are [docker://${pushed.host}/evil/ssl:v1, docker://${pushed.host}/evil/python3:v1]`,
       },
     ];
     for (const forgery of forgeries) await createStackerfile(a, ns, forgery.name, { recipe: recipe(), output: { ...output(), ...(forgery.registry === undefined ? {} : { registry: forgery.registry }) } });
@@ -325,8 +326,8 @@ describe('the pod executor with kwok as the kubelet', { ...(skip === undefined ?
     for (const forgery of forgeries) {
       const failed = await eventuallyBuild(a, ns, forgery.name, 'finished', (b) => b.status?.phase === 'Succeeded' || b.status?.phase === 'Failed');
       assert.equal(failed.status?.phase, 'Failed', `${forgery.name} was recorded: ${JSON.stringify(failed.status?.outputs)}`);
-      assert.ok(failed.status?.message?.startsWith('the build reported output '), failed.status?.message);
-      assert.ok(failed.status?.message?.includes(`, but ${forgery.expected}`), `${forgery.name}: ${failed.status?.message}`);
+      assert.ok(failed.status?.message?.startsWith('the build reported '), failed.status?.message);
+      assert.ok(failed.status?.message?.includes(forgery.expected), `${forgery.name}: ${failed.status?.message}`);
       assert.equal(failed.status?.outputs, undefined);
       const stackerfile = await eventually(`${forgery.name} Stalled`, async () => {
         const sf = await getStackerfile(a, ns, forgery.name);

@@ -11,6 +11,8 @@ import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@k
 import { pino } from 'pino';
 import { eventually, useCluster, type Cluster } from '../cluster/harness.ts';
 import { installCrds } from './install-crds.ts';
+import { appRecipe, depsRecipe } from './seeds-recipes.ts';
+import { stackerfileProgress } from './stackerfile-progress.ts';
 import { pushBusyboxBase } from '../build-engine/helpers.ts';
 import { open } from '../swap/seeds.ts';
 import { openReferences } from '../../src/engine/open-reference.ts';
@@ -21,7 +23,7 @@ import { installCosign, type Cosign } from '../services/cosign.ts';
 import { restack } from '../cli/restack.ts';
 import { readStoredImage } from '../../src/engine/images.ts';
 import { LocalExecutor } from '../../src/operator/executor-local.ts';
-import type { ImageBuild, Stackerfile } from '../../src/operator/kube.ts';
+import type { Stackerfile } from '../../src/operator/kube.ts';
 import { Manager } from '../../src/operator/manager.ts';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -29,17 +31,6 @@ const cli = join(root, 'src', 'cli', 'main.ts');
 const api = { group: 'restack.dev', version: 'v1alpha1' };
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 const ns = 'updates';
-
-function depsRecipe(base: string, python: string, extra = ''): string {
-  return [
-    `ssl:\n  from: {type: docker, url: "${base}"}\n  run: |\n    mkdir -p /usr/lib/ssl\n    echo "openssl 3.0.13" > /usr/lib/ssl/version\n`,
-    `python3:\n  from: {type: docker, url: "${base}"}\n  run: |\n    mkdir -p /usr/bin\n    echo "#!/bin/sh" > /usr/bin/python3\n    echo "echo Python ${python}" >> /usr/bin/python3\n    chmod +x /usr/bin/python3\n${extra}`,
-  ].join('');
-}
-
-function appRecipe(base: string, prefix: string): string {
-  return `A:\n  from: {type: docker, url: "${base}"}\n  apply:\n    - docker://${prefix}/ssl:latest\n    - docker://${prefix}/python3:latest\n  run: |\n    mkdir -p /srv/A\n    echo "A" > /srv/A/README\n`;
-}
 
 const { service: started, skip } = await startOrSkip(() => startRegistry());
 const users = { alice: 'correct horse' };
@@ -62,32 +53,7 @@ describe('the operator keeps images current', { timeout: 600_000, ...(skip === u
     metadata: { name, namespace: ns },
     spec: { recipe, output: { registry: prefix, tags: ['latest', 'stable'], insecure: true }, updates: { schedule: '*/2 * * * * *', onApplyUpdate: 'Swap', onBaseUpdate: 'Rebuild' } } as Stackerfile['spec'],
   });
-  const get = async (name: string) => (await objects.getNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', name })) as Stackerfile;
-  const builds = async (name: string) =>
-    ((await objects.listNamespacedCustomObject({ ...api, namespace: ns, plural: 'imagebuilds', labelSelector: `restack.dev/stackerfile=${name}` })) as { items: ImageBuild[] }).items.sort((a, b) =>
-      (a.metadata?.creationTimestamp?.toString() ?? '').localeCompare(b.metadata?.creationTimestamp?.toString() ?? ''),
-    );
-  const condition = (sf: Stackerfile, type: string) => sf.status?.conditions?.find((c) => c.type === type);
-  /** Ready on the latest ImageBuild, which `accept` approves. */
-  const readyAfter = async (name: string, accept: (build: ImageBuild, all: ImageBuild[]) => boolean) => {
-    let seen = 'nothing yet';
-    try {
-      return await eventually(
-        `${name} Ready after the expected ImageBuild`,
-        async () => {
-          const sf = await get(name);
-          const all = await builds(name);
-          const latest = all.find((b) => b.metadata?.name === sf.status?.latestImageBuild);
-          const state = (['Ready', 'Reconciling', 'Stalled'] as const).map((type) => `${type}=${condition(sf, type)?.status}`).join(' ');
-          seen = `${state} (${condition(sf, 'Ready')?.message}); builds: ${all.map((b) => `${b.spec.strategy}/${b.spec.reason}/${b.status?.phase}`).join(', ')}`;
-          return condition(sf, 'Ready')?.status === 'True' && latest !== undefined && accept(latest, all) ? { sf, latest, all } : undefined;
-        },
-        240_000,
-      );
-    } catch (error) {
-      throw new Error(`${error instanceof Error ? error.message : String(error)}; last seen: ${seen}`);
-    }
-  };
+  const { get, builds, condition, readyAfter } = stackerfileProgress(() => objects, ns);
   const layersOf = async (image: string) => (await readStoredImage(open(`docker://${prefix}/${image}:latest`))).platforms[0]?.image.manifest.layers.map((l) => l.digest) ?? [];
 
   before(async () => {

@@ -11,10 +11,13 @@ import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@k
 import { pino } from 'pino';
 import { eventually, useCluster, type Cluster } from '../cluster/harness.ts';
 import { installCrds } from '../operator/install-crds.ts';
-import { makeLayer } from '../services/images.ts';
+import { makeImage, makeLayer, writeImage } from '../services/images.ts';
 import { startOrSkip, startRegistry, type RunningRegistry } from '../services/registry.ts';
 import { open, pushLayered, pushSeeds, type SeedImages } from '../swap/seeds.ts';
+import { openReferences } from '../../src/engine/open-reference.ts';
+import { LayoutStore } from '../../src/oci/layout.ts';
 import { LocalExecutor } from '../../src/operator/executor-local.ts';
+import { DependencyImages } from '../../src/operator/swap-runner.ts';
 import type { ImageBuild, Stackerfile } from '../../src/operator/kube.ts';
 import { Manager } from '../../src/operator/manager.ts';
 
@@ -22,6 +25,21 @@ const api = { group: 'restack.dev', version: 'v1alpha1' };
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 const ns = 'tenant-credentials';
 const operatorLogin = { user: 'operator', password: 'the operator checks inputs' };
+test('a dependency read for one Stackerfile\'s credentials never serves another reader', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'restack-dependency-cache-'));
+  try {
+    const digest = (await writeImage(new LayoutStore(dir), '', makeImage({ layers: [await makeLayer({ 'usr/bin/python3': 'python 3.12\n' })] }), 'v1')).digest;
+    const dependency = openReferences()(`oci:${dir}@${digest}`);
+    const cache = new DependencyImages();
+    const read = cache.get(dependency, 'Secret team-a/regcred');
+    assert.equal(cache.get(dependency, 'Secret team-a/regcred'), read, 'read once for its reader');
+    assert.notEqual(cache.get(dependency, 'anonymous'), read, 'another reader reads for itself');
+    assert.equal((await read).top.descriptor.digest, digest);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 const { service, skip } = await startOrSkip(() => startRegistry({ htpasswd: { [operatorLogin.user]: operatorLogin.password } }));
 
 describe('a Stackerfile writes with its own Secret or with nothing, never with the operator\'s login', { timeout: 300_000, ...(skip === undefined ? {} : { skip }) }, () => {

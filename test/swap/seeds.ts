@@ -1,4 +1,5 @@
 import { composeToStore } from '../../src/engine/compose.ts';
+import type { Descriptor } from '../../src/oci/types.ts';
 import { referenceOpener } from '../../src/cli/commands/store-options.ts';
 import { makeImage, makeLayer, writeImage, type BuiltLayer, type LayerEntry } from '../services/images.ts';
 
@@ -20,6 +21,8 @@ export interface SeedOptions {
   ownFiles?: Record<string, LayerEntry>;
   /** More own layers of A, above the first (a squashfs layer, say). */
   moreOwn?: BuiltLayer[];
+  /** The descriptor A's manifest names for an own layer (one carrying a change record, say). */
+  describeOwn?: (layer: BuiltLayer) => Promise<Descriptor>;
 }
 
 /** Pushes `<prefix>/<name>:latest` = base + one layer, as a build of the recipe would. */
@@ -50,7 +53,9 @@ export async function pushSeeds(prefix: string, options: SeedOptions = {}): Prom
     base: open(`${prefix}/base:latest`),
     applied: [open(`${prefix}/ssl:latest`), open(`${prefix}/python3:latest`)],
     target,
-    own: owns.map((layer) => ({ descriptor: layer.descriptor, diffId: layer.diffId, history: { created_by: 'run: ./A/install' } })),
+    own: await Promise.all(
+      owns.map(async (layer) => ({ descriptor: (await options.describeOwn?.(layer)) ?? layer.descriptor, diffId: layer.diffId, history: { created_by: 'run: ./A/install' } })),
+    ),
   });
   return { base, ssl, python3, own, a: outcome.digest };
 }

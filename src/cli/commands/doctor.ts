@@ -8,12 +8,12 @@ export const registerDoctor: RegisterCommand = (program, context) => {
   program
     .command('doctor')
     .description('check that this machine can build: tools, user namespace ids, overlayfs, btrfs, loop devices')
-    .option('--roots-dir <dir>', 'where build storage will live (its filesystem decides what --storage auto picks)')
+    .option('--roots-dir <dir>', 'where build storage will live, as for restack build: overlay is probed there, and its filesystem decides what --storage auto picks', '.restack/roots')
     .addOption(new Option('--storage <driver>', 'the storage driver builds will use').choices(['auto', 'btrfs', 'overlay']).default('auto'))
     .option('--json', 'print the checks as JSON')
-    .action(async (options: { rootsDir?: string; storage: StorageChoice; json?: boolean }) => {
+    .action(async (options: { rootsDir: string; storage: StorageChoice; json?: boolean }) => {
       const { output } = context();
-      const checks = await runDoctor({ storage: options.storage, ...(options.rootsDir === undefined ? {} : { storageRoot: options.rootsDir }) });
+      const checks = await runDoctor({ storage: options.storage, storageRoot: options.rootsDir });
       const passed = doctorPassed(checks);
       if (options.json === true) {
         printJson(output, { ok: passed, checks });

@@ -31,6 +31,8 @@ interface OperatorOptions {
   insecureRegistry: string[];
   webhookBindAddress?: string;
   webhookSecretFile?: string;
+  webhookCertFile?: string;
+  webhookKeyFile?: string;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -43,6 +45,16 @@ function hostPort(flag: string, address: string): { host: string; port: number }
   return { host: address.slice(0, colon) === '' ? '0.0.0.0' : address.slice(0, colon), port };
 }
 
+/** The webhook's certificate and key: both or neither (plain http). */
+function webhookTls(options: OperatorOptions): { certFile: string; keyFile: string } | undefined {
+  const { webhookCertFile: certFile, webhookKeyFile: keyFile } = options;
+  if (certFile === undefined && keyFile === undefined) return undefined;
+  if (certFile === undefined || keyFile === undefined) {
+    throw new UserError(`--webhook-${certFile === undefined ? 'cert' : 'key'}-file is missing: the webhook serves TLS with both`, 'give --webhook-cert-file tls.crt and --webhook-key-file tls.key (a kubernetes.io/tls Secret\'s keys), or neither for plain http');
+  }
+  return { certFile, keyFile };
+}
+
 /** What the watcher needs from the flags; undefined with --no-updates. */
 async function updateOptions(options: OperatorOptions): Promise<ManagerOptions['updates']> {
   if (!options.updates) return undefined;
@@ -53,7 +65,10 @@ async function updateOptions(options: OperatorOptions): Promise<ManagerOptions['
   if (options.webhookBindAddress !== undefined) {
     if (options.webhookSecretFile === undefined) throw new UserError('--webhook-bind-address needs --webhook-secret-file', 'give the file holding the shared secret the registry sends as a bearer token');
     const secret = (await readFile(options.webhookSecretFile, 'utf8')).trim();
-    webhook = { ...hostPort('--webhook-bind-address', options.webhookBindAddress), secret };
+    const tls = webhookTls(options);
+    webhook = { ...hostPort('--webhook-bind-address', options.webhookBindAddress), secret, ...(tls === undefined ? {} : { tls }) };
+  } else if (options.webhookCertFile !== undefined || options.webhookKeyFile !== undefined) {
+    throw new UserError('--webhook-cert-file and --webhook-key-file serve --webhook-bind-address', 'add --webhook-bind-address, or drop them');
   }
   return {
     defaultSchedule: options.defaultSchedule,
@@ -130,15 +145,18 @@ export const registerOperator: RegisterCommand = (program, context) => {
     .option('--schedule-jitter <seconds>', 'widest delay after a schedule fires, so schedules spread out', '30')
     .option('--insecure-registry <host>', 'check inputs in this registry over plain http (repeatable; loopback always is)', collect, [])
     .option('--webhook-bind-address <addr>', 'receive registry push notifications on HOST:PORT at /webhook/registry')
-    .option('--webhook-secret-file <file>', 'the shared secret registries send as Authorization: Bearer <secret>')
+    .option('--webhook-secret-file <file>', 'the shared secret registries send as Authorization: Bearer <secret>, or sign the body with (X-Restack-Signature: sha256=<HMAC-SHA256>)')
+    .option('--webhook-cert-file <file>', 'serve the webhook over https with this certificate (PEM, e.g. a kubernetes.io/tls Secret\'s tls.crt); read again when it changes')
+    .option('--webhook-key-file <file>', 'the private key of --webhook-cert-file (PEM, tls.key)')
     .action(async (options: OperatorOptions) => {
       const { logger } = context();
       const timings = leaseTimings(options);
       if (options.leaderPodName !== undefined && !options.leaderElect) throw new UserError('--leader-pod-name labels the leader of --leader-elect', 'add --leader-elect, or drop --leader-pod-name');
-      const kubeConfig = reuseConnections(new KubeConfig());
-      kubeConfig.loadFromDefault();
+      // Every flag is checked before the kubeconfig is read.
       const executor = executorOf(options);
       const updates = await updateOptions(options);
+      const kubeConfig = reuseConnections(new KubeConfig());
+      kubeConfig.loadFromDefault();
       const manager = new Manager({
         kubeConfig,
         logger,

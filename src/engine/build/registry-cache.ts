@@ -93,7 +93,7 @@ export class RegistryLayerCache {
     return { entry: record };
   }
 
-  /** Publishes a layer built here: its blobs, the record, the manifest by digest, the tag last. The caller treats a failure as a warning. */
+  /** Publishes a layer built here: its blobs, the record, then the manifest under its tag. The caller treats a failure as a warning. */
   async publish(key: string, entry: CacheEntry, layout: OpenedReference): Promise<void> {
     const { store, repository } = this.repository;
     for (const own of entry.own) await transferBlob(this.repository, layout, own.descriptor);
@@ -101,7 +101,6 @@ export class RegistryLayerCache {
     const config: Descriptor = { mediaType: cacheConfigMediaType, size: recordBytes.length, digest: sha256Digest(recordBytes) };
     await store.putBlob(repository, config, recordBytes);
     const manifest = { schemaVersion: 2, mediaType: MediaType.ociManifest, config, layers: entry.own.map((own) => own.descriptor), annotations: { [cacheKeyAnnotation]: key } };
-    const written = await store.putManifest(repository, new TextEncoder().encode(JSON.stringify(manifest)), MediaType.ociManifest);
-    await store.tag(repository, cacheTag(key), written);
+    await store.putManifest(repository, new TextEncoder().encode(JSON.stringify(manifest)), MediaType.ociManifest, cacheTag(key));
   }
 }

@@ -1,7 +1,8 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { OciError } from '../errors.ts';
+import { fileVersion } from '../file-version.ts';
 import { runCredentialHelper } from './credential-helper.ts';
 import { credentialFromEntry, credHelperFor, findAuthEntry, helperServerUrl, parseDockerConfig, type Credential, type DockerConfig } from './credentials.ts';
 
@@ -67,17 +68,6 @@ export function credentialsFromFile(path: string, env: NodeJS.ProcessEnv = proce
     loaded ??= load();
     return (await loaded)(registry, repository);
   };
-}
-
-/** What identifies a version of a credential file: a mounted Secret is updated by swapping a symlink, a login rewrites the file. */
-async function fileVersion(path: string): Promise<string> {
-  try {
-    const stats = await stat(path);
-    return `${stats.ino}:${stats.mtimeMs}:${stats.size}`;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 'absent';
-    throw error;
-  }
 }
 
 /**

@@ -4,7 +4,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { OciError } from '../errors.ts';
 import { sizeMismatch } from '../verify-stream.ts';
 import { backoffDelay, defaultRetry, describeNetworkError, isRetryableStatus, isTransientNetworkError, parseRetryAfter, type RetryOptions } from './retry.ts';
-import { Semaphore } from './semaphore.ts';
+import { AdaptiveLimit, defaultConcurrency, type ConcurrencyBounds, type RequestOutcome } from './adaptive-limit.ts';
 import type { BodyKind, RegistryStats } from './stats.ts';
 
 /** A request body: bytes, or a function that produces the bytes again for every try. */
@@ -39,7 +39,8 @@ export interface HttpResponse {
 
 export interface TransportOptions {
   retry?: RetryOptions;
-  maxConcurrency?: number;
+  /** Requests in flight at once: starts at `initial`, adapts between `min` and `max` (adaptive-limit.ts). */
+  concurrency?: Partial<ConcurrencyBounds>;
   stats: RegistryStats;
   sleep?: (ms: number) => Promise<void>;
   userAgent?: string;
@@ -73,20 +74,23 @@ function contentLength(headers: Headers): number | undefined {
 
 /**
  * fetch with what every registry call needs below authentication: a concurrency bound per
- * registry, retries with backoff and jitter on 5xx, 429 (honouring Retry-After) and
+ * registry that adapts to its answers, retries with backoff and jitter on 5xx, 429 (honouring Retry-After) and
  * connection failures, and byte/request accounting.
  */
 export class HttpTransport {
   readonly #retry: Required<RetryOptions>;
-  readonly #semaphore: Semaphore;
+  readonly #slots: AdaptiveLimit;
   readonly #stats: RegistryStats;
   readonly #sleep: (ms: number) => Promise<void>;
   readonly #userAgent: string;
 
   constructor(options: TransportOptions) {
     this.#retry = { ...defaultRetry, ...options.retry };
-    this.#semaphore = new Semaphore(options.maxConcurrency ?? 8);
     this.#stats = options.stats;
+    const bounds = { ...defaultConcurrency, ...options.concurrency };
+    // a `max` or `min` given alone moves the default start inside the bounds
+    const initial = options.concurrency?.initial ?? Math.min(bounds.max, Math.max(bounds.min, bounds.initial));
+    this.#slots = new AdaptiveLimit({ ...bounds, initial }, (limit) => (this.#stats.concurrencyLimit = limit));
     this.#sleep = options.sleep ?? ((ms) => delay(ms));
     this.#userAgent = options.userAgent ?? 'restack';
   }
@@ -145,8 +149,9 @@ export class HttpTransport {
   }
 
   async #once(request: HttpRequest): Promise<HttpResponse> {
-    const release = await this.#semaphore.acquire();
+    const release = await this.#slots.acquire();
     let handedOver = false;
+    let outcome: RequestOutcome = 'other';
     try {
       const { body } = this.#requestBody(request);
       const headers: Record<string, string> = { 'user-agent': this.#userAgent, ...request.headers };
@@ -159,6 +164,7 @@ export class HttpTransport {
         ...(body === undefined ? {} : { body: body as NonNullable<RequestInit['body']>, duplex: 'half' as const }),
         redirect: 'follow',
       });
+      outcome = overloadStatuses.has(response.status) ? 'overloaded' : response.status < 500 ? 'ok' : 'other';
       const kind = request.bodyKind ?? 'other';
       const answer = { status: response.status, headers: response.headers, url: response.url || request.url.href };
       if (request.read === 'stream' && response.body !== null) {
@@ -171,18 +177,22 @@ export class HttpTransport {
         const source = Readable.fromWeb(response.body as WebReadableStream<Uint8Array>);
         source.on('error', (error) => counter.destroy(error));
         handedOver = true;
-        release();
+        release(outcome);
         return { ...answer, body: new Uint8Array(), stream: source.pipe(counter) };
       }
       return { ...answer, body: await this.#readBody(request, response, kind), stream: undefined };
+    } catch (error) {
+      // a dropped or refused connection is the registry (or what is in front of it) overloaded
+      if (error instanceof Interrupted || isTransientNetworkError(error)) outcome = 'overloaded';
+      throw error;
     } finally {
-      if (!handedOver) release();
+      if (!handedOver) release(outcome);
     }
   }
 
   async #readBody(request: HttpRequest, response: Response, kind: BodyKind): Promise<Uint8Array> {
     if (!response.ok) return this.#readErrorBody(response, kind);
-    // A HEAD answer has no body: its Content-Length is the size of what a GET would send (a blob's).
+    // A HEAD answer has no body: its Content-Length is the size of what a GET would send.
     if (request.method === 'HEAD') return new Uint8Array();
     const expected = contentLength(response.headers);
     const limit = request.maxBytes ?? maxBodyBytes;
@@ -217,6 +227,9 @@ export class HttpTransport {
     return prefix;
   }
 }
+
+/** Answers that say the registry is overloaded: the concurrency limit halves. */
+const overloadStatuses = new Set([429, 503]);
 
 /** A buffered answer whose caller names no limit (a token, a tag list or catalog page) is refused beyond this. */
 export const maxBodyBytes = 8 * 1024 * 1024;

@@ -11,6 +11,8 @@ export class RegistryStats {
   otherBytesSent = 0;
   blobBytesReceived = 0;
   otherBytesReceived = 0;
+  /** Requests allowed in flight at once now (it adapts to the registry's answers); kept by reset. */
+  concurrencyLimit = 0;
 
   countRequest(method: string): void {
     this.requests++;
@@ -36,6 +38,7 @@ export class RegistryStats {
       otherBytesSent: this.otherBytesSent,
       blobBytesReceived: this.blobBytesReceived,
       otherBytesReceived: this.otherBytesReceived,
+      concurrencyLimit: this.concurrencyLimit,
     };
   }
 
@@ -58,6 +61,7 @@ export interface RegistryStatsSnapshot {
   otherBytesSent: number;
   blobBytesReceived: number;
   otherBytesReceived: number;
+  concurrencyLimit: number;
 }
 
 /** Whether a body is blob content (layers, configs) or protocol traffic. */

@@ -7,6 +7,7 @@ import { manifestAcceptTypes } from '../mediatypes.ts';
 import type { BlobSource, BlobTransfer, Store } from '../store.ts';
 import type { Descriptor, FetchedManifest } from '../types.ts';
 import { sizeMismatch, verifyBytes, verifyingStream } from '../verify-stream.ts';
+import type { ConcurrencyBounds } from './adaptive-limit.ts';
 import { Authenticator } from './auth.ts';
 import { RegistryClient } from './client.ts';
 import { catalogScope, type Scope } from './scope.ts';
@@ -14,7 +15,7 @@ import { credentialsFromEnvironment, type CredentialProvider } from './credentia
 import { HttpTransport } from './http.ts';
 import type { RetryOptions } from './retry.ts';
 import { RegistryStats } from './stats.ts';
-import { finishUpload, startUpload, type ChunkSource, type UploadOptions, type UploadTarget } from './upload.ts';
+import { finishUpload, startUpload, type ChunkSource, type UploadOptions, type UploadStart, type UploadTarget } from './upload.ts';
 import { isLoopbackHost, nextLink } from './urls.ts';
 
 export interface RegistryStoreOptions {
@@ -22,8 +23,8 @@ export interface RegistryStoreOptions {
   insecure?: boolean;
   /** Default: docker config files named by the environment (REGISTRY_AUTH_FILE, DOCKER_CONFIG, ~/.docker). */
   credentials?: CredentialProvider;
-  /** Requests in flight at once against this registry. */
-  maxConcurrency?: number;
+  /** Requests in flight at once against this registry: starts at `initial` (8), adapts between `min` (1) and `max` (32) to its answers. */
+  concurrency?: Partial<ConcurrencyBounds>;
   retry?: RetryOptions;
   /** Blobs above this size are uploaded in PATCH chunks of `chunkSize` bytes. */
   chunkedUploadThreshold?: number;
@@ -62,6 +63,11 @@ export class RegistryStore implements Store {
   readonly #upload: UploadOptions;
   readonly #tagPageSize: number | undefined;
   readonly #manifests = new Map<string, Uint8Array>();
+  /**
+   * Whether the registry stores a small blob sent whole in the POST that opens its upload
+   * (`?digest=`, one request instead of two): unknown until its first answer.
+   */
+  #monolithic: boolean | undefined;
 
   constructor(registry: string, options: RegistryStoreOptions = {}) {
     this.registry = registry;
@@ -71,7 +77,7 @@ export class RegistryStore implements Store {
     const transport = new HttpTransport({
       stats: this.stats,
       ...(options.retry === undefined ? {} : { retry: options.retry }),
-      ...(options.maxConcurrency === undefined ? {} : { maxConcurrency: options.maxConcurrency }),
+      ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
       ...(options.sleep === undefined ? {} : { sleep: options.sleep }),
     });
     const auth = new Authenticator(registry, base, transport, options.credentials ?? credentialsFromEnvironment());
@@ -217,8 +223,13 @@ export class RegistryStore implements Store {
    */
   async #uploadInSessions(target: UploadTarget, descriptor: Descriptor, chunks: ChunkSource, mountFrom?: string): Promise<BlobTransfer> {
     for (let session = 1; ; session++) {
-      const { mounted, location } = await startUpload(this.#client, target, mountFrom === undefined ? undefined : { digest: descriptor.digest, from: mountFrom });
-      if (mounted) return 'mounted';
+      const monolithic = mountFrom === undefined && this.#monolithic !== false && chunks instanceof Uint8Array && chunks.length <= smallBlobBytes;
+      const start: UploadStart | undefined =
+        mountFrom !== undefined ? { mount: { digest: descriptor.digest, from: mountFrom } } : monolithic ? { monolithic: { digest: descriptor.digest, bytes: chunks } } : undefined;
+      const { complete, location } = await startUpload(this.#client, target, start);
+      if (complete) return mountFrom === undefined ? 'uploaded' : 'mounted';
+      // The registry ignored the body and opened a session (distribution 2.8 does): the blob goes into it, and later uploads do not send it twice.
+      if (monolithic) this.#monolithic = false;
       try {
         await finishUpload(this.#client, location, descriptor, chunks, target, this.#upload);
         return 'uploaded';
@@ -247,14 +258,14 @@ export class RegistryStore implements Store {
     return this.#uploadInSessions(this.#target(repository, [pull(fromRepository)]), descriptor, copy, fromRepository);
   }
 
-  async putManifest(repository: string, bytes: Uint8Array, mediaType: string): Promise<Descriptor> {
+  async putManifest(repository: string, bytes: Uint8Array, mediaType: string, tag?: string): Promise<Descriptor> {
     const digest = sha256Digest(bytes);
-    const subject = this.#subject(repository, digest);
+    const subject = this.#subject(repository, tag ?? digest);
     const { mediaType: declared } = parseManifest(bytes, mediaType, subject);
     if (declared !== mediaType) {
       throw new OciError('MANIFEST_INVALID', `${subject}: its mediaType field says "${declared}" but it was written as "${mediaType}"`, 'write the manifest with the media type its body declares');
     }
-    await this.#putManifestAt(repository, digest, bytes, mediaType, subject);
+    await this.#putManifestAt(repository, tag ?? digest, bytes, mediaType, subject);
     this.#remember(digest, bytes);
     return { mediaType, digest, size: bytes.length };
   }

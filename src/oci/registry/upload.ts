@@ -63,18 +63,28 @@ export async function* verifiedChunks(chunks: AsyncIterable<Uint8Array>, descrip
   if (held !== undefined) yield held;
 }
 
-/** Opens an upload session (`POST /v2/<name>/blobs/uploads/`), optionally asking to mount instead. */
-export async function startUpload(client: RegistryClient, target: UploadTarget, mount?: { digest: string; from: string }): Promise<{ mounted: boolean; location: URL }> {
-  const query = mount === undefined ? '' : `?mount=${encodeURIComponent(mount.digest)}&from=${encodeURIComponent(mount.from)}`;
+/** What the POST that opens an upload session also asks for: a mount from another repository, or the whole blob in its body. */
+export type UploadStart = { mount: { digest: string; from: string } } | { monolithic: { digest: string; bytes: Uint8Array } };
+
+/**
+ * Opens an upload session (`POST /v2/<name>/blobs/uploads/`), optionally asking to mount the blob
+ * instead, or sending it whole (`?digest=`). `complete` when the registry did what was asked (201):
+ * the blob is in the repository; otherwise the session at `location` is open and the blob still
+ * has to be sent (a registry may decline a mount, or ignore a monolithic body).
+ */
+export async function startUpload(client: RegistryClient, target: UploadTarget, start?: UploadStart): Promise<{ complete: boolean; location: URL }> {
+  const query =
+    start === undefined ? '' : 'mount' in start ? `?mount=${encodeURIComponent(start.mount.digest)}&from=${encodeURIComponent(start.mount.from)}` : `?digest=${encodeURIComponent(start.monolithic.digest)}`;
   const response = await client.call({
     method: 'POST',
     url: `/v2/${target.repository}/blobs/uploads/${query}`,
+    ...(start !== undefined && 'monolithic' in start ? { headers: octetStream, body: start.monolithic.bytes, bodyKind: 'blob' as const } : {}),
     scopes: target.scopes,
     subject: target.subject,
-    expect: mount === undefined ? [202] : [201, 202],
+    expect: start === undefined ? [202] : [201, 202],
     read: 'buffer',
   });
-  return { mounted: response.status === 201, location: resolveLocation(response.headers.get('location'), response.url) };
+  return { complete: response.status === 201, location: resolveLocation(response.headers.get('location'), response.url) };
 }
 
 export async function cancelUpload(client: RegistryClient, location: URL, target: UploadTarget): Promise<void> {
