@@ -46,6 +46,8 @@ export const buildPodLabels = {
 const recipeMount = '/restack/recipe';
 const terminationLog = '/dev/termination-log';
 const storageMount = '/var/lib/restack';
+/** The build's output layout in the pod: provenance names a build_only layer by its ref there. */
+export const buildPodLayout = `${storageMount}/oci`;
 const authMount = '/restack/auth';
 const signingMount = '/restack/signing';
 
@@ -64,7 +66,7 @@ export function buildPod(input: BuildPodInput): V1Pod {
     '--file', `${recipeMount}/stacker.yaml`,
     '--storage', settings.storage,
     '--roots-dir', `${storageMount}/roots`,
-    '--oci-dir', `${storageMount}/oci`,
+    '--oci-dir', buildPodLayout,
     // A tenant's recipe reads no file of the pod's beyond its own (the mounted push Secret, say).
     '--recipe-dir-only',
     '--push', input.push,

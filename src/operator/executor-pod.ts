@@ -1,6 +1,6 @@
 import type { KubernetesListObject, V1Pod } from '@kubernetes/client-node';
 import { decodeResultMessage } from '../engine/build/result-message.ts';
-import { buildPod, buildPodLabels, buildPodName, recipeConfigMapName } from './build-pod.ts';
+import { buildPod, buildPodLabels, buildPodLayout, buildPodName, recipeConfigMapName } from './build-pod.ts';
 import { builderRefusal, buildPodSettings, durationSeconds, serverVersionRefusal, type BuildPolicy, type Refusal } from './build-policy.ts';
 import { buildResultOf, type BuildProgress, type BuildRequest, type BuildResult, type Executor, type ExecutorContext } from './executor.ts';
 import { Informer } from './informer.ts';
@@ -218,7 +218,7 @@ export class PodExecutor implements Executor {
   async #checked(progress: BuildProgress, request: BuildRequest, kube: Kube): Promise<BuildProgress> {
     if (progress.state !== 'done' || !progress.result.ok) return progress;
     const open = await outputOpener(kube, request.imageBuild.namespace, request);
-    return { state: 'done', result: await verifyBuildOutputs(request, progress.result.outputs, open) };
+    return { state: 'done', result: await verifyBuildOutputs(request, progress.result.outputs, open, buildPodLayout) };
   }
 
   /**

@@ -13,56 +13,47 @@ import { pinned } from './swap-runner.ts';
 
 type Input = NonNullable<BuildOutput['inputs']>[number];
 
-/** What provenance may name as one input of a layer: the reference the builder records for it. */
-type InputMatch = { ref: string } | { buildOnlyLayer: string };
-
 /** What a build of the recipe publishes for one layer, and the inputs its provenance must name. */
 export interface ExpectedOutput {
   name: string;
   /** Where the first tag puts it: `<registry>/<name>:<tag>`. */
   ref: string;
-  /** null for scratch and tar bases, which leave no base in provenance. */
-  base: InputMatch | null;
-  applied: InputMatch[];
+  /** The reference provenance must name as the base; null for scratch and tar bases, which leave none. */
+  base: string | null;
+  /** The references of the applied inputs, in order. */
+  applied: string[];
 }
 
-/** An earlier layer of the recipe as the builder names it in provenance: where it is published, or (build_only) its layout. */
-function layerInput(plan: Plan, name: string, prefix: string, tag: string): InputMatch {
-  return plan.layers.find((layer) => layer.name === name)?.buildOnly === false ? { ref: pushReference(prefix, name, tag) } : { buildOnlyLayer: name };
+/** An earlier layer of the recipe as the builder names it in provenance: where it is published, or (build_only) its ref in the build's layout. */
+function layerInput(plan: Plan, name: string, prefix: string, tag: string, layout: string): string {
+  return plan.layers.find((layer) => layer.name === name)?.buildOnly === false ? pushReference(prefix, name, tag) : `oci:${layout}:${name}`;
 }
 
-/** The outputs a build of `plan` publishes to `registry`, by layer name (build_only layers are not published). */
-export function expectedOutputs(plan: Plan, registry: string, tags: readonly string[]): Map<string, ExpectedOutput> {
+/**
+ * The outputs a build of `plan` publishes to `registry`, by layer name (build_only layers are not
+ * published); `layout` is the build's output layout, where build_only layers stay.
+ */
+export function expectedOutputs(plan: Plan, registry: string, tags: readonly string[], layout: string): Map<string, ExpectedOutput> {
   const prefix = `docker://${registry}`;
   const tag = tags[0] ?? 'latest';
-  const input = (entry: string): InputMatch => (isLayerName(entry) ? layerInput(plan, entry, prefix, tag) : { ref: entry });
+  const input = (entry: string): string => (isLayerName(entry) ? layerInput(plan, entry, prefix, tag, layout) : entry);
   const outputs = new Map<string, ExpectedOutput>();
   for (const layer of plan.layers) {
     if (layer.buildOnly) continue;
     const { from } = layer;
-    const base = from.type === 'built' ? layerInput(plan, from.tag ?? '', prefix, tag) : from.type === 'docker' || from.type === 'oci' ? { ref: baseReference(from) ?? '' } : null;
+    const base = from.type === 'built' ? layerInput(plan, from.tag ?? '', prefix, tag, layout) : from.type === 'docker' || from.type === 'oci' ? (baseReference(from) ?? '') : null;
     outputs.set(layer.name, { name: layer.name, ref: pushReference(registry, layer.name, tag), base, applied: layer.apply.map(input) });
   }
   return outputs;
-}
-
-function matches(match: InputMatch, ref: string): boolean {
-  return 'ref' in match ? match.ref === ref : ref.startsWith('oci:') && ref.endsWith(`:${match.buildOnlyLayer}`);
-}
-
-function describeMatch(match: InputMatch | null): string {
-  return match === null ? 'none' : 'ref' in match ? match.ref : `the build_only layer ${match.buildOnlyLayer}`;
 }
 
 /** Where an image's provenance departs from the recipe's inputs for its layer; undefined when it names exactly them. */
 export function provenanceProblem(expected: ExpectedOutput, provenance: Provenance | undefined): string | undefined {
   if (provenance === undefined) return 'the image has no restack provenance';
   const base = provenance.base?.ref ?? null;
-  const baseOk = expected.base === null ? base === null : base !== null && matches(expected.base, base);
-  if (!baseOk) return `its provenance names the base ${base ?? 'none'}, the recipe's is ${describeMatch(expected.base)}`;
+  if (base !== expected.base) return `its provenance names the base ${base ?? 'none'}, the recipe's is ${expected.base ?? 'none'}`;
   const applied = provenance.applied.map((entry) => entry.ref);
-  const appliedOk = applied.length === expected.applied.length && expected.applied.every((match, index) => matches(match, applied[index] ?? ''));
-  if (!appliedOk) return `its provenance names the applied inputs [${applied.join(', ')}], the recipe's are [${expected.applied.map(describeMatch).join(', ')}]`;
+  if (!isDeepStrictEqual(applied, expected.applied)) return `its provenance names the applied inputs [${applied.join(', ')}], the recipe's are [${expected.applied.join(', ')}]`;
   return undefined;
 }
 
@@ -115,10 +106,10 @@ async function verifyOutput(output: BuildOutput, expected: ExpectedOutput | unde
  * holds the reported digest, and the image's provenance names exactly the recipe's inputs for
  * that layer. The result records the inputs as the image's provenance says, not as reported.
  */
-export async function verifyBuildOutputs(request: BuildRequest, outputs: readonly BuildOutput[], open: Opener): Promise<BuildResult> {
+export async function verifyBuildOutputs(request: BuildRequest, outputs: readonly BuildOutput[], open: Opener, layout: string): Promise<BuildResult> {
   const loaded = await validateRecipe(request.recipe, 'stacker.yaml', request.substitutions);
   if (!loaded.ok) return { ok: false, message: 'the recipe no longer validates; the build\'s result is not recorded' };
-  const expected = expectedOutputs(planRecipes(loaded.recipes), request.registry, request.tags);
+  const expected = expectedOutputs(planRecipes(loaded.recipes), request.registry, request.tags, layout);
   const verified: BuildOutput[] = [];
   for (const output of outputs) {
     const checked = await verifyOutput(output, expected.get(output.name), request, open);

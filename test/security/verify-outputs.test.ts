@@ -24,17 +24,18 @@ const provenance = (base: string | null, applied: string[]): Provenance => ({
 test('published layers, their refs, and the inputs their provenance must name, from the recipe', async () => {
   const loaded = await validateRecipe(recipe, 'team/app.stacker.yaml');
   assert.equal(loaded.ok, true);
-  const expected = expectedOutputs(planRecipes(loaded.recipes), 'registry.example/team', ['v2', 'latest']);
+  const expected = expectedOutputs(planRecipes(loaded.recipes), 'registry.example/team', ['v2', 'latest'], '/var/lib/restack/oci');
   assert.deepEqual([...expected.keys()], ['ssl', 'A'], 'build_only layers are not published');
   const ssl = expected.get('ssl');
   const a = expected.get('A');
   assert.ok(ssl !== undefined && a !== undefined);
   assert.equal(a.ref, 'registry.example/team/a:v2');
   assert.equal(provenanceProblem(ssl, provenance('oci:/var/lib/restack/oci:tools', [])), undefined, 'a build_only base is the build\'s own layout');
+  assert.equal(provenanceProblem(ssl, provenance('oci:/etc/restack:tools', [])), 'its provenance names the base oci:/etc/restack:tools, the recipe\'s is oci:/var/lib/restack/oci:tools', 'a layout elsewhere, which the operator would read');
   assert.equal(provenanceProblem(a, provenance(null, ['docker://registry.example/team/ssl:v2', 'docker://registry.example/python3:3'])), undefined);
 
   assert.equal(provenanceProblem(a, undefined), 'the image has no restack provenance');
-  assert.equal(provenanceProblem(ssl, provenance('docker://registry.example/base:1', [])), 'its provenance names the base docker://registry.example/base:1, the recipe\'s is the build_only layer tools');
+  assert.equal(provenanceProblem(ssl, provenance('docker://registry.example/base:1', [])), 'its provenance names the base docker://registry.example/base:1, the recipe\'s is oci:/var/lib/restack/oci:tools');
   assert.equal(provenanceProblem(a, provenance('docker://evil.example/base:1', ['docker://registry.example/team/ssl:v2', 'docker://registry.example/python3:3'])), 'its provenance names the base docker://evil.example/base:1, the recipe\'s is none');
   assert.equal(
     provenanceProblem(a, provenance(null, ['docker://registry.example/team/ssl:v2', 'oci:/etc:python3'])),
