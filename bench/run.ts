@@ -1,13 +1,17 @@
 // npm run bench: every benchmark, each printing ratios against a reference measured in the same run.
 import { printRows, type BenchRow } from './report.ts';
 import { buildBench } from './build.ts';
+import { buildCacheBench } from './build-cache.ts';
 import { buildPodBench } from './build-pod.ts';
 import { operatorBench, operatorUpdatesBench } from './operator.ts';
+import { signingBench } from './signing.ts';
 import { swapBench } from './swap.ts';
 
 const benches: [string, () => Promise<BenchRow[]>][] = [
   ['swap', swapBench],
+  ['signing', signingBench],
   ['build', buildBench],
+  ['build-cache', buildCacheBench],
   ['build-pod', buildPodBench],
   ['operator', operatorBench],
   ['operator-updates', operatorUpdatesBench],

@@ -4,6 +4,7 @@ import { execa } from 'execa';
 import { composeToStore } from '../src/engine/compose.ts';
 import { readStoredImage } from '../src/engine/images.ts';
 import { LayerChangesCache, listBlobChanges } from '../src/engine/layer-changes.ts';
+import type { ImageSigning } from '../src/engine/signing.ts';
 import { recordLayerChanges } from '../src/swap/layer-record.ts';
 import { DependencyImages } from '../src/operator/swap-runner.ts';
 import { swapDependency, type SwapOutcome } from '../src/engine/swap.ts';
@@ -16,9 +17,9 @@ import { eachLimited } from './limit.ts';
 import { RawRegistry, rawFanOut, type RawLayerSwap } from './raw-swap.ts';
 import { timed, type BenchRow } from './report.ts';
 
-const fanOutImages = Number(process.env['RESTACK_BENCH_FANOUT'] ?? 1000);
+export const fanOutImages = Number(process.env['RESTACK_BENCH_FANOUT'] ?? 1000);
 /** Swaps in flight at once in the engine's fan-out (the registry store adapts its requests in flight). */
-const concurrency = Number(process.env['RESTACK_BENCH_CONCURRENCY'] ?? 32);
+export const concurrency = Number(process.env['RESTACK_BENCH_CONCURRENCY'] ?? 32);
 /** Rounds of the fan-out runs, interleaved; each keeps its best time. */
 const rounds = Number(process.env['RESTACK_BENCH_ROUNDS'] ?? 2);
 /** Workers of the raw-HTTP reference, each measured on the same images. */
@@ -31,7 +32,15 @@ const referenceWorkers = [8, 32];
  * outcome (every image of a fan-out has the same slices). With `recordKey`, layers whose change
  * records verify under it are not read.
  */
-export async function swapFanOut(prefix: string, names: readonly string[], dependencyRef: string, limit: number, afterSharedRead: () => void = () => {}, recordKey?: Uint8Array): Promise<SwapOutcome> {
+export async function swapFanOut(
+  prefix: string,
+  names: readonly string[],
+  dependencyRef: string,
+  limit: number,
+  afterSharedRead: () => void = () => {},
+  recordKey?: Uint8Array,
+  signing?: ImageSigning,
+): Promise<SwapOutcome> {
   const layerChanges = new LayerChangesCache(undefined, recordKey === undefined ? {} : { recordKey });
   const dependency = open(dependencyRef);
   const dependencies = new DependencyImages();
@@ -39,7 +48,13 @@ export async function swapFanOut(prefix: string, names: readonly string[], depen
   afterSharedRead();
   let first: SwapOutcome | undefined;
   await eachLimited(names, limit, async (name) => {
-    const outcome = await swapDependency({ target: open(`${prefix}/${name}:latest`), dependency, readDependency: (opened) => dependencies.get(opened, 'anonymous'), layerChanges });
+    const outcome = await swapDependency({
+      target: open(`${prefix}/${name}:latest`),
+      dependency,
+      readDependency: (opened) => dependencies.get(opened, 'anonymous'),
+      layerChanges,
+      ...(signing === undefined ? {} : { signing }),
+    });
     if (outcome.status !== 'swapped') throw new Error(`${name}: ${outcome.refusal?.message ?? outcome.status}`);
     first ??= outcome;
   });
@@ -47,7 +62,40 @@ export async function swapFanOut(prefix: string, names: readonly string[], depen
   return first;
 }
 
-function registryStats(ref: string) {
+/**
+ * base, ssl and python3 pushed under `prefix` with layers of the given sizes, and python3's next
+ * version (not pushed). Incompressible contents, so layer sizes are what is moved.
+ */
+export async function pushInputs(prefix: string, bytes: { base: number; ssl: number; python3: number }): Promise<Record<'base' | 'ssl' | 'python3' | 'python3Next', BuiltLayer>> {
+  const base = await makeLayer({ 'usr/lib/base.bin': randomBytes(bytes.base) });
+  const ssl = await makeLayer({ 'usr/lib/libssl.so.3': randomBytes(bytes.ssl) });
+  const python3 = await makeLayer({ 'usr/lib/python3.11/lib.bin': randomBytes(bytes.python3) });
+  const python3Next = await makeLayer({ 'usr/lib/python3.12/lib.bin': randomBytes(bytes.python3) });
+  await pushLayered(prefix, 'base', [base]);
+  await pushLayered(prefix, 'ssl', [base, ssl]);
+  await pushLayered(prefix, 'python3', [base, python3]);
+  return { base, ssl, python3, python3Next };
+}
+
+/**
+ * `<prefix>/<name>:latest` = base + ssl + python3 (as pushed under `prefix`) + an own layer of
+ * `ownBytes` random bytes, whose changes are recorded under `recordKey` as a build records them.
+ */
+export async function composeApp(prefix: string, name: string, ownBytes: number, recordKey: Uint8Array): Promise<void> {
+  const own = await makeLayer({ [`srv/${name}/app.bin`]: randomBytes(ownBytes) });
+  const changes = await listBlobChanges(Readable.from(Buffer.from(own.bytes)), own.descriptor);
+  const descriptor = 'entries' in changes ? recordLayerChanges(own.descriptor, changes.entries, recordKey) : own.descriptor;
+  const target = open(`${prefix}/${name}:latest`);
+  await target.store.putBlob(target.repository, own.descriptor, own.bytes);
+  await composeToStore({
+    base: open(`${prefix}/base:latest`),
+    applied: [open(`${prefix}/ssl:latest`), open(`${prefix}/python3:latest`)],
+    target,
+    own: [{ descriptor, diffId: own.diffId, history: { created_by: `run ${name}` } }],
+  });
+}
+
+export function registryStats(ref: string) {
   const { store } = open(ref);
   if (!(store instanceof RegistryStore)) throw new Error('bench needs a registry store');
   return store.stats;
@@ -65,30 +113,11 @@ export async function swapBench(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   try {
     const prefix = `docker://${registry.host}/bench`;
-    // Incompressible contents, so layer sizes are what is moved: a 24 MB base, 4 MB ssl, 8 MB python3.
-    const base = await makeLayer({ 'usr/lib/base.bin': randomBytes(24 << 20) });
-    const ssl = await makeLayer({ 'usr/lib/libssl.so.3': randomBytes(4 << 20) });
-    const python3 = await makeLayer({ 'usr/lib/python3.11/lib.bin': randomBytes(8 << 20) });
-    const python3Next = await makeLayer({ 'usr/lib/python3.12/lib.bin': randomBytes(8 << 20) });
-    await pushLayered(prefix, 'base', [base]);
-    await pushLayered(prefix, 'ssl', [base, ssl]);
-    await pushLayered(prefix, 'python3', [base, python3]);
+    const { base, ssl, python3, python3Next } = await pushInputs(prefix, { base: 24 << 20, ssl: 4 << 20, python3: 8 << 20 });
 
     // Builds record their own layers' changes, signed with the builders' key (swap/layer-record.ts).
     const recordKey = randomBytes(32);
-    const composeA = async (name: string, ownBytes = 1 << 20): Promise<void> => {
-      const own = await makeLayer({ [`srv/${name}/app.bin`]: randomBytes(ownBytes) });
-      const changes = await listBlobChanges(Readable.from(Buffer.from(own.bytes)), own.descriptor);
-      const descriptor = 'entries' in changes ? recordLayerChanges(own.descriptor, changes.entries, recordKey) : own.descriptor;
-      const target = open(`${prefix}/${name}:latest`);
-      await target.store.putBlob(target.repository, own.descriptor, own.bytes);
-      await composeToStore({
-        base: open(`${prefix}/base:latest`),
-        applied: [open(`${prefix}/ssl:latest`), open(`${prefix}/python3:latest`)],
-        target,
-        own: [{ descriptor, diffId: own.diffId, history: { created_by: `run ${name}` } }],
-      });
-    };
+    const composeA = (name: string, ownBytes = 1 << 20) => composeApp(prefix, name, ownBytes, recordKey);
     await composeA('a');
     const layerBytes = [base, ssl, python3Next].reduce((sum, layer: BuiltLayer) => sum + layer.descriptor.size, 0);
 

@@ -1,6 +1,7 @@
 import { BuildError } from '../build/errors.ts';
 import { OciError } from '../oci/errors.ts';
 import { ComposeError } from '../swap/compose.ts';
+import { SigningError } from '../sign/errors.ts';
 import { ProvenanceError } from '../swap/provenance.ts';
 
 /** A failure the user can act on: printed as its message and hint, never as a stack trace. */
@@ -20,7 +21,7 @@ export function describeError(error: unknown): { text: string; exitCode: number 
   if (error instanceof UserError) {
     return { text: withHint(`error: ${error.message}`, error.hint), exitCode: error.exitCode };
   }
-  if (error instanceof OciError || error instanceof BuildError) {
+  if (error instanceof OciError || error instanceof BuildError || error instanceof SigningError) {
     return { text: withHint(`error: ${error.message} [${error.code}]`, error.hint), exitCode: 1 };
   }
   if (error instanceof ComposeError || error instanceof ProvenanceError) return { text: `error: ${error.message}`, exitCode: 1 };

@@ -1,15 +1,10 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { createLogger, logLevels, type LogLevel } from './log.ts';
 import { describeError } from './errors.ts';
 import { processOutput } from './output.ts';
 import { commands, type CommandContext } from './commands/index.ts';
-
-/** The package's version: package.json sits two levels up from both src/cli/ and the compiled dist/cli/. */
-function packageVersion(): string {
-  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-}
+import { packageVersion } from '../engine/version.ts';
 
 export function buildProgram(context: Omit<CommandContext, 'logger'>): Command {
   const program = new Command('restack')

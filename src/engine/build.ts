@@ -26,6 +26,8 @@ import { resolveInputs, type LayerInputs } from './build/inputs.ts';
 import { layerOrigins, layerSources } from './build/layer-origins.ts';
 import { containerLayer, tarballLayer, type OwnLayerContext } from './build/own-layers.ts';
 import { pushImage, type PushedBlobs } from './build/push.ts';
+import { cacheTag, RegistryLayerCache } from './build/registry-cache.ts';
+import { signPushed, type ImageSigning } from './signing.ts';
 
 export type LayerType = 'tar' | 'squashfs';
 
@@ -45,6 +47,10 @@ export interface BuildRequest {
    * the `layers` named (`restack update` rebuilds one image and must not re-push the others).
    */
   push?: { prefix: string; tags: readonly string[]; layers?: readonly string[] };
+  /** Sign and attest each pushed image before its tags move (docs/signing.md). */
+  signing?: ImageSigning;
+  /** A registry repository shared as a second-level build cache, e.g. `docker://host/cache` (docs/build-cache.md). */
+  cacheRepository?: string;
   shellOnFail: boolean;
   sourceDateEpoch: number | undefined;
   /**
@@ -69,6 +75,9 @@ interface BuildContext {
   created: string;
   layers: ReadonlyMap<string, PlannedLayer>;
   recipes: ReadonlyMap<string, Recipe>;
+  registryCache: RegistryLayerCache | undefined;
+  /** Blobs already in a registry (the cache repository), for the push to mount instead of upload. */
+  pushed: PushedBlobs;
 }
 
 /** Registry repositories are lowercase; layer names (A) need not be. */
@@ -249,12 +258,15 @@ async function buildLayer(context: BuildContext, planned: PlannedLayer, index: n
   const useCache = !request.noCache && (planned.definition.binds ?? []).length === 0;
   let entry = useCache ? context.cache.get(key) : undefined;
   if (entry !== undefined && !(await ownBlobsPresent(target, entry.own))) entry = undefined;
+  const local = entry !== undefined;
+  if (entry === undefined && useCache) entry = await fromRegistryCache(context, planned.name, key, target);
   const cached = entry !== undefined;
-  step('cache', `${useCache ? (cached ? 'hit' : 'miss') : request.noCache ? 'disabled' : 'skipped (binds)'} ${key.slice('sha256:'.length, 19)}`);
+  step('cache', `${useCache ? (local ? 'hit' : cached ? 'hit (registry)' : 'miss') : request.noCache ? 'disabled' : 'skipped (binds)'} ${key.slice('sha256:'.length, 19)}`);
   if (entry === undefined) {
     entry = { layer: planned.name, ...(await makeOwnLayers(context, planned, inputs, imports, step)) };
-    await context.cache.put(key, entry);
+    if (useCache) await toRegistryCache(context, planned.name, key, entry, target);
   }
+  if (!local) await context.cache.put(key, entry);
 
   step('image', target.display);
   const recipe = context.recipes.get(planned.recipe);
@@ -269,15 +281,47 @@ async function buildLayer(context: BuildContext, planned: PlannedLayer, index: n
   return { name: planned.name, ref: target.display, digest, buildOnly: planned.buildOnly, cached, provenance, pushed: [] };
 }
 
-async function pushOutputs(context: BuildContext, outputs: BuildOutput[], push: NonNullable<BuildRequest['push']>): Promise<void> {
+/** The registry cache's entry for the key, its blobs now in the layout; undefined on a miss (an untrusted or unreadable entry is reported and skipped). */
+async function fromRegistryCache(context: BuildContext, layer: string, key: string, layout: OpenedReference): Promise<CacheEntry | undefined> {
+  const cache = context.registryCache;
+  if (cache === undefined) return undefined;
+  const found = await cache.fetch(key, layout).catch((error: unknown) => ({ miss: 'unreadable' as const, reason: error instanceof Error ? error.message : String(error) }));
+  if ('miss' in found) {
+    if (found.miss !== 'absent') context.request.onEvent({ event: 'warning', layer, message: `registry cache ${cache.repository.display}: entry ${cacheTag(key)} ignored: ${found.reason}`, paths: [] });
+    return undefined;
+  }
+  rememberInRegistry(context, cache, found.entry);
+  return { ...found.entry, layer };
+}
+
+/** Best effort: a layer that cannot be written to the registry cache is a warning, never a failed build. */
+async function toRegistryCache(context: BuildContext, layer: string, key: string, entry: CacheEntry, layout: OpenedReference): Promise<void> {
+  const cache = context.registryCache;
+  if (cache === undefined) return;
+  try {
+    await cache.publish(key, entry, layout);
+    rememberInRegistry(context, cache, entry);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    context.request.onEvent({ event: 'warning', layer, message: `registry cache ${cache.repository.display}: could not write ${cacheTag(key)}: ${reason}`, paths: [] });
+  }
+}
+
+function rememberInRegistry(context: BuildContext, cache: RegistryLayerCache, entry: CacheEntry): void {
+  for (const own of entry.own) context.pushed.set(`${cache.repository.store.location} ${own.descriptor.digest}`, cache.repository);
+}
+
+async function pushOutputs(context: BuildContext, outputs: BuildOutput[], push: NonNullable<BuildRequest['push']>, buildStarted: Date): Promise<void> {
   const started = Date.now();
-  const pushed: PushedBlobs = new Map();
+  const { signing } = context.request;
+  const { pushed } = context;
   for (const output of outputs) {
     if (output.buildOnly || (push.layers !== undefined && !push.layers.includes(output.name))) continue;
     const [first = 'latest', ...more] = push.tags;
     const ref = pushReference(push.prefix, output.name, first);
     context.request.onEvent({ event: 'step', layer: output.name, step: 'push', message: [ref, ...more.map((tag) => `:${tag}`)].join(' '), elapsedMs: Date.now() - started });
-    await pushImage(context.request.open(output.ref, false), output.digest, context.request.open(ref, false), more, pushed);
+    const [source, target] = [context.request.open(output.ref, false), context.request.open(ref, false)];
+    await pushImage(source, output.digest, target, more, pushed, signing && ((written) => signPushed(signing, source, target, written, buildStarted)));
     output.pushed = [first, ...more].map((tag) => `${pushReference(push.prefix, output.name, tag)}@${output.digest}`);
   }
 }
@@ -318,10 +362,12 @@ export async function buildRecipes(request: BuildRequest): Promise<BuildOutput[]
     created: createdTimestamp(request.sourceDateEpoch),
     layers: new Map(request.plan.layers.map((layer) => [layer.name, layer])),
     recipes: new Map(request.recipes.map((recipe) => [recipe.file, recipe])),
+    registryCache: request.cacheRepository === undefined ? undefined : new RegistryLayerCache(request.open(request.cacheRepository, false)),
+    pushed: new Map(),
   };
   const outputs: BuildOutput[] = [];
   for (const [index, planned] of request.plan.layers.entries()) outputs.push(await buildLayer(context, planned, index + 1));
-  if (request.push !== undefined) await pushOutputs(context, outputs, request.push);
+  if (request.push !== undefined) await pushOutputs(context, outputs, request.push, new Date(started));
   request.onEvent({ event: 'build-done', outputs, elapsedMs: Date.now() - started });
   return outputs;
 }

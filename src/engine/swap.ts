@@ -3,6 +3,7 @@ import { OciError } from '../oci/errors.ts';
 import { MediaType } from '../oci/mediatypes.ts';
 import { formatReference, imageName, parseReference, repositoryKey, withDigest, type ImageReference } from '../oci/reference.ts';
 import type { Descriptor, ImageIndex } from '../oci/types.ts';
+import type { SigningOutcome } from '../sign/attach.ts';
 import { serializeImage, readProvenance } from '../swap/image.ts';
 import type { Provenance } from '../swap/provenance.ts';
 import { analyseOverlap, type SafetyReport } from '../swap/safety.ts';
@@ -10,6 +11,7 @@ import type { NamedImage } from '../swap/compose.ts';
 import { checkApplied, findApplied, isRefusal, planSwap, type SwapPlan } from '../swap/swap.ts';
 import { formatPlatform, readStoredImage, samePlatform, type OpenedReference, type PlatformImage, type StoredImage } from './images.ts';
 import type { LayerChangesCache } from './layer-changes.ts';
+import { signImage, type ImageSigning } from './signing.ts';
 import { moveTags, noTransfers, transferBlob, type TransferCounts } from './publish.ts';
 
 export interface SwapRequest {
@@ -29,6 +31,8 @@ export interface SwapRequest {
   dryRun?: boolean;
   allowOverlap?: boolean;
   layerChanges: LayerChangesCache;
+  /** Sign and attest the swapped image before its tags move (docs/signing.md). */
+  signing?: ImageSigning;
   onProgress?: (message: string) => void;
 }
 
@@ -56,6 +60,8 @@ export interface SwapOutcome {
   refusal?: { reason: 'NoProvenance' | 'BaseChanged' | 'Inconsistent' | 'FormatMismatch' | 'Overlap' | 'NotAnalysed' | 'PlatformMissing'; message: string };
   transfers: TransferCounts;
   tagsMoved: string[];
+  /** Whether the signature and attestation were written or already there, when signing. */
+  signing?: SigningOutcome;
 }
 
 function parsedOrUndefined(ref: string): ImageReference | undefined {
@@ -123,6 +129,7 @@ async function readRecorded(request: SwapRequest, digest: string, platform: Plat
 export async function swapDependency(request: SwapRequest): Promise<SwapOutcome> {
   const { target, dependency } = request;
   const progress = request.onProgress ?? (() => {});
+  const started = new Date();
   const stored = await readStoredImage(target);
   const outcome: SwapOutcome = {
     status: 'planned',
@@ -219,6 +226,11 @@ export async function swapDependency(request: SwapRequest): Promise<SwapOutcome>
       const serialized = serializeImage(plan);
       await target.store.putManifest(target.repository, serialized.manifestBytes, serialized.manifestDescriptor.mediaType);
     }
+  }
+  if (request.signing !== undefined) {
+    const images = stored.platforms.map((platform) => plans.find((entry) => entry.platform === platform)?.plan ?? platform.image);
+    const changes = outcome.platforms.map((p) => ({ dependency: dependency.display, from: p.dependencyBefore, to: p.dependencyAfter, platform: p.platform }));
+    outcome.signing = await signImage(request.signing, target, newTop.descriptor, images, started, { before: outcome.before, changes });
   }
   progress(`writing ${newTop.descriptor.digest}`);
   await retag(request, newTop.descriptor, outcome, newTop.bytes);

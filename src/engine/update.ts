@@ -12,6 +12,7 @@ import { layerRecipeRecord, recipeAnnotation } from './build/image-config.ts';
 import { readPlatformImage } from './compose.ts';
 import { readStoredImage, type OpenedReference, type PlatformImage } from './images.ts';
 import type { LayerChangesCache } from './layer-changes.ts';
+import type { ImageSigning } from './signing.ts';
 import { swapDependency } from './swap.ts';
 
 // The vocabulary of a decision; watch/decide.ts makes it (watch sits above the engine).
@@ -98,7 +99,9 @@ export interface UpdateRequest {
   tags: readonly string[];
   decider: Decider;
   /** How a layer is rebuilt: the build settings except what the update chooses. */
-  build: Omit<BuildRequest, 'plan' | 'recipes' | 'push' | 'open' | 'onEvent'>;
+  build: Omit<BuildRequest, 'plan' | 'recipes' | 'push' | 'signing' | 'open' | 'onEvent'>;
+  /** Sign and attest every image swapped or rebuilt, before its tags move (docs/signing.md). */
+  signing?: ImageSigning;
   /** Opens a reference as written; `insecure` from the recipe's `from.insecure`. */
   open: (ref: string, insecure: boolean) => OpenedReference;
   layerChanges: LayerChangesCache;
@@ -206,6 +209,7 @@ async function rebuild(request: UpdateRequest, name: string): Promise<string> {
     plan: planFor(request.plan, name),
     recipes: request.recipes,
     push: { prefix: request.prefix, tags: request.tags, layers: [name] },
+    ...(request.signing === undefined ? {} : { signing: request.signing }),
     open: request.open,
     // the update reports its own summary; a build's summary would repeat it
     onEvent: (event) => {
@@ -226,6 +230,7 @@ async function swapAll(request: UpdateRequest, target: OpenedReference, dependen
       dependency: request.open(dependency.ref, false),
       extraTags: request.tags.slice(1),
       layerChanges: request.layerChanges,
+      ...(request.signing === undefined ? {} : { signing: request.signing }),
     });
     if (outcome.refusal !== undefined) return request.decider.afterRefusal(dependency, outcome.refusal);
     after = outcome.after;

@@ -1,6 +1,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { BuildPodSettings } from './build-policy.ts';
 import { derivedName, labelValue } from './names.ts';
+import { signingKeyFiles } from './signing.ts';
 
 /**
  * The build pod of an ImageBuild, in one place (kpack's habit): every security field is spelled
@@ -20,6 +21,10 @@ export interface BuildPodInput {
   insecure: boolean;
   /** A kubernetes.io/dockerconfigjson Secret with push credentials. */
   pushSecretName?: string;
+  /** `docker://host/repository` shared as a build cache by every build of the Stackerfile. */
+  cacheRepository?: string;
+  /** A Secret with the signing key (cosign.key, optional cosign.password): the build signs what it pushes. */
+  signingSecretName?: string;
   /** Image, resources, deadline and placement: the Stackerfile's spec.builder over the operator's defaults (build-policy.ts). */
   settings: BuildPodSettings;
 }
@@ -44,6 +49,7 @@ const storageMount = '/var/lib/restack';
 /** The build's output layout in the pod: provenance names a build_only layer by its ref there. */
 export const buildPodLayout = `${storageMount}/oci`;
 const authMount = '/restack/auth';
+const signingMount = '/restack/signing';
 
 export function buildPodName(imageBuild: string): string {
   return derivedName(imageBuild, '-build');
@@ -67,6 +73,9 @@ export function buildPod(input: BuildPodInput): V1Pod {
     ...input.tags.flatMap((tag) => ['--tag', tag]),
     ...Object.entries(input.substitutions).flatMap(([key, value]) => ['--substitute', `${key}=${value}`]),
     ...(input.insecure ? ['--insecure'] : []),
+    ...(input.cacheRepository === undefined ? [] : ['--cache-repo', input.cacheRepository]),
+    // The provenance names the builder image as the builder.
+    ...(input.signingSecretName === undefined ? [] : ['--sign-key', `${signingMount}/${signingKeyFiles.key}`, '--builder-id', `docker://${settings.image}`]),
     '--termination-log', terminationLog,
     '--json',
   ];
@@ -106,6 +115,10 @@ export function buildPod(input: BuildPodInput): V1Pod {
           env: [
             { name: 'HOME', value: `${storageMount}/home` },
             ...(input.pushSecretName === undefined ? [] : [{ name: 'REGISTRY_AUTH_FILE', value: `${authMount}/config.json` }]),
+            // The key's password stays out of the pod spec and off the disk: an env var from the Secret.
+            ...(input.signingSecretName === undefined
+              ? []
+              : [{ name: 'COSIGN_PASSWORD', valueFrom: { secretKeyRef: { name: input.signingSecretName, key: signingKeyFiles.password, optional: true } } }]),
           ],
           // The builder writes its compact result (outputs and digests, or the failure) here
           // (src/engine/build/result-message.ts); the log's tail stands in if it writes nothing.
@@ -137,6 +150,7 @@ export function buildPod(input: BuildPodInput): V1Pod {
             // and no hostPath is needed.
             { name: 'storage', mountPath: storageMount },
             ...(input.pushSecretName === undefined ? [] : [{ name: 'push-auth', mountPath: authMount, readOnly: true }]),
+            ...(input.signingSecretName === undefined ? [] : [{ name: 'signing-key', mountPath: signingMount, readOnly: true }]),
           ],
         },
       ],
@@ -147,6 +161,10 @@ export function buildPod(input: BuildPodInput): V1Pod {
         ...(input.pushSecretName === undefined
           ? []
           : [{ name: 'push-auth', secret: { secretName: input.pushSecretName, items: [{ key: '.dockerconfigjson', path: 'config.json' }] } }]),
+        // Only the key file: the password comes through the environment.
+        ...(input.signingSecretName === undefined
+          ? []
+          : [{ name: 'signing-key', secret: { secretName: input.signingSecretName, items: [{ key: signingKeyFiles.key, path: signingKeyFiles.key }], defaultMode: 0o400 } }]),
       ],
     },
   };

@@ -126,12 +126,18 @@ export class LocalExecutor implements Executor {
       await writeFile(file, request.recipe);
       await mkdir(join(dir, 'home'), { mode: 0o700 });
       const env = builderEnvironment(process.env, join(dir, 'home'), this.#environment);
+      const kube = this.#context?.kube;
+      if (kube === undefined) throw new Error('the local executor was not started');
+      // Secrets are written for this run only and removed with its directory below.
       if (request.pushSecretName !== undefined) {
-        const kube = this.#context?.kube;
-        if (kube === undefined) throw new Error('the local executor was not started');
-        // Written for this run only and removed with its directory below.
         env['REGISTRY_AUTH_FILE'] = join(dir, 'config.json');
         await writeFile(env['REGISTRY_AUTH_FILE'], await kube.dockerConfigJson(request.imageBuild.namespace, request.pushSecretName), { mode: 0o600 });
+      }
+      const signKey = join(dir, 'cosign.key');
+      if (request.signingSecretName !== undefined) {
+        const { key, password } = await kube.signingKey(request.imageBuild.namespace, request.signingSecretName);
+        await writeFile(signKey, key, { mode: 0o600 });
+        if (password !== undefined) env['COSIGN_PASSWORD'] = password;
       }
       const args = [
         ...this.#command.slice(1),
@@ -141,6 +147,8 @@ export class LocalExecutor implements Executor {
         ...request.tags.flatMap((tag) => ['--tag', tag]),
         ...Object.entries(request.substitutions).flatMap(([key, value]) => ['--substitute', `${key}=${value}`]),
         ...(request.insecure ? ['--insecure'] : []),
+        ...(request.signingSecretName === undefined ? [] : ['--sign-key', signKey]),
+        ...(request.builder.cacheRepository === undefined ? [] : ['--cache-repo', `docker://${request.builder.cacheRepository}`]),
         '--json',
       ];
       return await this.#spawn(this.#command[0] as string, args, dir, env, request, run);

@@ -135,7 +135,7 @@ export class PodExecutor implements Executor {
     const refusal = this.refuse(request.builder);
     if (refusal !== undefined) return done({ ok: false, message: refusal.message });
     // Checked here: a pod whose Secret volume is missing would wait in ContainerCreating.
-    const secretProblem = await this.#pushSecretProblem(request);
+    const secretProblem = await this.#secretProblem(request);
     if (secretProblem !== undefined) return done({ ok: false, message: secretProblem });
     const owner = { apiVersion: 'restack.dev/v1alpha1', kind: 'ImageBuild', name, uid: request.imageBuild.uid, controller: true, blockOwnerDeletion: true };
     const configMap = recipeConfigMapName(name);
@@ -155,6 +155,8 @@ export class PodExecutor implements Executor {
       substitutions: request.substitutions,
       insecure: request.insecure,
       ...(request.pushSecretName === undefined ? {} : { pushSecretName: request.pushSecretName }),
+      ...(request.signingSecretName === undefined ? {} : { signingSecretName: request.signingSecretName }),
+      ...(request.builder.cacheRepository === undefined ? {} : { cacheRepository: `docker://${request.builder.cacheRepository}` }),
       settings: buildPodSettings(this.#o.policy, request.builder),
     });
     let created: V1Pod | undefined;
@@ -178,7 +180,7 @@ export class PodExecutor implements Executor {
   async #notStarted(pod: V1Pod, request: BuildRequest): Promise<BuildProgress> {
     const name = pod.metadata?.name ?? buildPodName(request.imageBuild.name);
     const where = `the build pod ${request.imageBuild.namespace}/${name}`;
-    const secretProblem = await this.#pushSecretProblem(request);
+    const secretProblem = await this.#secretProblem(request);
     if (secretProblem !== undefined) return done({ ok: false, message: `${where} cannot start: ${secretProblem}` });
     const created = new Date(pod.metadata?.creationTimestamp ?? Date.now()).getTime();
     const startTimeoutMs = (durationSeconds(this.#o.policy.defaults.startTimeout) ?? 0) * 1000;
@@ -201,11 +203,11 @@ export class PodExecutor implements Executor {
       .map((event) => `${event.reason ?? 'Warning'}: ${event.message ?? ''}`);
   }
 
-  /** The push Secret a build needs, missing or unusable: the reason, naming spec.output.pushSecretRef; undefined when it is there. */
-  async #pushSecretProblem(request: BuildRequest): Promise<string | undefined> {
-    if (request.pushSecretName === undefined) return undefined;
+  /** The Secrets a build needs (push credentials, signing key), missing or unusable: the reason, naming the spec field; undefined when they are there. */
+  async #secretProblem(request: BuildRequest): Promise<string | undefined> {
     try {
-      await this.#kube().dockerConfigJson(request.imageBuild.namespace, request.pushSecretName);
+      if (request.pushSecretName !== undefined) await this.#kube().dockerConfigJson(request.imageBuild.namespace, request.pushSecretName);
+      if (request.signingSecretName !== undefined) await this.#kube().signingKey(request.imageBuild.namespace, request.signingSecretName);
       return undefined;
     } catch (error) {
       return error instanceof Error ? error.message : String(error);

@@ -17,6 +17,8 @@ export interface BuildRequest {
   substitutions: Record<string, string>;
   /** A kubernetes.io/dockerconfigjson Secret in the ImageBuild's namespace. */
   pushSecretName?: string;
+  /** A Secret in the ImageBuild's namespace with the signing key (src/operator/signing.ts). */
+  signingSecretName?: string;
   builder: BuilderSpec;
   /** The pod status.podName records: a run was started before, maybe by an earlier operator process. */
   podName?: string;

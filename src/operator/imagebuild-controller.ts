@@ -7,6 +7,7 @@ import type { ImageBuild, Kube, Stackerfile } from './kube.ts';
 import type { Result } from './queue.ts';
 import { readRecipe } from './recipe-source.ts';
 import type { ImageBuildStatus } from './resources.ts';
+import { SigningKeys } from './signing.ts';
 import { controllerUid } from './stackerfile-controller.ts';
 import { DependencyImages, runSwap, stackerfileOpener, swapFailure, type SwapRun } from './swap-runner.ts';
 
@@ -37,6 +38,7 @@ export class ImageBuildController {
   /** UIDs this process finished: the cache may still show them Running for a moment. */
   readonly #finished = new Set<string>();
   readonly #dependencies = new DependencyImages();
+  readonly #signingKeys = new SigningKeys();
   /** What this process recorded of the builds it saw Running: the cache may still show them Pending. */
   readonly #running = new Map<string, { podName?: string; startTime: string }>();
 
@@ -73,6 +75,7 @@ export class ImageBuildController {
       insecure: output.insecure ?? false,
       substitutions: substitutions ?? {},
       ...(output.pushSecretRef === undefined ? {} : { pushSecretName: output.pushSecretRef.name }),
+      ...(output.signing === undefined ? {} : { signingSecretName: output.signing.keySecretRef.name }),
       builder: builder ?? { storage: 'overlay' },
       ...(build.status?.podName === undefined ? {} : { podName: build.status.podName }),
     };
@@ -106,7 +109,8 @@ export class ImageBuildController {
     const startTime = now();
     let run: SwapRun;
     try {
-      run = await runSwap(build, stackerfile, await stackerfileOpener(this.#o.kube, stackerfile), this.#o.layerChanges, this.#dependencies);
+      const signing = await this.#signingKeys.forStackerfile(this.#o.kube, stackerfile);
+      run = await runSwap(build, stackerfile, await stackerfileOpener(this.#o.kube, stackerfile), this.#o.layerChanges, this.#dependencies, signing);
     } catch (error) {
       const failure = swapFailure(error, stackerfile);
       if (failure === undefined) throw error;

@@ -1,7 +1,9 @@
 import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, VersionApi, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { credentialsFromDockerConfigJson, type CredentialProvider } from '../oci/registry/credential-provider.ts';
 import { parseDockerConfig, refuseCredentialHelpers } from '../oci/registry/credentials.ts';
+import { SigningError } from '../sign/errors.ts';
 import { group, version, type ImageBuildSpec, type ImageBuildStatus, type StackerfileSpec, type StackerfileStatus } from './resources.ts';
+import { signingKeyFiles } from './signing.ts';
 
 export interface Stackerfile extends KubernetesObject {
   spec: StackerfileSpec;
@@ -131,6 +133,22 @@ export class Kube {
     const source = `${field}: Secret ${namespace}/${name}, key .dockerconfigjson`;
     refuseCredentialHelpers(parseDockerConfig(text, source), source);
     return text;
+  }
+
+  /** The signing key Secret of spec.output.signing.keySecretRef, laid out as `cosign generate-key-pair k8s://NAMESPACE/NAME` writes it. */
+  async signingKey(namespace: string, name: string): Promise<{ key: string; password: string | undefined }> {
+    const field = 'spec.output.signing.keySecretRef';
+    let secret;
+    try {
+      secret = await this.core.readNamespacedSecret({ namespace, name });
+    } catch (error) {
+      if (statusCode(error) === 404) throw new SigningError('KEY_INVALID', `${field}: Secret ${namespace}/${name} does not exist`, `create it with cosign generate-key-pair k8s://${namespace}/${name}, or fix the name`);
+      throw error;
+    }
+    const decode = (key: string) => (secret.data?.[key] === undefined ? undefined : Buffer.from(secret.data[key], 'base64').toString('utf8'));
+    const key = decode(signingKeyFiles.key);
+    if (key === undefined) throw new SigningError('KEY_INVALID', `${field}: Secret ${namespace}/${name} has no ${signingKeyFiles.key} key`, `create it with cosign generate-key-pair k8s://${namespace}/${name}`);
+    return { key, password: decode(signingKeyFiles.password) };
   }
 
   /**

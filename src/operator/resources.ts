@@ -54,6 +54,11 @@ export const builderSchema = z
       .enum(['auto', 'overlay', 'btrfs'])
       .default('overlay')
       .describe('Storage driver of the builder. auto: btrfs when the storage directory is on btrfs, else overlay; build pods always use overlay (an emptyDir is rarely btrfs and pods have no loop devices), so btrfs is refused for them.'),
+    cacheRepository: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('A registry repository (host[:port]/repository) every build of this Stackerfile shares as a layer cache, with the push credentials; whoever can push there can choose what builds reuse (docs/build-cache.md).'),
     resources: resourcesSchema.optional().describe("Resources of the build pod, merged by resource name over the operator's defaults (--build-pod-defaults)."),
     timeout: z
       .string()
@@ -88,6 +93,14 @@ export const stackerfileSpecSchema = z
         tags: z.array(z.string().regex(/^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/)).min(1).default(['latest']).describe('Tags every image gets.'),
         pushSecretRef: z.object({ name }).optional().describe('A kubernetes.io/dockerconfigjson Secret with push credentials.'),
         insecure: z.boolean().default(false).describe('Use plain http for the registry.'),
+        signing: z
+          .object({
+            keySecretRef: z
+              .object({ name })
+              .describe('A Secret in the same namespace with cosign.key (and cosign.password when the key has one), as `cosign generate-key-pair k8s://NAMESPACE/NAME` creates it.'),
+          })
+          .optional()
+          .describe('Sign every image built or swapped, and attest its SLSA provenance, before its tags move (docs/signing.md).'),
       })
       .describe('The target registry.'),
     updates: z

@@ -1,8 +1,10 @@
 import { readStoredImage, type OpenedReference, type StoredImage } from '../engine/images.ts';
 import type { LayerChangesCache } from '../engine/layer-changes.ts';
+import type { ImageSigning } from '../engine/signing.ts';
 import { swapDependency } from '../engine/swap.ts';
 import { formatReference, parseReference, withDigest } from '../oci/reference.ts';
 import { OciError } from '../oci/errors.ts';
+import { SigningError } from '../sign/errors.ts';
 import type { ImageBuild, Kube, Stackerfile } from './kube.ts';
 import { outputOpener, type Opener } from './output-registry.ts';
 import type { ImageBuildStatus, StackerfileStatus } from './resources.ts';
@@ -62,7 +64,14 @@ export function pinned(ref: string, digest: string): string {
  * (the images already swapped report UpToDate). A refused swap leaves the image as it was and
  * says why; the Stackerfile controller then starts a rebuild.
  */
-export async function runSwap(build: ImageBuild, stackerfile: Stackerfile, open: Opener, layerChanges: LayerChangesCache, dependencies: DependencyImages): Promise<SwapRun> {
+export async function runSwap(
+  build: ImageBuild,
+  stackerfile: Stackerfile,
+  open: Opener,
+  layerChanges: LayerChangesCache,
+  dependencies: DependencyImages,
+  signing?: ImageSigning,
+): Promise<SwapRun> {
   const published = new Map((stackerfile.status?.images ?? []).map((image) => [image.name, image]));
   const tags = stackerfile.spec.output.tags ?? ['latest'];
   const changed = (build.spec.inputs ?? []).filter((input) => input.role === 'apply' && input.digest !== undefined);
@@ -75,7 +84,7 @@ export async function runSwap(build: ImageBuild, stackerfile: Stackerfile, open:
       }
       continue;
     }
-    const output = await swapImage(image, changed, open, tags, { layerChanges, dependencies, reader: readerOf(stackerfile) }, run.checks);
+    const output = await swapImage(image, changed, open, tags, { layerChanges, dependencies, reader: readerOf(stackerfile), ...(signing === undefined ? {} : { signing }) }, run.checks);
     if (output !== undefined) run.outputs.push(output);
   }
   return run;
@@ -86,7 +95,7 @@ async function swapImage(
   changed: readonly { ref: string; digest?: string | undefined }[],
   open: Opener,
   tags: readonly string[],
-  caches: { layerChanges: LayerChangesCache; dependencies: DependencyImages; reader: string },
+  caches: { layerChanges: LayerChangesCache; dependencies: DependencyImages; reader: string; signing?: ImageSigning },
   checks: Check[],
 ): Promise<Output | undefined> {
   let inputs = image.inputs ?? [];
@@ -104,6 +113,7 @@ async function swapImage(
       dependency,
       readDependency: (opened) => caches.dependencies.get(opened, caches.reader),
       layerChanges: caches.layerChanges,
+      ...(caches.signing === undefined ? {} : { signing: caches.signing }),
     });
     const check = { image: image.name, dependency: input.ref, from: recorded.digest ?? '', to: input.digest };
     if (outcome.refusal !== undefined) {
@@ -134,12 +144,13 @@ export function stackerfileOpener(kube: Kube, stackerfile: Stackerfile): Promise
 }
 
 /**
- * A swap that cannot be made with the Stackerfile's credentials, as the ImageBuild's failure: its
- * Secret is unusable, or the registry refused the credentials used (which, and how to give the
- * Stackerfile its own). Undefined for any other error.
+ * A swap that cannot be made with the Stackerfile's credentials or signing key, as the
+ * ImageBuild's failure: a Secret is unusable, or the registry refused the credentials used (which,
+ * and how to give the Stackerfile its own). Undefined for any other error.
  */
 export function swapFailure(error: unknown, stackerfile: Stackerfile): string | undefined {
-  if (error instanceof OciError && error.code === 'CREDENTIALS_INVALID') return `${error.message}${error.hint === undefined ? '' : `; ${error.hint}`}`;
+  // Both name spec.output.pushSecretRef or spec.output.signing.keySecretRef themselves.
+  if (error instanceof SigningError || (error instanceof OciError && error.code === 'CREDENTIALS_INVALID')) return `${error.message}${error.hint === undefined ? '' : `; ${error.hint}`}`;
   if (!(error instanceof OciError) || (error.code !== 'UNAUTHORIZED' && error.code !== 'DENIED')) return undefined;
   const { output } = stackerfile.spec;
   const namespace = stackerfile.metadata?.namespace ?? 'default';

@@ -5,6 +5,7 @@
  * new does nothing.
  */
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -63,8 +64,8 @@ describe('restack update: the seeds example against docker-registry', { skip }, 
       ].join('\n'),
     );
   };
-  const update = async (): Promise<UpdateRun> => {
-    const args = ['update', '--json', '-f', join(dir, 'stacker.yaml'), '--oci-dir', join(dir, 'oci'), '--roots-dir', join(dir, 'roots'), '--push', prefix()];
+  const update = async (...more: string[]): Promise<UpdateRun> => {
+    const args = ['update', '--json', '-f', join(dir, 'stacker.yaml'), '--oci-dir', join(dir, 'oci'), '--roots-dir', join(dir, 'roots'), '--push', prefix(), ...more];
     const result = await restack(args);
     const events = String(result.stdout)
       .split('\n')
@@ -98,10 +99,13 @@ describe('restack update: the seeds example against docker-registry', { skip }, 
     assert.deepEqual(containersRan(second), []);
   });
 
-  test('python3 bumped in the recipe: python3 rebuilt (RecipeChange), A swapped, A not run again', async () => {
+  test('python3 bumped in the recipe: python3 rebuilt (RecipeChange), A swapped, A not run again; with --sign-key both are signed', async () => {
     const before = await layers('a');
     await writeRecipe('mkdir -p /usr/bin, echo python 3.12 > /usr/bin/python3');
-    const run = await update();
+    const keys = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    await writeFile(join(dir, 'sign.pem'), keys.privateKey.export({ format: 'pem', type: 'pkcs8' }));
+    await writeFile(join(dir, 'sign.pub'), keys.publicKey.export({ format: 'pem', type: 'spki' }));
+    const run = await update('--sign-key', join(dir, 'sign.pem'));
     const results = resultsOf(run);
     assert.deepEqual(actions(results), [
       ['ssl', 'nothing', ''],
@@ -114,6 +118,12 @@ describe('restack update: the seeds example against docker-registry', { skip }, 
     assert.deepEqual([after[0], after[1], after[2], after[3]], [before[0], before[1], python3[1], before[3]], "only python3's slice changed; A's own layer is the same bytes");
     assert.equal(results.get('A')?.after, (await open(`${prefix()}/a:latest`).store.resolve('seeds/a', 'latest')).digest);
     await validateImage(open(`${prefix()}/a:latest`).store, 'seeds/a', 'latest');
+    const swapped = await restack(['verify', `${prefix()}/a:latest`, '--key', join(dir, 'sign.pub')]);
+    assert.equal(swapped.exitCode, 0, swapped.stderr);
+    assert.match(swapped.stdout, /provenance https:\/\/restack\.dev\/swap\/v1/);
+    const rebuilt = await restack(['verify', `${prefix()}/python3:latest`, '--key', join(dir, 'sign.pub')]);
+    assert.equal(rebuilt.exitCode, 0, rebuilt.stderr);
+    assert.match(rebuilt.stdout, /provenance https:\/\/restack\.dev\/build\/v1/);
     assert.deepEqual(actions(resultsOf(await update())).map(([, action]) => action), ['nothing', 'nothing', 'nothing']);
   });
 

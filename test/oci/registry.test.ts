@@ -105,6 +105,16 @@ describe('RegistryStore against docker-registry', { skip }, () => {
     assert.deepEqual(await drain(await store.openBlob('push/chunked', descriptor)), bytes);
   });
 
+  test('a blob larger than any buffered answer is found by HEAD, and written once: a second write finds it present', async () => {
+    const store = open();
+    const bytes = randomBytes(9 * 1024 * 1024);
+    const descriptor = { mediaType: MediaType.ociLayerTar, digest: sha256Digest(bytes), size: bytes.length };
+    assert.equal(await store.putBlob('push/large', descriptor, bytes), 'uploaded');
+    // The HEAD answers Content-Length: 9 MiB and no body.
+    assert.ok(await store.hasBlob('push/large', descriptor));
+    assert.equal(await store.putBlob('push/large', descriptor, () => Readable.from([bytes])), 'present');
+  });
+
   test('a streamed source that does not match its digest is never completed', async () => {
     const store = open({ chunkedUploadThreshold: 1024 * 1024, chunkSize: 512 * 1024 });
     const bytes = randomBytes(1536 * 1024);

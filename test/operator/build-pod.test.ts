@@ -67,6 +67,22 @@ test('the build pod, field by field', () => {
   assert.deepEqual(container.resources, { requests: { cpu: '1' }, limits: { memory: '2Gi', 'ephemeral-storage': '10Gi' } });
 });
 
+test('a signing Stackerfile\'s build pod mounts only the key file, passes the password through the environment, and names its image as the builder', () => {
+  const pod = buildPod({ ...input, signingSecretName: 'signing' });
+  const container = pod.spec!.containers[0]!;
+  const args = container.args ?? [];
+  const at = args.indexOf('--sign-key');
+  assert.deepEqual(args.slice(at, at + 4), ['--sign-key', '/restack/signing/cosign.key', '--builder-id', 'docker://registry.example/restack/builder:0.1.0']);
+  assert.deepEqual(container.env?.at(-1), { name: 'COSIGN_PASSWORD', valueFrom: { secretKeyRef: { name: 'signing', key: 'cosign.password', optional: true } } });
+  assert.deepEqual(container.volumeMounts?.at(-1), { name: 'signing-key', mountPath: '/restack/signing', readOnly: true });
+  assert.deepEqual(pod.spec!.volumes?.at(-1), { name: 'signing-key', secret: { secretName: 'signing', items: [{ key: 'cosign.key', path: 'cosign.key' }], defaultMode: 0o400 } });
+});
+
+test('a Stackerfile with a cache repository gives its build pods --cache-repo', () => {
+  const args = buildPod({ ...input, cacheRepository: 'docker://registry.example/team/cache' }).spec!.containers[0]!.args ?? [];
+  assert.deepEqual(args.slice(args.indexOf('--cache-repo'), args.indexOf('--cache-repo') + 2), ['--cache-repo', 'docker://registry.example/team/cache']);
+});
+
 describe('the build pod on a real API server with Pod Security and the admission policy', () => {
   let cluster: Cluster;
   let admin: CoreV1Api;
@@ -159,8 +175,11 @@ describe('the build pod on a real API server with Pod Security and the admission
     assert.equal(await rejection(inNamespace('builds')), '', 'the same pod from the operator is admitted');
   });
 
-  test('the privileged-level build namespace with the policy admits the build pod; an ephemeral container added to it is refused', async () => {
+  test('the privileged-level build namespace with the policy admits the build pod, signing or not; an ephemeral container added to it is refused', async () => {
     assert.equal(await rejection(inNamespace('builds')), '');
+    const signing = buildPod({ ...input, imageBuild: { ...input.imageBuild, namespace: 'builds' }, settings: { ...input.settings, image: configuredBuilderImage }, signingSecretName: 'signing' });
+    delete signing.metadata!.ownerReferences;
+    assert.equal(await rejection(signing), '', 'with the signing key Secret mounted');
     const created = await operator.createNamespacedPod({ namespace: 'builds', body: inNamespace('builds') });
     assert.equal(created.spec?.hostUsers, false);
     const name = created.metadata!.name!;

@@ -4,6 +4,8 @@
 // not a build.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { pino } from 'pino';
@@ -17,6 +19,8 @@ import { openReferences } from '../../src/engine/open-reference.ts';
 import { credentialsFromDockerConfigJson } from '../../src/oci/registry/credential-provider.ts';
 import { startFaultyProxy, type FaultyProxy } from '../services/faulty-proxy.ts';
 import { startOrSkip, startRegistry, type RunningRegistry } from '../services/registry.ts';
+import { installCosign, type Cosign } from '../services/cosign.ts';
+import { restack } from '../cli/restack.ts';
 import { readStoredImage } from '../../src/engine/images.ts';
 import { LocalExecutor } from '../../src/operator/executor-local.ts';
 import type { Stackerfile } from '../../src/operator/kube.ts';
@@ -31,6 +35,7 @@ const ns = 'updates';
 const { service: started, skip } = await startOrSkip(() => startRegistry());
 const users = { alice: 'correct horse' };
 const { service: privateRegistry, skip: privateSkip } = await startOrSkip(() => startRegistry({ htpasswd: users }));
+const { service: cosign, skip: cosignSkip } = await startOrSkip(() => installCosign());
 
 describe('the operator keeps images current', { timeout: 600_000, ...(skip === undefined ? {} : { skip }) }, () => {
   let cluster: Cluster;
@@ -199,5 +204,38 @@ describe('the operator keeps images current', { timeout: 600_000, ...(skip === u
     const { sf, all } = await readyAfter('private-app', (b) => b.spec.strategy === 'Swap');
     assert.deepEqual(all.map((b) => `${b.spec.strategy}/${b.spec.reason}/${b.status?.phase}`), ['Build/Initial/Succeeded', 'Swap/ApplyUpdate/Succeeded']);
     assert.equal(sf.status?.images?.[0]?.inputs?.find((i) => i.ref.endsWith('/python3:latest'))?.digest, python3);
+  });
+
+  test('with spec.output.signing, the builds and the operator\'s own swap sign and attest; cosign verifies the swapped A', { skip: cosignSkip }, async () => {
+    const { run, verify, verifyAttestation } = cosign as Cosign;
+    // The Secret exactly as cosign makes it, through the API server.
+    const made = await run(['generate-key-pair', `k8s://${ns}/signing`], { env: { COSIGN_PASSWORD: 'operator secret', KUBECONFIG: cluster.kubeconfigPath } });
+    assert.equal(made.exitCode, 0, made.stderr);
+    const pub = join(await mkdtemp(join(tmpdir(), 'restack-signing-')), 'cosign.pub');
+    const secret = await core.readNamespacedSecret({ namespace: ns, name: 'signing' });
+    await writeFile(pub, Buffer.from(secret.data?.['cosign.pub'] ?? '', 'base64'));
+    const signedPrefix = `${prefix}/signed`;
+    const signedStackerfile = (name: string, recipe: string): Stackerfile => {
+      const sf = stackerfile(name, recipe);
+      return { ...sf, spec: { ...sf.spec, output: { registry: signedPrefix, tags: ['latest'], insecure: true, signing: { keySecretRef: { name: 'signing' } } } } };
+    };
+    await objects.createNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', body: signedStackerfile('signed-deps', depsRecipe(base, '3.11.9')) });
+    await readyAfter('signed-deps', (b) => b.spec.reason === 'Initial');
+    await objects.createNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', body: signedStackerfile('signed-app', appRecipe(base, signedPrefix)) });
+    await readyAfter('signed-app', (b) => b.spec.reason === 'Initial');
+    assert.equal((await verify(pub, `${signedPrefix}/python3:latest`)).exitCode, 0, 'the build signed python3');
+
+    await objects.patchNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', name: 'signed-deps', body: { spec: { recipe: depsRecipe(base, '3.12.4') } } }, mergePatch);
+    await readyAfter('signed-deps', (b) => b.spec.reason === 'RecipeChange');
+    const { sf } = await readyAfter('signed-app', (b) => b.spec.strategy === 'Swap');
+    const swapped = `${signedPrefix}/a@${sf.status?.images?.[0]?.digest ?? ''}`;
+    const verified = await verify(pub, swapped);
+    assert.equal(verified.exitCode, 0, verified.stderr);
+    assert.equal((await verifyAttestation(pub, swapped)).exitCode, 0);
+    const provenance = await restack(['verify', `docker://${swapped}`, '--key', pub]);
+    assert.equal(provenance.exitCode, 0, provenance.stderr);
+    assert.match(provenance.stdout, /provenance https:\/\/restack\.dev\/swap\/v1/);
+    // The operator swaps in the digest its watcher saw: the dependency is named pinned.
+    assert.match(provenance.stdout, /python3:latest@sha256:[0-9a-f]{64} \(linux\/amd64\): sha256:[0-9a-f]{12} -> sha256:/);
   });
 });

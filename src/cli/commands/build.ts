@@ -13,15 +13,17 @@ import type { Output } from '../output.ts';
 import { BuildProgress, progressReporter } from '../progress.ts';
 import type { RegisterCommand } from './index.ts';
 import { addRecipeOptions, loadAndReport, type RecipeOptions } from './recipe-options.ts';
+import { addSigningOptions, signingFrom, type SigningOptions } from './signing-options.ts';
 import { addStoreOptions, referenceOpener, type StoreOptions } from './store-options.ts';
 
-interface BuildOptions extends RecipeOptions, StoreOptions {
+interface BuildOptions extends RecipeOptions, StoreOptions, SigningOptions {
   ociDir: string;
   rootsDir: string;
   storage: StorageChoice;
   layerType: LayerType;
   cache: boolean;
   push?: string;
+  cacheRepo?: string;
   tag: string[];
   json?: boolean;
   shellFail?: boolean;
@@ -67,7 +69,7 @@ function eventPrinter(output: Output, json: boolean, err: (text: string) => void
 }
 
 export const registerBuild: RegisterCommand = (program, context) => {
-  addStoreOptions(addRecipeOptions(program.command('build').description('build every layer of a recipe into an OCI layout, without host privilege; optionally push')))
+  addSigningOptions(addStoreOptions(addRecipeOptions(program.command('build').description('build every layer of a recipe into an OCI layout, without host privilege; optionally push'))))
     .option('--oci-dir <dir>', 'the output OCI layout (one ref per layer, named by the layer)', 'oci')
     .option('--roots-dir <dir>', 'build storage: rootfs trees, layer caches, the build cache index', '.restack/roots')
     .addOption(new Option('--storage <driver>', 'storage driver (auto: btrfs when --roots-dir is on btrfs, else overlay)').choices(['auto', 'btrfs', 'overlay']).default('auto'))
@@ -75,6 +77,7 @@ export const registerBuild: RegisterCommand = (program, context) => {
     .option('--no-cache', 'rebuild every layer instead of reusing unchanged ones')
     .option('--push <prefix>', 'after the build, push each image (not build_only) to PREFIX/<name>:<tag>, e.g. docker://host:5000/team')
     .option('--tag <tag>', 'a tag to push (repeatable; default latest)', collect, [])
+    .option('--cache-repo <ref>', 'a registry repository shared as a build cache after the local one, e.g. docker://host/team/cache: layers found there are taken without a container, layers built are written there (best effort; docs/build-cache.md)')
     .option('--json', 'print one JSON event per line on stdout (layer-start, step, output, warning, layer-done, build-done, error)')
     .option('--shell-fail', 'when a run step fails, open a shell in its container')
     .option('--recipe-dir-only', 'read local files (imports, overlay_dirs, binds, tar bases) only inside the recipe\'s directory, symlinks followed, and no oci: layouts: how the operator builds a tenant\'s recipe')
@@ -109,6 +112,11 @@ export const registerBuild: RegisterCommand = (program, context) => {
         if (options.push !== undefined && !options.push.startsWith('docker://')) {
           throw new UserError(`--push "${options.push}" is not a registry prefix`, 'write it as docker://host[:port]/prefix');
         }
+        if (options.cacheRepo !== undefined && !options.cacheRepo.startsWith('docker://')) {
+          throw new UserError(`--cache-repo "${options.cacheRepo}" is not a registry repository`, 'write it as docker://host[:port]/repository');
+        }
+        if (options.signKey !== undefined && options.push === undefined) throw new UserError('--sign-key signs what is pushed, and there is no --push', 'add --push docker://host[:port]/prefix');
+        const signing = await signingFrom(options);
         const open = referenceOpener(options);
         const openInsecure = referenceOpener({ ...options, insecure: true });
         const outputs = await buildRecipes({
@@ -120,6 +128,8 @@ export const registerBuild: RegisterCommand = (program, context) => {
           layerType: options.layerType,
           noCache: !options.cache,
           ...(options.push === undefined ? {} : { push: { prefix: options.push, tags: options.tag.length === 0 ? ['latest'] : options.tag } }),
+          ...(signing === undefined ? {} : { signing }),
+          ...(options.cacheRepo === undefined ? {} : { cacheRepository: options.cacheRepo }),
           shellOnFail: options.shellFail === true,
           recipeDirOnly: options.recipeDirOnly === true,
           sourceDateEpoch: sourceDateEpochFrom(process.env),

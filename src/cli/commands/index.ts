@@ -11,6 +11,7 @@ import { registerSetupBtrfs } from './setup-btrfs.ts';
 import { registerSwap } from './swap.ts';
 import { registerUpdate } from './update.ts';
 import { registerValidate } from './validate.ts';
+import { registerVerify } from './verify.ts';
 import { registerWhich } from './which.ts';
 
 export interface CommandContext {
@@ -21,4 +22,4 @@ export interface CommandContext {
 /** Adds one command to the program; `context` is called when the command runs, after global options are parsed. */
 export type RegisterCommand = (program: Command, context: () => CommandContext) => void;
 
-export const commands: RegisterCommand[] = [registerValidate, registerPlan, registerBuild, registerInspect, registerSwap, registerUpdate, registerWhich, registerCompose, registerDoctor, registerSetupBtrfs, registerOperator];
+export const commands: RegisterCommand[] = [registerValidate, registerPlan, registerBuild, registerInspect, registerSwap, registerUpdate, registerWhich, registerVerify, registerCompose, registerDoctor, registerSetupBtrfs, registerOperator];

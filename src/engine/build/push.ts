@@ -1,4 +1,4 @@
-import { isIndex } from '../../oci/types.ts';
+import { isIndex, type Descriptor } from '../../oci/types.ts';
 import type { OpenedReference } from '../images.ts';
 import { moveTags, transferBlob } from '../publish.ts';
 
@@ -11,9 +11,16 @@ export type PushedBlobs = Map<string, OpenedReference>;
 /**
  * Copies one image from the output layout to a registry repository: blobs first (mounted when an
  * earlier image of this push already sent them, else streamed from the layout), then the manifest
- * by digest with its exact bytes, the tags last.
+ * by digest with its exact bytes, then `beforeTags` (signing), the tags last.
  */
-export async function pushImage(source: OpenedReference, digest: string, target: OpenedReference, tags: readonly string[], pushed: PushedBlobs): Promise<void> {
+export async function pushImage(
+  source: OpenedReference,
+  digest: string,
+  target: OpenedReference,
+  tags: readonly string[],
+  pushed: PushedBlobs,
+  beforeTags?: (written: Descriptor) => Promise<void>,
+): Promise<void> {
   const { manifest, bytes, descriptor } = await source.store.getManifest(source.repository, digest);
   if (isIndex(manifest)) throw new Error(`${source.display}@${digest} is an index; the builder only writes image manifests`);
   for (const blob of [manifest.config, ...manifest.layers]) {
@@ -23,5 +30,6 @@ export async function pushImage(source: OpenedReference, digest: string, target:
     pushed.set(key, target);
   }
   const written = await target.store.putManifest(target.repository, bytes, descriptor.mediaType);
+  await beforeTags?.(written);
   await moveTags(target, written, tags);
 }
