@@ -1,6 +1,6 @@
 import { createPrivateKey, createPublicKey, scryptSync, type KeyObject } from 'node:crypto';
+import { xsalsa20poly1305 } from '@noble/ciphers/salsa.js';
 import { SigningError } from './errors.ts';
-import { secretboxOpen } from './secretbox.ts';
 
 /**
  * Key files as cosign reads them (sigstore/cosign pkg/cosign/keys.go): `cosign generate-key-pair`
@@ -59,11 +59,20 @@ function decryptCosignKey(body: Buffer, password: string, source: string): Buffe
   const key = parseEncrypted(body, source);
   const { N, r, p } = key.kdf.params;
   const derived = scryptSync(Buffer.from(password, 'utf8'), Buffer.from(key.kdf.salt, 'base64'), 32, { N, r, p, maxmem: 256 * N * r });
-  const opened = secretboxOpen(Buffer.from(key.ciphertext, 'base64'), Buffer.from(key.cipher.nonce, 'base64'), derived);
+  const opened = openSecretbox(Buffer.from(key.ciphertext, 'base64'), Buffer.from(key.cipher.nonce, 'base64'), derived);
   if (opened === undefined) {
     throw new SigningError('KEY_PASSWORD', `${source}: the password does not decrypt the key`, 'set COSIGN_PASSWORD to the password given to `cosign generate-key-pair` (an empty one if none was)');
   }
   return Buffer.from(opened);
+}
+
+/** NaCl secretbox (XSalsa20-Poly1305, as golang.org/x/crypto/nacl/secretbox), which OpenSSL and so node:crypto lack; undefined when the tag does not verify. */
+function openSecretbox(box: Uint8Array, nonce: Uint8Array, key: Uint8Array): Uint8Array | undefined {
+  try {
+    return xsalsa20poly1305(key, nonce).decrypt(box);
+  } catch {
+    return undefined;
+  }
 }
 
 function requireP256(key: KeyObject, source: string): KeyObject {
