@@ -45,3 +45,6 @@ fi
 if [[ -x test/cluster/install.sh ]]; then
   if [[ $(id -u) == 0 ]]; then test/cluster/install.sh --node; else test/cluster/install.sh; fi
 fi
+
+# cosign, the independent verifier of the signing tests, built once and cached outside the repo.
+test/services/install-cosign.sh >/dev/null
