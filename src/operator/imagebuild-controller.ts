@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { LayerChangesCache } from '../engine/layer-changes.ts';
+import { buildDigests } from './build-digest.ts';
 import { setConditions } from './conditions.ts';
 import type { BuildRequest, BuildResult, Executor } from './executor.ts';
 import { splitKey, type Informer } from './informer.ts';
@@ -24,6 +25,23 @@ const now = () => new Date().toISOString();
 
 function identity(build: ImageBuild): BuildRequest['imageBuild'] {
   return { name: build.metadata?.name ?? '', namespace: build.metadata?.namespace ?? '', uid: build.metadata?.uid ?? '' };
+}
+
+/**
+ * Why `build` no longer builds what its Stackerfile describes, or undefined when it still does:
+ * it runs the recipe text whose digest it pinned, or nothing.
+ */
+export function supersededBy(build: ImageBuild, stackerfile: Stackerfile, recipe: string): string | undefined {
+  const { recipeDigest, buildDigest } = build.spec;
+  if (buildDigest === undefined) {
+    const generation = stackerfile.metadata?.generation;
+    const { recipeGeneration } = build.spec;
+    return recipeGeneration === undefined || recipeGeneration === generation ? undefined : `superseded: the Stackerfile is at generation ${generation}, this build is of ${recipeGeneration}`;
+  }
+  const now = buildDigests(stackerfile.spec, recipe);
+  if (recipeDigest !== undefined && now.recipeDigest !== recipeDigest) return `superseded: the recipe changed (${recipeDigest.slice(0, 19)} -> ${now.recipeDigest.slice(0, 19)}) before this build ran it`;
+  if (now.buildDigest !== buildDigest) return 'superseded: the substitutions, output or builder of the Stackerfile changed since this build was created';
+  return undefined;
 }
 
 /**
@@ -55,12 +73,11 @@ export class ImageBuildController {
     if (controllerUid(build) !== stackerfile.metadata?.uid) {
       return this.#finish(build, { ok: false, message: `Stackerfile ${namespace}/${build.spec.stackerfileRef.name} is not the one this build was made for (its controller uid is ${controllerUid(build) ?? 'missing'}): it was deleted and created again` });
     }
-    if (build.spec.recipeGeneration !== undefined && build.spec.recipeGeneration !== stackerfile.metadata?.generation) {
-      return this.#finish(build, { ok: false, message: `superseded: the Stackerfile is at generation ${stackerfile.metadata?.generation}, this build is of ${build.spec.recipeGeneration}` });
-    }
-    if (build.spec.strategy === 'Swap') return this.#swap(build, stackerfile);
     const recipe = await readRecipe(this.#o.kube, stackerfile);
     if (!recipe.ok) return this.#finish(build, { ok: false, message: recipe.message });
+    const superseded = supersededBy(build, stackerfile, recipe.text);
+    if (superseded !== undefined) return this.#finish(build, { ok: false, message: superseded });
+    if (build.spec.strategy === 'Swap') return this.#swap(build, stackerfile);
 
     const { output, builder, substitutions } = stackerfile.spec;
     const request: BuildRequest = {

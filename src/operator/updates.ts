@@ -1,14 +1,14 @@
 import { decide, rebuildAfterRefusal, type DependencyChange, type UpdatePolicy } from '../watch/decide.ts';
 import type { ImageBuild, Stackerfile } from './kube.ts';
 import { imageBuildStem, shortHash } from './names.ts';
-import type { ImageBuildSpec, StackerfileStatus } from './resources.ts';
+import type { PlannedBuildSpec, StackerfileStatus } from './resources.ts';
 
 type PublishedImage = NonNullable<StackerfileStatus['images']>[number];
 
 /** What should happen next to a Stackerfile whose images are published: nothing, or one more ImageBuild. */
 export type UpdatePlan =
   | { action: 'nothing'; message: string }
-  | { action: 'build'; name: string; spec: Omit<ImageBuildSpec, 'stackerfileRef' | 'recipeGeneration'>; event: string };
+  | { action: 'build'; name: string; spec: PlannedBuildSpec; event: string };
 
 export const rebuildAnnotation = 'restack.dev/rebuild';
 

@@ -195,6 +195,33 @@ describe('the operator against a real API server', () => {
     assert.equal((await getStackerfile(ns, 'app')).status?.images, undefined);
   });
 
+  test('only a change of what is built starts a build: history, schedule and suspend edits do not, substitutions do', async () => {
+    const ns = await namespace('what-is-built');
+    await startManager(ns);
+    await createStackerfile(ns, 'app', seeds);
+    const ready = async (generation: number) =>
+      eventually(`Ready at generation ${generation}`, async () => {
+        const sf = await getStackerfile(ns, 'app');
+        return condition(sf, 'Ready')?.status === 'True' && sf.status?.observedGeneration === generation ? sf : undefined;
+      });
+    await ready(1);
+    const patch = (spec: object) => objects.patchNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', name: 'app', body: { spec } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    await patch({ history: { succeeded: 3, failed: 1 } });
+    await patch({ updates: { schedule: '*/10 * * * *' } });
+    await patch({ suspend: true });
+    await patch({ suspend: false });
+    await ready(5);
+    const [first, ...none] = await listBuilds(ns);
+    assert.equal(none.length, 0, 'no build for edits that change nothing built');
+    assert.match(first?.spec.recipeDigest ?? '', /^sha256:[0-9a-f]{64}$/);
+    await patch({ substitutions: { GREETING: 'hello' } });
+    await ready(6);
+    const builds = (await listBuilds(ns)).sort((a, b) => (a.spec.recipeGeneration ?? 0) - (b.spec.recipeGeneration ?? 0));
+    assert.deepEqual(builds.map((b) => `${b.spec.reason}/${b.status?.phase}`), ['Initial/Succeeded', 'RecipeChange/Succeeded']);
+    assert.equal(builds[1]?.spec.recipeDigest, first?.spec.recipeDigest, 'the same recipe text');
+    assert.notEqual(builds[1]?.spec.buildDigest, first?.spec.buildDigest);
+  });
+
   test('with leader election only one of two managers reconciles', async () => {
     const ns = await namespace('elect');
     const election = { namespace: ns, name: 'restack-operator', leaseDurationMs: 3000, renewEveryMs: 1000 };
