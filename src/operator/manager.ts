@@ -12,6 +12,7 @@ import { LeaderElector } from './leader.ts';
 import { LeaderPodLabel } from './leader-pod-label.ts';
 import { OperatorMetrics } from './metrics.ts';
 import { WorkQueue, type Handler } from './queue.ts';
+import { RecipeConfigMaps } from './recipe-configmaps.ts';
 import { controllerUid, StackerfileController } from './stackerfile-controller.ts';
 import { WatchService, type WatchServiceOptions } from './watch-service.ts';
 
@@ -45,6 +46,7 @@ export class Manager {
   readonly #elector: LeaderElector | undefined;
   readonly #leaderLabel: LeaderPodLabel | undefined;
   readonly #watch: WatchService | undefined;
+  readonly #recipes: RecipeConfigMaps;
   #server: Server | undefined;
   #controllersRunning = false;
 
@@ -78,11 +80,13 @@ export class Manager {
               return this.#kube.secretCredentials(secretNamespace, name);
             },
           });
+    this.#recipes = new RecipeConfigMaps({ kubeConfig, logger, requeue: (keys) => keys.forEach((key) => this.#queues.Stackerfile.add(key)) });
     const stackerfileController = new StackerfileController({
       kube: this.#kube,
       stackerfiles: this.#stackerfiles,
       imageBuilds: this.#imageBuilds,
       logger,
+      recipes: this.#recipes,
       ...(this.#watch === undefined ? {} : { inputs: this.#watch }),
       ...(options.updates?.defaultSchedule === undefined ? {} : { defaultSchedule: options.updates.defaultSchedule }),
       ...(options.missingRecipeRetryMs === undefined ? {} : { missingRecipeRetryMs: options.missingRecipeRetryMs }),
@@ -193,6 +197,8 @@ export class Manager {
     this.#o.logger.info('stopping controllers');
     await this.#watch?.stop();
     await Promise.all(Object.values(this.#queues).map((queue) => queue.stop()));
+    // Started again by the reconciles of the next term as leader.
+    this.#recipes.stop();
   }
 
   #listen(): Promise<void> {

@@ -22,6 +22,8 @@ export interface StackerfileControllerOptions {
   inputs?: InputWatcher;
   /** For Stackerfiles without spec.updates.schedule. */
   defaultSchedule?: string;
+  /** Watches the ConfigMaps of spec.recipeFrom: an edit there re-queues the Stackerfile. */
+  recipes?: { track(stackerfile: string, configMap: string | undefined): void };
   /** How long to wait before looking again for a missing ConfigMap. */
   missingRecipeRetryMs?: number;
   now?: () => string;
@@ -53,7 +55,8 @@ function isSpecBuild(build: ImageBuild): boolean {
 
 /** Initial while nothing was published yet, RecipeChange after. */
 export function buildReason(stackerfile: Stackerfile): 'Initial' | 'RecipeChange' {
-  return (stackerfile.metadata?.generation ?? 1) <= 1 || (stackerfile.status?.images ?? []).length === 0 ? 'Initial' : 'RecipeChange';
+  // Not the generation: an edit of the recipeFrom ConfigMap changes the recipe at the same one.
+  return (stackerfile.status?.images ?? []).length === 0 ? 'Initial' : 'RecipeChange';
 }
 
 /** The uid of an object's controller (the Stackerfile of an ImageBuild): the ImageBuild cache is indexed by it. */
@@ -131,9 +134,11 @@ export class StackerfileController {
     const stackerfile = this.#o.stackerfiles.get(key);
     if (stackerfile === undefined || stackerfile.metadata?.deletionTimestamp !== undefined) {
       this.#o.inputs?.forget(key);
+      this.#o.recipes?.track(key, undefined);
       this.#validated.delete(key);
       return;
     }
+    this.#o.recipes?.track(key, stackerfile.spec.recipeFrom?.configMapKeyRef.name);
     const { namespace } = splitKey(key);
     const recipe = await readRecipe(this.#o.kube, stackerfile);
     if (!recipe.ok) {
@@ -142,7 +147,7 @@ export class StackerfileController {
     }
     const recipeErrors = await this.#recipeErrors(key, recipe.text, recipe.file, stackerfile.spec.substitutions);
     if (recipeErrors !== undefined) {
-      // No retry: the recipe only changes with the spec, which brings a new reconcile.
+      // No retry: the recipe only changes with the spec or its ConfigMap, each of which brings a new reconcile.
       await this.#report(stackerfile, kstatus('Stalled', 'InvalidRecipe', recipeErrors), { type: 'Warning', reason: 'InvalidRecipe' });
       return;
     }

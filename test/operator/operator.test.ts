@@ -1,5 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { chmod, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -220,6 +221,31 @@ describe('the operator against a real API server', () => {
     assert.deepEqual(builds.map((b) => `${b.spec.reason}/${b.status?.phase}`), ['Initial/Succeeded', 'RecipeChange/Succeeded']);
     assert.equal(builds[1]?.spec.recipeDigest, first?.spec.recipeDigest, 'the same recipe text');
     assert.notEqual(builds[1]?.spec.buildDigest, first?.spec.buildDigest);
+  });
+
+  test('an edit of the recipeFrom ConfigMap alone builds the new recipe, and the build pins the text it built', async () => {
+    const ns = await namespace('recipe-from');
+    const manager = await startManager(ns);
+    const edited = `${seeds}\n# edited\n`;
+    await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'recipes' }, data: { 'stacker.yaml': seeds } } });
+    await eventually('Stackerfile create', () =>
+      objects.createNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', body: { apiVersion: 'restack.dev/v1alpha1', kind: 'Stackerfile', metadata: { name: 'app' }, spec: { recipeFrom: { configMapKeyRef: { name: 'recipes', key: 'stacker.yaml' } }, output: { registry: '127.0.0.1:5000/team' } } } }),
+    );
+    await eventually('Ready', async () => (condition(await getStackerfile(ns, 'app'), 'Ready')?.status === 'True' ? true : undefined));
+    // Once nothing else is left to reconcile, only the ConfigMap's change can bring the next one.
+    const reconciles = () => metric(manager, /restack_reconcile_total\{kind="Stackerfile",result="success"\} (\d+)/);
+    await eventually('the reconciles to settle', async () => {
+      const before = await reconciles();
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      return (await reconciles()) === before ? true : undefined;
+    });
+    await core.patchNamespacedConfigMap({ namespace: ns, name: 'recipes', body: { data: { 'stacker.yaml': edited } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    const rebuilt = await eventually('a build of the edited recipe', async () => {
+      const builds = await listBuilds(ns);
+      return builds.find((b) => b.spec.reason === 'RecipeChange' && b.status?.phase === 'Succeeded');
+    });
+    assert.equal(rebuilt.spec.recipeDigest, `sha256:${createHash('sha256').update(edited).digest('hex')}`);
+    assert.equal((await getStackerfile(ns, 'app')).metadata?.generation, 1, 'the Stackerfile itself was not touched');
   });
 
   test('with leader election only one of two managers reconciles', async () => {
