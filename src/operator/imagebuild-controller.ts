@@ -148,7 +148,7 @@ export class ImageBuildController {
       startTime,
       completionTime,
       message,
-      ...(result.ok ? { outputs: result.outputs } : {}),
+      ...(result.ok ? { outputs: result.outputs } : result.retryable === true ? { retryable: true } : {}),
       conditions: setConditions(build.status?.conditions, [{ type: 'Succeeded', status: result.ok ? 'True' : 'False', reason: phase, message: message.split('\n')[0] ?? '' }], undefined, completionTime),
     });
     await this.#o.kube.event(build, result.ok ? 'Normal' : 'Warning', phase, message);

@@ -14,6 +14,7 @@ import { OperatorMetrics } from './metrics.ts';
 import { WorkQueue, type Handler } from './queue.ts';
 import { RecipeConfigMaps } from './recipe-configmaps.ts';
 import { controllerUid, StackerfileController } from './stackerfile-controller.ts';
+import type { RetryPolicy } from './updates.ts';
 import { WatchService, type WatchServiceOptions } from './watch-service.ts';
 
 export interface ManagerOptions {
@@ -30,6 +31,8 @@ export interface ManagerOptions {
    */
   leaderElection?: { namespace: string; name: string; identity?: string; leaseDurationMs: number; renewEveryMs: number; pod?: string };
   missingRecipeRetryMs?: number;
+  /** How failed builds that may pass on their own are tried again (default: 5 attempts, 30 s doubling to 10 min). */
+  buildRetry?: RetryPolicy;
   retryBaseDelayMs?: number;
   /** Keep published images current: watch their inputs, swap or rebuild (docs/updates.md). Off when undefined. */
   updates?: Omit<WatchServiceOptions, 'logger' | 'requeue' | 'credentialsFor'> & { defaultSchedule?: string };
@@ -90,6 +93,7 @@ export class Manager {
       ...(this.#watch === undefined ? {} : { inputs: this.#watch }),
       ...(options.updates?.defaultSchedule === undefined ? {} : { defaultSchedule: options.updates.defaultSchedule }),
       ...(options.missingRecipeRetryMs === undefined ? {} : { missingRecipeRetryMs: options.missingRecipeRetryMs }),
+      ...(options.buildRetry === undefined ? {} : { buildRetry: options.buildRetry }),
     });
     const imageBuildController = new ImageBuildController({
       kube: this.#kube,

@@ -10,7 +10,7 @@ import { describeDiagnostics, readRecipe, validateRecipe } from './recipe-source
 import { buildDigests } from './build-digest.ts';
 import { imageBuildStem, labelValue, shortHash } from './names.ts';
 import { group, version, type ImageBuildSpec, type PlannedBuildSpec, type StackerfileStatus } from './resources.ts';
-import { planUpdate, rebuildAnnotation } from './updates.ts';
+import { defaultBuildRetry, manualRebuild, planUpdate, rebuildAnnotation, retryAfterFailure, type RetryPolicy } from './updates.ts';
 import { defaultSchedule } from '../watch/scheduler.ts';
 
 export interface StackerfileControllerOptions {
@@ -24,6 +24,8 @@ export interface StackerfileControllerOptions {
   defaultSchedule?: string;
   /** Watches the ConfigMaps of spec.recipeFrom: an edit there re-queues the Stackerfile. */
   recipes?: { track(stackerfile: string, configMap: string | undefined): void };
+  /** How failed builds that may pass on their own are tried again (default: defaultBuildRetry). */
+  buildRetry?: RetryPolicy;
   /** How long to wait before looking again for a missing ConfigMap. */
   missingRecipeRetryMs?: number;
   now?: () => string;
@@ -175,6 +177,19 @@ export class StackerfileController {
     if (phase !== 'Succeeded' && phase !== 'Failed') {
       await this.#report(stackerfile, underWay(latest), undefined, { latestImageBuild: latestName });
       return;
+    }
+    if (phase === 'Failed') {
+      const retry = manualRebuild(stackerfile, latest) ?? retryAfterFailure(stackerfile, latest, this.#o.buildRetry ?? defaultBuildRetry, Date.now());
+      if (retry?.action === 'wait') {
+        await this.#report(stackerfile, kstatus('Reconciling', 'RetryScheduled', retry.message), undefined, { latestImageBuild: latestName });
+        return { requeueAfterMs: retry.ms };
+      }
+      if (retry?.action === 'build') {
+        const next = await this.#createBuild(stackerfile, retry.name, retry.spec, retry.event, pinned);
+        const requested = retry.spec.reason === 'Manual' ? stackerfile.metadata?.annotations?.[rebuildAnnotation] : undefined;
+        await this.#report(stackerfile, underWay(next), undefined, { latestImageBuild: next.metadata?.name ?? '', ...(requested === undefined ? {} : { lastRebuildRequest: requested }) });
+        return;
+      }
     }
     if (phase === 'Failed' && isSpecBuild(latest)) {
       const message = `ImageBuild ${latestName} failed: ${latest.status?.message ?? 'no message'}`;
