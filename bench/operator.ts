@@ -119,6 +119,10 @@ export async function operatorBench(): Promise<BenchRow[]> {
 }
 
 const fanOutCount = Number(process.env['RESTACK_BENCH_FANOUT'] ?? 1000);
+/** python3 bumps fanned out after the timed one, to show the operator's caches and memory stay bounded over a long run. */
+const fanOutRounds = Number(process.env['RESTACK_BENCH_FANOUT_ROUNDS'] ?? 3);
+/** The operator's --layer-cache-entries (its default when unset). */
+const layerCacheEntries = process.env['RESTACK_BENCH_LAYER_CACHE_ENTRIES'];
 const pollCount = Number(process.env['RESTACK_BENCH_POLL_STACKERFILES'] ?? 1000);
 /** Distinct inputs of the polled fleet: base, ssl and (this - 2) flavours of python3. */
 const pollInputs = Math.max(3, Number(process.env['RESTACK_BENCH_POLL_INPUTS'] ?? 10));
@@ -173,7 +177,7 @@ async function startOperatorOn(cluster: Cluster, namespace: string): Promise<Ope
   return startOperatorProcess({
     kubeconfigPath: cluster.kubeconfigPath,
     cli: await shippedCli(),
-    args: ['--namespace', namespace, '--executor', 'local', '--builder', standInBuilderCommand, '--schedule-jitter', '0'],
+    args: ['--namespace', namespace, '--executor', 'local', '--builder', standInBuilderCommand, '--schedule-jitter', '0', ...(layerCacheEntries === undefined ? [] : ['--layer-cache-entries', layerCacheEntries])],
     nodeArgs: cpuProfileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', cpuProfileDir],
   });
 }
@@ -182,6 +186,14 @@ async function stopOperator(operator: OperatorProcess): Promise<void> {
   // SIGTERM: a clean exit, which is when node writes the CPU profile.
   operator.signal('SIGTERM');
   await operator.exited;
+}
+
+/** The operator's cache entries (restack_cache_entries) and resident memory, from its metrics, for the log. */
+async function cachesAndMemory(operator: OperatorProcess): Promise<string> {
+  const text = await operator.metrics();
+  const caches = [...text.matchAll(/^restack_cache_entries\{cache="([^"]+)"\} (\d+)$/gm)].map((match) => `${match[1]} ${match[2]}`);
+  const rss = Number(text.match(/^process_resident_memory_bytes (\d+)$/m)?.[1] ?? 0);
+  return `caches: ${caches.join(', ')}; RSS ${(rss / mib).toFixed(0)} MiB, peak ${((await peakRss(operator.pid)) / mib).toFixed(0)} MiB`;
 }
 
 const python3DigestOf = (sf: Stackerfile, ref: string) => sf.status?.images?.[0]?.inputs?.find((input) => input.ref === ref)?.digest;
@@ -214,6 +226,14 @@ async function fanOutBench({ cluster, objects, registryHost, proxy }: UpdatesSet
     swapped = { seconds: Number(process.hrtime.bigint() - started) / 1e9, requests: proxy.requests.slice(mark) };
     current.abort();
     console.error(`bench operator-updates: ${counterTotal(await operator.metrics(), 'restack_reconcile_total')} reconciles`);
+    console.error(`bench operator-updates: after fan-out 1: ${await cachesAndMemory(operator)}`);
+    for (let round = 2; round <= fanOutRounds; round++) {
+      const next = await bumpPython3(prefix, fleet, `3.12.${round}`);
+      const followed = await followStackerfiles(cluster, objects, namespace, fanOutCount, (sf) => isReady(sf) && python3DigestOf(sf, fleet.refs.python3) === next);
+      await followed.reached;
+      followed.abort();
+      console.error(`bench operator-updates: after fan-out ${round}: ${await cachesAndMemory(operator)}`);
+    }
   } finally {
     await stopOperator(operator);
   }

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { LayerChangesCache } from '../engine/layer-changes.ts';
+import { LruCache } from '../oci/lru.ts';
 import { buildDigests } from './build-digest.ts';
 import { setConditions } from './conditions.ts';
 import type { BuildRequest, BuildResult, Executor } from './executor.ts';
@@ -51,14 +52,19 @@ export function supersededBy(build: ImageBuild, stackerfile: Stackerfile, recipe
  */
 export class ImageBuildController {
   readonly #o: ImageBuildControllerOptions;
-  /** UIDs this process finished: the cache may still show them Running for a moment. */
-  readonly #finished = new Set<string>();
+  /** UIDs this process finished: the cache may still show them Running for a moment. The newest suffice. */
+  readonly #finished = new LruCache<string, true>(4096);
   readonly #dependencies = new DependencyImages();
   /** What this process recorded of the builds it saw Running: the cache may still show them Pending. */
   readonly #running = new Map<string, { podName?: string; startTime: string }>();
 
   constructor(options: ImageBuildControllerOptions) {
     this.#o = options;
+  }
+
+  /** Entries of the caches this controller keeps, for the metrics. */
+  cacheSizes(): Record<string, number> {
+    return { 'finished-builds': this.#finished.size, 'dependency-images': this.#dependencies.size, 'running-builds': this.#running.size };
   }
 
   async reconcile(key: string): Promise<void> {
@@ -134,7 +140,7 @@ export class ImageBuildController {
     // A swap that went through is in the status and the Stackerfile's SwapCreated Event; in a fan-out
     // of thousands, one more Event each would be a sixth of the API writes.
     if (refused.length > 0) await this.#o.kube.event(build, 'Warning', 'SwapRefused', message);
-    this.#finished.add(build.metadata?.uid ?? '');
+    this.#finished.set(build.metadata?.uid ?? '', true);
     this.#o.onFinished?.('Succeeded');
   }
 
@@ -153,7 +159,7 @@ export class ImageBuildController {
     });
     await this.#o.kube.event(build, result.ok ? 'Normal' : 'Warning', phase, message);
     this.#o.logger.info({ imageBuild: build.metadata?.name, phase }, 'build finished');
-    this.#finished.add(build.metadata?.uid ?? '');
+    this.#finished.set(build.metadata?.uid ?? '', true);
     this.#running.delete(build.metadata?.uid ?? '');
     this.#o.onFinished?.(phase);
     await this.#o.executor.release(identity(build));

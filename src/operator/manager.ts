@@ -31,6 +31,8 @@ export interface ManagerOptions {
    */
   leaderElection?: { namespace: string; name: string; identity?: string; leaseDurationMs: number; renewEveryMs: number; pod?: string };
   missingRecipeRetryMs?: number;
+  /** File entries of layer listings kept in memory (LayerChangesCache); default defaultLayerCacheEntries. */
+  layerCacheEntries?: number;
   /** How failed builds that may pass on their own are tried again (default: 5 attempts, 30 s doubling to 10 min). */
   buildRetry?: RetryPolicy;
   retryBaseDelayMs?: number;
@@ -50,6 +52,8 @@ export class Manager {
   readonly #leaderLabel: LeaderPodLabel | undefined;
   readonly #watch: WatchService | undefined;
   readonly #recipes: RecipeConfigMaps;
+  readonly #layerChanges: LayerChangesCache;
+  readonly #imageBuildController: ImageBuildController;
   #server: Server | undefined;
   #controllersRunning = false;
 
@@ -95,15 +99,17 @@ export class Manager {
       ...(options.missingRecipeRetryMs === undefined ? {} : { missingRecipeRetryMs: options.missingRecipeRetryMs }),
       ...(options.buildRetry === undefined ? {} : { buildRetry: options.buildRetry }),
     });
+    this.#layerChanges = new LayerChangesCache(undefined, options.layerCacheEntries);
     const imageBuildController = new ImageBuildController({
       kube: this.#kube,
       stackerfiles: this.#stackerfiles,
       imageBuilds: this.#imageBuilds,
       executor: options.executor,
-      layerChanges: new LayerChangesCache(),
+      layerChanges: this.#layerChanges,
       logger,
       onFinished: (result) => this.metrics.builds.inc({ result }),
     });
+    this.#imageBuildController = imageBuildController;
     this.#queues = {
       Stackerfile: this.#queue('Stackerfile', (key) => stackerfileController.reconcile(key)),
       ImageBuild: this.#queue('ImageBuild', (key) => imageBuildController.reconcile(key)),
@@ -221,6 +227,8 @@ export class Manager {
         } else if (request.url === '/metrics') {
           this.metrics.queueDepth.set({ kind: 'Stackerfile' }, this.#queues.Stackerfile.depth);
           this.metrics.queueDepth.set({ kind: 'ImageBuild' }, this.#queues.ImageBuild.depth);
+          const caches = { ...this.#imageBuildController.cacheSizes(), 'layer-listings': this.#layerChanges.size.layers, 'layer-listing-entries': this.#layerChanges.size.entries };
+          for (const [cache, entries] of Object.entries(caches)) this.metrics.cacheEntries.set({ cache }, entries);
           response.writeHead(200, { 'Content-Type': this.metrics.registry.contentType }).end(await this.metrics.registry.metrics());
         } else {
           response.writeHead(404).end('not found: try /healthz, /readyz or /metrics');

@@ -2,6 +2,7 @@ import { readStoredImage, type OpenedReference, type StoredImage } from '../engi
 import { openReferences } from '../engine/open-reference.ts';
 import type { LayerChangesCache } from '../engine/layer-changes.ts';
 import { swapDependency } from '../engine/swap.ts';
+import { LruCache } from '../oci/lru.ts';
 import { formatReference, parseReference, withDigest } from '../oci/reference.ts';
 import { credentialsFromDockerConfigJson } from '../oci/registry/credential-provider.ts';
 import type { ImageBuild, Kube, Stackerfile } from './kube.ts';
@@ -24,11 +25,10 @@ export type Opener = (ref: string) => OpenedReference;
  * many images, and a digest's content never changes, so it is read once, not once per image.
  */
 export class DependencyImages {
-  readonly #images = new Map<string, Promise<StoredImage>>();
-  readonly #capacity: number;
+  readonly #images: LruCache<string, Promise<StoredImage>>;
 
   constructor(capacity = 64) {
-    this.#capacity = capacity;
+    this.#images = new LruCache(capacity);
   }
 
   get(pinnedDependency: OpenedReference): Promise<StoredImage> {
@@ -38,10 +38,12 @@ export class DependencyImages {
       image = readStoredImage(pinnedDependency);
       image.catch(() => this.#images.delete(key));
       this.#images.set(key, image);
-      const oldest = this.#images.keys().next().value;
-      if (this.#images.size > this.#capacity && oldest !== undefined) this.#images.delete(oldest);
     }
     return image;
+  }
+
+  get size(): number {
+    return this.#images.size;
   }
 }
 

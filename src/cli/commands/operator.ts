@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { KubeConfig } from '@kubernetes/client-node';
 import { Option } from 'commander';
+import { defaultLayerCacheEntries } from '../../engine/layer-changes.ts';
 import type { Executor } from '../../operator/executor.ts';
 import { LocalExecutor } from '../../operator/executor-local.ts';
 import { PodExecutor } from '../../operator/executor-pod.ts';
@@ -27,6 +28,7 @@ interface OperatorOptions {
   insecureRegistry: string[];
   webhookBindAddress?: string;
   webhookSecretFile?: string;
+  layerCacheEntries: string;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -107,6 +109,7 @@ export const registerOperator: RegisterCommand = (program, context) => {
     .option('--insecure-registry <host>', 'check inputs in this registry over plain http (repeatable; loopback always is)', collect, [])
     .option('--webhook-bind-address <addr>', 'receive registry push notifications on HOST:PORT at /webhook/registry')
     .option('--webhook-secret-file <file>', 'the shared secret registries send as Authorization: Bearer <secret>')
+    .option('--layer-cache-entries <n>', 'file entries of layer listings kept in memory for the swaps\' overlap checks (least recently used go first)', String(defaultLayerCacheEntries))
     .action(async (options: OperatorOptions) => {
       const { logger } = context();
       const timings = leaseTimings(options);
@@ -115,12 +118,15 @@ export const registerOperator: RegisterCommand = (program, context) => {
       kubeConfig.loadFromDefault();
       const executor = executorOf(options);
       const updates = await updateOptions(options);
+      const layerCacheEntries = Number(options.layerCacheEntries);
+      if (!Number.isInteger(layerCacheEntries) || layerCacheEntries < 1) throw new UserError(`--layer-cache-entries ${options.layerCacheEntries}: not a positive whole number`, `e.g. --layer-cache-entries ${defaultLayerCacheEntries}`);
       const manager = new Manager({
         kubeConfig,
         logger,
         executor,
         ...(options.namespace === undefined ? {} : { namespace: options.namespace }),
         metricsBindAddress: options.metricsBindAddress,
+        layerCacheEntries,
         ...(updates === undefined ? {} : { updates }),
         ...(options.leaderElect
           ? {
