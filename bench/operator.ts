@@ -177,7 +177,7 @@ async function startOperatorOn(cluster: Cluster, namespace: string): Promise<Ope
   return startOperatorProcess({
     kubeconfigPath: cluster.kubeconfigPath,
     cli: await shippedCli(),
-    args: ['--namespace', namespace, '--executor', 'local', '--builder', standInBuilderCommand, '--schedule-jitter', '0', ...(layerCacheEntries === undefined ? [] : ['--layer-cache-entries', layerCacheEntries])],
+    args: ['--namespace', namespace, '--executor', 'local', '--builder', standInBuilderCommand, '--schedule-jitter', '0', '--min-schedule-interval', '1', ...(layerCacheEntries === undefined ? [] : ['--layer-cache-entries', layerCacheEntries])],
     nodeArgs: cpuProfileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', cpuProfileDir],
   });
 }

@@ -25,6 +25,7 @@ interface OperatorOptions {
   updates: boolean;
   defaultSchedule: string;
   scheduleJitter: string;
+  minScheduleInterval: string;
   insecureRegistry: string[];
   webhookBindAddress?: string;
   webhookSecretFile?: string;
@@ -44,7 +45,13 @@ function hostPort(flag: string, address: string): { host: string; port: number }
 /** What the watcher needs from the flags; undefined with --no-updates. */
 async function updateOptions(options: OperatorOptions): Promise<ManagerOptions['updates']> {
   if (!options.updates) return undefined;
-  validateSchedule(options.defaultSchedule);
+  const minSeconds = Number(options.minScheduleInterval);
+  if (!Number.isFinite(minSeconds) || minSeconds < 0) throw new UserError(`--min-schedule-interval ${options.minScheduleInterval}: not a number of seconds`, 'give seconds, e.g. 10, or 0 for no minimum');
+  try {
+    validateSchedule(options.defaultSchedule, minSeconds * 1000);
+  } catch (error) {
+    throw new UserError(`--default-schedule: ${error instanceof Error ? error.message : String(error)}`, 'give a schedule within --min-schedule-interval, or lower the minimum');
+  }
   const jitterSeconds = Number(options.scheduleJitter);
   if (!Number.isFinite(jitterSeconds) || jitterSeconds < 0) throw new UserError(`--schedule-jitter ${options.scheduleJitter}: not a number of seconds`, 'give seconds, e.g. 30, or 0 for none');
   let webhook;
@@ -55,6 +62,7 @@ async function updateOptions(options: OperatorOptions): Promise<ManagerOptions['
   }
   return {
     defaultSchedule: options.defaultSchedule,
+    minScheduleIntervalMs: minSeconds * 1000,
     jitterWindowMs: jitterSeconds * 1000,
     insecureRegistries: options.insecureRegistry,
     ...(webhook === undefined ? {} : { webhook }),
@@ -106,6 +114,7 @@ export const registerOperator: RegisterCommand = (program, context) => {
     .option('--no-updates', 'build only: do not watch inputs, swap or rebuild (docs/updates.md)')
     .option('--default-schedule <cron>', 'input checks for Stackerfiles without spec.updates.schedule', defaultSchedule)
     .option('--schedule-jitter <seconds>', 'widest delay after a schedule fires, so schedules spread out', '30')
+    .option('--min-schedule-interval <seconds>', 'the most often a Stackerfile\'s spec.updates.schedule may check its inputs (registries are shared by every tenant); 0: no minimum', '10')
     .option('--insecure-registry <host>', 'check inputs in this registry over plain http (repeatable; loopback always is)', collect, [])
     .option('--webhook-bind-address <addr>', 'receive registry push notifications on HOST:PORT at /webhook/registry')
     .option('--webhook-secret-file <file>', 'the shared secret registries send as Authorization: Bearer <secret>')
