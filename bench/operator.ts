@@ -37,27 +37,51 @@ async function peakRss(pid: number): Promise<number> {
 
 /**
  * Follows a namespace's Stackerfiles through a watch, so the bench does not load the API server
- * with lists: `reached` resolves once `count` of them satisfy `done`.
+ * with lists: `reached` resolves once `count` of them satisfy `done`. A watch that ends before
+ * (the client's idle timeout, while a loaded machine still starts the operator) is listed and
+ * watched again.
  */
 async function followStackerfiles(cluster: Cluster, objects: CustomObjectsApi, namespace: string, count: number, done: (sf: Stackerfile) => boolean) {
-  const listed = (await objects.listNamespacedCustomObject({ ...api, namespace, plural: 'stackerfiles' })) as { items: Stackerfile[]; metadata?: { resourceVersion?: string } };
-  const reachedBy = new Set(listed.items.filter(done).map((sf) => sf.metadata?.name));
+  const reachedBy = new Set<string | undefined>();
   let resolve: () => void = () => {};
   const reached = new Promise<void>((settle) => (resolve = settle));
-  if (reachedBy.size === count) resolve();
-  const watch = await new Watch(cluster.kubeConfig).watch(
-    `/apis/${api.group}/${api.version}/namespaces/${namespace}/stackerfiles`,
-    { resourceVersion: listed.metadata?.resourceVersion, allowWatchBookmarks: false },
-    (_phase, sf: Stackerfile) => {
-      if (done(sf)) reachedBy.add(sf.metadata?.name);
-      else reachedBy.delete(sf.metadata?.name);
-      if (reachedBy.size === count) resolve();
+  let finished = false;
+  let request: AbortController | undefined;
+  const follow = async (): Promise<void> => {
+    const listed = (await objects.listNamespacedCustomObject({ ...api, namespace, plural: 'stackerfiles' })) as { items: Stackerfile[]; metadata?: { resourceVersion?: string } };
+    reachedBy.clear();
+    for (const sf of listed.items.filter(done)) reachedBy.add(sf.metadata?.name);
+    if (reachedBy.size === count) {
+      finished = true;
+      resolve();
+      return;
+    }
+    request = await new Watch(cluster.kubeConfig).watch(
+      `/apis/${api.group}/${api.version}/namespaces/${namespace}/stackerfiles`,
+      { resourceVersion: listed.metadata?.resourceVersion, allowWatchBookmarks: false },
+      (_phase, sf: Stackerfile) => {
+        if (done(sf)) reachedBy.add(sf.metadata?.name);
+        else reachedBy.delete(sf.metadata?.name);
+        if (reachedBy.size === count) {
+          finished = true;
+          resolve();
+        }
+      },
+      (error: unknown) => {
+        if (finished) return;
+        console.error(`bench operator: the watch of Stackerfiles in ${namespace} ended (${String(error)}); following them again`);
+        follow().catch((failure: unknown) => console.error(`bench operator: cannot follow the Stackerfiles in ${namespace}: ${String(failure)}`));
+      },
+    );
+  };
+  await follow();
+  return {
+    reached,
+    abort: () => {
+      finished = true;
+      request?.abort();
     },
-    (error: unknown) => {
-      if (reachedBy.size < count && error !== null && error !== undefined) console.error(`bench operator: the watch of Stackerfiles in ${namespace} ended: ${String(error)}`);
-    },
-  );
-  return { reached, abort: () => watch.abort() };
+  };
 }
 
 /**
