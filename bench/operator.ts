@@ -37,27 +37,51 @@ async function peakRss(pid: number): Promise<number> {
 
 /**
  * Follows a namespace's Stackerfiles through a watch, so the bench does not load the API server
- * with lists: `reached` resolves once `count` of them satisfy `done`.
+ * with lists: `reached` resolves once `count` of them satisfy `done`. A watch that ends before
+ * (the client's idle timeout, while a loaded machine still starts the operator) is listed and
+ * watched again.
  */
 async function followStackerfiles(cluster: Cluster, objects: CustomObjectsApi, namespace: string, count: number, done: (sf: Stackerfile) => boolean) {
-  const listed = (await objects.listNamespacedCustomObject({ ...api, namespace, plural: 'stackerfiles' })) as { items: Stackerfile[]; metadata?: { resourceVersion?: string } };
-  const reachedBy = new Set(listed.items.filter(done).map((sf) => sf.metadata?.name));
+  const reachedBy = new Set<string | undefined>();
   let resolve: () => void = () => {};
   const reached = new Promise<void>((settle) => (resolve = settle));
-  if (reachedBy.size === count) resolve();
-  const watch = await new Watch(cluster.kubeConfig).watch(
-    `/apis/${api.group}/${api.version}/namespaces/${namespace}/stackerfiles`,
-    { resourceVersion: listed.metadata?.resourceVersion, allowWatchBookmarks: false },
-    (_phase, sf: Stackerfile) => {
-      if (done(sf)) reachedBy.add(sf.metadata?.name);
-      else reachedBy.delete(sf.metadata?.name);
-      if (reachedBy.size === count) resolve();
+  let finished = false;
+  let request: AbortController | undefined;
+  const follow = async (): Promise<void> => {
+    const listed = (await objects.listNamespacedCustomObject({ ...api, namespace, plural: 'stackerfiles' })) as { items: Stackerfile[]; metadata?: { resourceVersion?: string } };
+    reachedBy.clear();
+    for (const sf of listed.items.filter(done)) reachedBy.add(sf.metadata?.name);
+    if (reachedBy.size === count) {
+      finished = true;
+      resolve();
+      return;
+    }
+    request = await new Watch(cluster.kubeConfig).watch(
+      `/apis/${api.group}/${api.version}/namespaces/${namespace}/stackerfiles`,
+      { resourceVersion: listed.metadata?.resourceVersion, allowWatchBookmarks: false },
+      (_phase, sf: Stackerfile) => {
+        if (done(sf)) reachedBy.add(sf.metadata?.name);
+        else reachedBy.delete(sf.metadata?.name);
+        if (reachedBy.size === count) {
+          finished = true;
+          resolve();
+        }
+      },
+      (error: unknown) => {
+        if (finished) return;
+        console.error(`bench operator: the watch of Stackerfiles in ${namespace} ended (${String(error)}); following them again`);
+        follow().catch((failure: unknown) => console.error(`bench operator: cannot follow the Stackerfiles in ${namespace}: ${String(failure)}`));
+      },
+    );
+  };
+  await follow();
+  return {
+    reached,
+    abort: () => {
+      finished = true;
+      request?.abort();
     },
-    (error: unknown) => {
-      if (reachedBy.size < count && error !== null && error !== undefined) console.error(`bench operator: the watch of Stackerfiles in ${namespace} ended: ${String(error)}`);
-    },
-  );
-  return { reached, abort: () => watch.abort() };
+  };
 }
 
 /**
@@ -119,6 +143,10 @@ export async function operatorBench(): Promise<BenchRow[]> {
 }
 
 const fanOutCount = Number(process.env['RESTACK_BENCH_FANOUT'] ?? 1000);
+/** python3 bumps fanned out after the timed one, to show the operator's caches and memory stay bounded over a long run. */
+const fanOutRounds = Number(process.env['RESTACK_BENCH_FANOUT_ROUNDS'] ?? 3);
+/** The operator's --layer-cache-entries (its default when unset). */
+const layerCacheEntries = process.env['RESTACK_BENCH_LAYER_CACHE_ENTRIES'];
 const pollCount = Number(process.env['RESTACK_BENCH_POLL_STACKERFILES'] ?? 1000);
 /** Distinct inputs of the polled fleet: base, ssl and (this - 2) flavours of python3. */
 const pollInputs = Math.max(3, Number(process.env['RESTACK_BENCH_POLL_INPUTS'] ?? 10));
@@ -173,7 +201,7 @@ async function startOperatorOn(cluster: Cluster, namespace: string): Promise<Ope
   return startOperatorProcess({
     kubeconfigPath: cluster.kubeconfigPath,
     cli: await shippedCli(),
-    args: ['--namespace', namespace, '--executor', 'local', '--builder', standInBuilderCommand, '--schedule-jitter', '0'],
+    args: ['--namespace', namespace, '--executor', 'local', '--builder', standInBuilderCommand, '--schedule-jitter', '0', '--min-schedule-interval', '1', ...(layerCacheEntries === undefined ? [] : ['--layer-cache-entries', layerCacheEntries])],
     nodeArgs: cpuProfileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', cpuProfileDir],
   });
 }
@@ -182,6 +210,14 @@ async function stopOperator(operator: OperatorProcess): Promise<void> {
   // SIGTERM: a clean exit, which is when node writes the CPU profile.
   operator.signal('SIGTERM');
   await operator.exited;
+}
+
+/** The operator's cache entries (restack_cache_entries) and resident memory, from its metrics, for the log. */
+async function cachesAndMemory(operator: OperatorProcess): Promise<string> {
+  const text = await operator.metrics();
+  const caches = [...text.matchAll(/^restack_cache_entries\{cache="([^"]+)"\} (\d+)$/gm)].map((match) => `${match[1]} ${match[2]}`);
+  const rss = Number(text.match(/^process_resident_memory_bytes (\d+)$/m)?.[1] ?? 0);
+  return `caches: ${caches.join(', ')}; RSS ${(rss / mib).toFixed(0)} MiB, peak ${((await peakRss(operator.pid)) / mib).toFixed(0)} MiB`;
 }
 
 const python3DigestOf = (sf: Stackerfile, ref: string) => sf.status?.images?.[0]?.inputs?.find((input) => input.ref === ref)?.digest;
@@ -214,6 +250,14 @@ async function fanOutBench({ cluster, objects, registryHost, proxy }: UpdatesSet
     swapped = { seconds: Number(process.hrtime.bigint() - started) / 1e9, requests: proxy.requests.slice(mark) };
     current.abort();
     console.error(`bench operator-updates: ${counterTotal(await operator.metrics(), 'restack_reconcile_total')} reconciles`);
+    console.error(`bench operator-updates: after fan-out 1: ${await cachesAndMemory(operator)}`);
+    for (let round = 2; round <= fanOutRounds; round++) {
+      const next = await bumpPython3(prefix, fleet, `3.12.${round}`);
+      const followed = await followStackerfiles(cluster, objects, namespace, fanOutCount, (sf) => isReady(sf) && python3DigestOf(sf, fleet.refs.python3) === next);
+      await followed.reached;
+      followed.abort();
+      console.error(`bench operator-updates: after fan-out ${round}: ${await cachesAndMemory(operator)}`);
+    }
   } finally {
     await stopOperator(operator);
   }

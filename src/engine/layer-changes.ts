@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import { digestHex } from '../oci/digest.ts';
 import { BuildError } from '../build/errors.ts';
 import { listSquashfsEntries } from '../build/squashfs-entries.ts';
+import { LruCache } from '../oci/lru.ts';
 import { listLayerEntries } from '../oci/layer-entries.ts';
 import { layerCompression } from '../oci/mediatypes.ts';
 import type { Store } from '../oci/store.ts';
@@ -14,22 +15,29 @@ import { classifyTarEntry, type LayerChanges } from '../swap/safety.ts';
 /** Bumped when what a listing holds changes (v2: normalised paths, hard link targets), so older files are not read. */
 const listingVersion = 'v2';
 
+/** File entries of layer listings kept in memory by default: some tens of MB at most. */
+export const defaultLayerCacheEntries = 100_000;
+
 /**
  * What each blob layer changes, listed once per digest: blobs are immutable, so a listing is good
- * forever. Kept in memory and, when a directory is given, on disk across runs.
+ * forever. Kept in memory (the most recently used, up to `maxEntries` file entries in all: a
+ * long-running operator sees new layers with every build and swap) and, when a directory is
+ * given, on disk across runs.
  */
 export class LayerChangesCache {
-  readonly #memory = new Map<string, Promise<LayerChanges>>();
+  readonly #memory: LruCache<string, Promise<LayerChanges>>;
   readonly #directory: string | undefined;
   readonly #recordKey: Uint8Array | undefined;
 
   /**
    * `recordKey`: the key restack's builds sign their layers' change records with
-   * (swap/layer-record.ts); a layer whose record verifies under it is not read.
+   * (swap/layer-record.ts); a layer whose record verifies under it is not read. `maxEntries`: the
+   * file entries of listings kept in memory.
    */
-  constructor(directory?: string, options: { recordKey?: Uint8Array } = {}) {
+  constructor(directory?: string, options: { recordKey?: Uint8Array; maxEntries?: number } = {}) {
     this.#directory = directory;
     this.#recordKey = options.recordKey;
+    this.#memory = new LruCache(options.maxEntries ?? defaultLayerCacheEntries);
   }
 
   get(store: Store, repository: string, layer: Descriptor): Promise<LayerChanges> {
@@ -37,11 +45,23 @@ export class LayerChangesCache {
     if (recorded !== undefined) return Promise.resolve({ digest: layer.digest, entries: recorded });
     let pending = this.#memory.get(layer.digest);
     if (pending === undefined) {
-      pending = this.#load(store, repository, layer);
-      this.#memory.set(layer.digest, pending);
-      pending.catch(() => this.#memory.delete(layer.digest));
+      const loading = this.#load(store, repository, layer);
+      pending = loading;
+      this.#memory.set(layer.digest, loading);
+      loading.then(
+        // Weighed by its entries once listed, if it is still the one cached.
+        (changes) => {
+          if (this.#memory.has(layer.digest)) this.#memory.set(layer.digest, loading, 1 + ('entries' in changes ? changes.entries.length : 0));
+        },
+        () => this.#memory.delete(layer.digest),
+      );
     }
     return pending;
+  }
+
+  /** Listings in memory, and their file entries. */
+  get size(): { layers: number; entries: number } {
+    return { layers: this.#memory.size, entries: this.#memory.weight };
   }
 
   async #load(store: Store, repository: string, layer: Descriptor): Promise<LayerChanges> {

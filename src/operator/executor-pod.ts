@@ -22,7 +22,10 @@ const stuck = new Set(['ImagePullBackOff', 'ErrImageNeverPull', 'InvalidImageNam
  */
 export function podProgress(pod: V1Pod, request: BuildRequest): BuildProgress {
   const name = pod.metadata?.name ?? buildPodName(request.imageBuild.name);
-  const failed = (what: string): BuildProgress => ({ state: 'done', result: { ok: false, message: `the build pod ${request.imageBuild.namespace}/${name} ${what}` } });
+  const failed = (what: string, retryable = false): BuildProgress => ({
+    state: 'done',
+    result: { ok: false, message: `the build pod ${request.imageBuild.namespace}/${name} ${what}`, ...(retryable ? { retryable } : {}) },
+  });
   const state = pod.status?.containerStatuses?.find((status) => status.name === container)?.state;
   const terminated = state?.terminated;
   if (terminated !== undefined) {
@@ -36,7 +39,8 @@ export function podProgress(pod: V1Pod, request: BuildRequest): BuildProgress {
     return failed(`ran longer than its deadline of ${pod.spec?.activeDeadlineSeconds ?? '?'} s and was stopped; raise spec.builder.timeout (default: the operator's --build-pod-defaults timeout)`);
   }
   if (phase === 'Failed' || phase === 'Succeeded') {
-    return failed(`is ${phase} without a result: ${pod.status?.reason ?? 'no reason given'}${pod.status?.message === undefined ? '' : `: ${pod.status.message}`}`);
+    // An eviction says nothing about the build: it may pass on another try.
+    return failed(`is ${phase} without a result: ${pod.status?.reason ?? 'no reason given'}${pod.status?.message === undefined ? '' : `: ${pod.status.message}`}`, pod.status?.reason === 'Evicted');
   }
   if (pod.metadata?.deletionTimestamp !== undefined) return failed('was deleted before it finished');
   const waiting = state?.waiting;

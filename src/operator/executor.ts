@@ -26,7 +26,11 @@ export interface BuildRequest {
 
 export type BuildOutput = NonNullable<ImageBuildStatus['outputs']>[number];
 
-export type BuildResult = { ok: true; outputs: BuildOutput[] } | { ok: false; message: string };
+/** `retryable`: the failure may pass on its own (the registry down or rate limiting, the pod evicted); the Stackerfile tries again with backoff. */
+export type BuildResult = { ok: true; outputs: BuildOutput[] } | { ok: false; message: string; retryable?: boolean };
+
+/** Builder error codes of failures that may pass on their own: the registry did not answer, failed, or rate limited. */
+const retryableCodes = new Set(['UNREACHABLE', 'REGISTRY_ERROR', 'TOOMANYREQUESTS']);
 
 /**
  * Where a build stands after `step`: `started` when this call began a run (so a build recorded
@@ -66,7 +70,7 @@ export function buildResultOf(message: ResultMessage, request: BuildRequest): Bu
   if ('error' in message) {
     const { step, layer, code, message: text, lastLines = [] } = message.error;
     const where = [layer === undefined ? '' : `layer ${layer}`, step === undefined ? '' : `step ${step}`].filter((part) => part !== '').join(', ');
-    return { ok: false, message: [`${where === '' ? '' : `${where}: `}${code}: ${text}`, ...lastLines].join('\n') + note };
+    return { ok: false, message: [`${where === '' ? '' : `${where}: `}${code}: ${text}`, ...lastLines].join('\n') + note, ...(retryableCodes.has(code) ? { retryable: true } : {}) };
   }
   const tag = request.tags[0] ?? 'latest';
   return {

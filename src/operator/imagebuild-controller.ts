@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
 import type { LayerChangesCache } from '../engine/layer-changes.ts';
+import { LruCache } from '../oci/lru.ts';
+import { buildDigests } from './build-digest.ts';
 import { setConditions } from './conditions.ts';
 import type { BuildRequest, BuildResult, Executor } from './executor.ts';
 import { splitKey, type Informer } from './informer.ts';
@@ -29,14 +31,31 @@ function identity(build: ImageBuild): BuildRequest['imageBuild'] {
 }
 
 /**
+ * Why `build` no longer builds what its Stackerfile describes, or undefined when it still does:
+ * it runs the recipe text whose digest it pinned, or nothing.
+ */
+export function supersededBy(build: ImageBuild, stackerfile: Stackerfile, recipe: string): string | undefined {
+  const { recipeDigest, buildDigest } = build.spec;
+  if (buildDigest === undefined) {
+    const generation = stackerfile.metadata?.generation;
+    const { recipeGeneration } = build.spec;
+    return recipeGeneration === undefined || recipeGeneration === generation ? undefined : `superseded: the Stackerfile is at generation ${generation}, this build is of ${recipeGeneration}`;
+  }
+  const now = buildDigests(stackerfile.spec, recipe);
+  if (recipeDigest !== undefined && now.recipeDigest !== recipeDigest) return `superseded: the recipe changed (${recipeDigest.slice(0, 19)} -> ${now.recipeDigest.slice(0, 19)}) before this build ran it`;
+  if (now.buildDigest !== buildDigest) return 'superseded: the substitutions, output or builder of the Stackerfile changed since this build was created';
+  return undefined;
+}
+
+/**
  * Drives ImageBuilds to completion without waiting for them: a Build is handed to the executor,
  * which answers at once (started, running, done) and re-queues the ImageBuild when its run moves
  * on. The queue never hands one key to two workers, so a build is stepped once at a time.
  */
 export class ImageBuildController {
   readonly #o: ImageBuildControllerOptions;
-  /** UIDs this process finished: the cache may still show them Running for a moment. */
-  readonly #finished = new Set<string>();
+  /** UIDs this process finished: the cache may still show them Running for a moment. The newest suffice. */
+  readonly #finished = new LruCache<string, true>(4096);
   readonly #dependencies = new DependencyImages();
   readonly #signingKeys = new SigningKeys();
   /** What this process recorded of the builds it saw Running: the cache may still show them Pending. */
@@ -44,6 +63,11 @@ export class ImageBuildController {
 
   constructor(options: ImageBuildControllerOptions) {
     this.#o = options;
+  }
+
+  /** Entries of the caches this controller keeps, for the metrics. */
+  cacheSizes(): Record<string, number> {
+    return { 'finished-builds': this.#finished.size, 'dependency-images': this.#dependencies.size, 'running-builds': this.#running.size };
   }
 
   async reconcile(key: string): Promise<Result | void> {
@@ -58,12 +82,11 @@ export class ImageBuildController {
     if (controllerUid(build) !== stackerfile.metadata?.uid) {
       return this.#finish(build, { ok: false, message: `Stackerfile ${namespace}/${build.spec.stackerfileRef.name} is not the one this build was made for (its controller uid is ${controllerUid(build) ?? 'missing'}): it was deleted and created again` });
     }
-    if (build.spec.recipeGeneration !== undefined && build.spec.recipeGeneration !== stackerfile.metadata?.generation) {
-      return this.#finish(build, { ok: false, message: `superseded: the Stackerfile is at generation ${stackerfile.metadata?.generation}, this build is of ${build.spec.recipeGeneration}` });
-    }
-    if (build.spec.strategy === 'Swap') return this.#swap(build, stackerfile);
     const recipe = await readRecipe(this.#o.kube, stackerfile);
     if (!recipe.ok) return this.#finish(build, { ok: false, message: recipe.message });
+    const superseded = supersededBy(build, stackerfile, recipe.text);
+    if (superseded !== undefined) return this.#finish(build, { ok: false, message: superseded });
+    if (build.spec.strategy === 'Swap') return this.#swap(build, stackerfile);
 
     const { output, builder, substitutions } = stackerfile.spec;
     const request: BuildRequest = {
@@ -132,7 +155,7 @@ export class ImageBuildController {
     // A swap that went through is in the status and the Stackerfile's SwapCreated Event; in a fan-out
     // of thousands, one more Event each would be a sixth of the API writes.
     if (refused.length > 0) await this.#o.kube.event(build, 'Warning', 'SwapRefused', message);
-    this.#finished.add(build.metadata?.uid ?? '');
+    this.#finished.set(build.metadata?.uid ?? '', true);
     this.#o.onFinished?.('Succeeded');
   }
 
@@ -146,12 +169,12 @@ export class ImageBuildController {
       startTime,
       completionTime,
       message,
-      ...(result.ok ? { outputs: result.outputs } : {}),
+      ...(result.ok ? { outputs: result.outputs } : result.retryable === true ? { retryable: true } : {}),
       conditions: setConditions(build.status?.conditions, [{ type: 'Succeeded', status: result.ok ? 'True' : 'False', reason: phase, message: message.split('\n')[0] ?? '' }], undefined, completionTime),
     });
     await this.#o.kube.event(build, result.ok ? 'Normal' : 'Warning', phase, message);
     this.#o.logger.info({ imageBuild: build.metadata?.name, phase }, 'build finished');
-    this.#finished.add(build.metadata?.uid ?? '');
+    this.#finished.set(build.metadata?.uid ?? '', true);
     this.#running.delete(build.metadata?.uid ?? '');
     this.#o.onFinished?.(phase);
     await this.#o.executor.release(identity(build));

@@ -12,7 +12,9 @@ import { LeaderElector } from './leader.ts';
 import { LeaderPodLabel } from './leader-pod-label.ts';
 import { OperatorMetrics } from './metrics.ts';
 import { WorkQueue, type Handler } from './queue.ts';
+import { RecipeConfigMaps } from './recipe-configmaps.ts';
 import { controllerUid, StackerfileController } from './stackerfile-controller.ts';
+import type { RetryPolicy } from './updates.ts';
 import { WatchService, type WatchServiceOptions } from './watch-service.ts';
 
 export interface ManagerOptions {
@@ -29,6 +31,10 @@ export interface ManagerOptions {
    */
   leaderElection?: { namespace: string; name: string; identity?: string; leaseDurationMs: number; renewEveryMs: number; pod?: string };
   missingRecipeRetryMs?: number;
+  /** File entries of layer listings kept in memory (LayerChangesCache); default defaultLayerCacheEntries. */
+  layerCacheEntries?: number;
+  /** How failed builds that may pass on their own are tried again (default: 5 attempts, 30 s doubling to 10 min). */
+  buildRetry?: RetryPolicy;
   retryBaseDelayMs?: number;
   /** Keep published images current: watch their inputs, swap or rebuild (docs/updates.md). Off when undefined. */
   updates?: Omit<WatchServiceOptions, 'logger' | 'requeue' | 'credentialsFor'> & { defaultSchedule?: string };
@@ -45,6 +51,9 @@ export class Manager {
   readonly #elector: LeaderElector | undefined;
   readonly #leaderLabel: LeaderPodLabel | undefined;
   readonly #watch: WatchService | undefined;
+  readonly #recipes: RecipeConfigMaps;
+  readonly #layerChanges: LayerChangesCache;
+  readonly #imageBuildController: ImageBuildController;
   #server: Server | undefined;
   #controllersRunning = false;
 
@@ -78,25 +87,30 @@ export class Manager {
               return this.#kube.secretCredentials(secretNamespace, name);
             },
           });
+    this.#recipes = new RecipeConfigMaps({ kubeConfig, logger, requeue: (keys) => keys.forEach((key) => this.#queues.Stackerfile.add(key)) });
     const stackerfileController = new StackerfileController({
       kube: this.#kube,
       stackerfiles: this.#stackerfiles,
       imageBuilds: this.#imageBuilds,
       logger,
+      recipes: this.#recipes,
       ...(this.#watch === undefined ? {} : { inputs: this.#watch }),
       ...(options.updates?.defaultSchedule === undefined ? {} : { defaultSchedule: options.updates.defaultSchedule }),
       ...(options.missingRecipeRetryMs === undefined ? {} : { missingRecipeRetryMs: options.missingRecipeRetryMs }),
       ...(options.executor.refuse === undefined ? {} : { refuseBuilder: (builder) => options.executor.refuse?.(builder) }),
+      ...(options.buildRetry === undefined ? {} : { buildRetry: options.buildRetry }),
     });
+    this.#layerChanges = new LayerChangesCache(undefined, options.layerCacheEntries === undefined ? {} : { maxEntries: options.layerCacheEntries });
     const imageBuildController = new ImageBuildController({
       kube: this.#kube,
       stackerfiles: this.#stackerfiles,
       imageBuilds: this.#imageBuilds,
       executor: options.executor,
-      layerChanges: new LayerChangesCache(),
+      layerChanges: this.#layerChanges,
       logger,
       onFinished: (result) => this.metrics.builds.inc({ result }),
     });
+    this.#imageBuildController = imageBuildController;
     this.#queues = {
       Stackerfile: this.#queue('Stackerfile', (key) => stackerfileController.reconcile(key)),
       ImageBuild: this.#queue('ImageBuild', (key) => imageBuildController.reconcile(key)),
@@ -194,6 +208,8 @@ export class Manager {
     this.#o.logger.info('stopping controllers');
     await this.#watch?.stop();
     await Promise.all(Object.values(this.#queues).map((queue) => queue.stop()));
+    // Started again by the reconciles of the next term as leader.
+    this.#recipes.stop();
   }
 
   #listen(): Promise<void> {
@@ -212,6 +228,8 @@ export class Manager {
         } else if (request.url === '/metrics') {
           this.metrics.queueDepth.set({ kind: 'Stackerfile' }, this.#queues.Stackerfile.depth);
           this.metrics.queueDepth.set({ kind: 'ImageBuild' }, this.#queues.ImageBuild.depth);
+          const caches = { ...this.#imageBuildController.cacheSizes(), 'layer-listings': this.#layerChanges.size.layers, 'layer-listing-entries': this.#layerChanges.size.entries };
+          for (const [cache, entries] of Object.entries(caches)) this.metrics.cacheEntries.set({ cache }, entries);
           response.writeHead(200, { 'Content-Type': this.metrics.registry.contentType }).end(await this.metrics.registry.metrics());
         } else {
           response.writeHead(404).end('not found: try /healthz, /readyz or /metrics');

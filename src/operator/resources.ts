@@ -168,13 +168,21 @@ export const imageBuildSpecSchema = z
     stackerfileRef: z.object({ name }).describe('The Stackerfile in the same namespace.'),
     strategy: z.enum(strategies).describe('Build runs the recipe; Swap replaces an applied dependency\'s layers in place.'),
     reason: z.enum(buildReasons).describe('Why this build or swap happened.'),
-    recipeGeneration: z.number().int().min(0).optional().describe('The Stackerfile generation the build is of.'),
+    recipeGeneration: z.number().int().min(0).optional().describe('The Stackerfile generation when the build was created.'),
+    recipeDigest: z.string().optional().describe('The sha256 of the recipe text this build is of: it builds that text only, and ends superseded if the recipe changes before it runs.'),
+    buildDigest: z
+      .string()
+      .optional()
+      .describe('A digest of what is built: the recipe text, substitutions, output and the builder\'s image and storage. A Stackerfile edit that leaves it unchanged (history, schedule, suspend) starts no build.'),
+    attempt: z.number().int().min(1).optional().describe('Which try at the same work this is (1 when absent): a failure that may pass on its own (status.retryable) is tried again with backoff.'),
     inputs: z.array(inputSchema).optional().describe('Inputs pinned to digests.'),
     images: z.array(z.string()).optional().describe('The layers to build or swap (default: all).'),
     cause: z.string().optional().describe('Why, in words: which inputs changed, or why a swap was refused and a rebuild chosen.'),
   })
   .describe('One build or one swap of a Stackerfile.');
 export type ImageBuildSpec = z.infer<typeof imageBuildSpecSchema>;
+/** An ImageBuild spec as planned: the controller adds the Stackerfile reference and what it pins. */
+export type PlannedBuildSpec = Omit<ImageBuildSpec, 'stackerfileRef' | 'recipeGeneration' | 'recipeDigest' | 'buildDigest'>;
 
 export const swapResults = ['Swapped', 'UpToDate', 'Refused'] as const;
 export const swapRefusals = ['NoProvenance', 'BaseChanged', 'Inconsistent', 'FormatMismatch', 'Overlap', 'NotAnalysed', 'PlatformMissing', 'NotPublished'] as const;
@@ -214,6 +222,7 @@ export const imageBuildStatusSchema = z
       .describe('On a swap: each dependency checked in each image and the result; a refused swap is followed by a rebuild.'),
     conditions: z.array(conditionSchema).optional(),
     message: z.string().optional().describe('On failure: the failing step and its last lines; on a swap: what was checked.'),
+    retryable: z.boolean().optional().describe('On failure: true when it may pass on its own (the registry did not answer or rate limited, the build pod was evicted); the Stackerfile then starts the next attempt after a backoff.'),
   })
   .describe('Observed state, written by the operator only.');
 export type ImageBuildStatus = z.infer<typeof imageBuildStatusSchema>;

@@ -8,9 +8,10 @@ import type { InputWatcher } from './input-watcher.ts';
 import { statusCode, type ImageBuild, type Kube, type Stackerfile } from './kube.ts';
 import type { Result } from './queue.ts';
 import { describeDiagnostics, readRecipe, validateRecipe } from './recipe-source.ts';
-import { imageBuildStem, labelValue } from './names.ts';
-import { group, version, type BuilderSpec, type ImageBuildSpec, type StackerfileStatus } from './resources.ts';
-import { planUpdate, rebuildAnnotation } from './updates.ts';
+import { buildDigests } from './build-digest.ts';
+import { imageBuildStem, labelValue, shortHash } from './names.ts';
+import { group, version, type BuilderSpec, type ImageBuildSpec, type PlannedBuildSpec, type StackerfileStatus } from './resources.ts';
+import { defaultBuildRetry, manualRebuild, planUpdate, rebuildAnnotation, retryAfterFailure, type RetryPolicy } from './updates.ts';
 import { defaultSchedule } from '../watch/scheduler.ts';
 
 export interface StackerfileControllerOptions {
@@ -24,6 +25,10 @@ export interface StackerfileControllerOptions {
   defaultSchedule?: string;
   /** Why the executor cannot build with a spec.builder (Executor.refuse): such a Stackerfile is Stalled before any ImageBuild. */
   refuseBuilder?: (builder: BuilderSpec) => Refusal | undefined;
+  /** Watches the ConfigMaps of spec.recipeFrom: an edit there re-queues the Stackerfile. */
+  recipes?: { track(stackerfile: string, configMap: string | undefined): void };
+  /** How failed builds that may pass on their own are tried again (default: defaultBuildRetry). */
+  buildRetry?: RetryPolicy;
   /** How long to wait before looking again for a missing ConfigMap. */
   missingRecipeRetryMs?: number;
   now?: () => string;
@@ -32,15 +37,31 @@ export interface StackerfileControllerOptions {
 /** The label on every ImageBuild naming its Stackerfile (bounded: names.ts). */
 export const stackerfileLabel = 'restack.dev/stackerfile';
 
-/** A deterministic name per generation and recipe, so a restarted operator never creates a second build. */
-export function imageBuildName(stackerfile: Stackerfile, recipe: string): string {
-  const hash = createHash('sha256').update(recipe).update('\0').update(JSON.stringify(stackerfile.spec.substitutions ?? {})).digest('hex').slice(0, 6);
+/**
+ * The name of the build of a spec: deterministic (a restarted operator finds the build it created
+ * instead of making another), and new along the history (it chains the previous latest build and
+ * the Stackerfile's uid), so returning to an earlier recipe builds again. The generation is there
+ * for people reading `kubectl get ib`.
+ */
+export function specBuildName(stackerfile: Stackerfile, buildDigest: string, previous: string | undefined): string {
+  const hash = shortHash(`${stackerfile.metadata?.uid ?? ''}\0${buildDigest}\0${previous ?? ''}`, 6);
   return `${imageBuildStem(stackerfile.metadata?.name ?? '')}-${stackerfile.metadata?.generation ?? 0}-${hash}`;
+}
+
+/** Whether `build` is of what the spec builds now; a build from before buildDigest existed, when it is of this generation. */
+export function builtFrom(build: ImageBuild, stackerfile: Stackerfile, buildDigest: string): boolean {
+  return build.spec.buildDigest === undefined ? build.spec.recipeGeneration === stackerfile.metadata?.generation : build.spec.buildDigest === buildDigest;
+}
+
+/** A build of the spec itself (not an update): what a failure of it stalls until the spec changes. */
+function isSpecBuild(build: ImageBuild): boolean {
+  return build.spec.strategy === 'Build' && (build.spec.reason === 'Initial' || build.spec.reason === 'RecipeChange');
 }
 
 /** Initial while nothing was published yet, RecipeChange after. */
 export function buildReason(stackerfile: Stackerfile): 'Initial' | 'RecipeChange' {
-  return (stackerfile.metadata?.generation ?? 1) <= 1 || (stackerfile.status?.images ?? []).length === 0 ? 'Initial' : 'RecipeChange';
+  // Not the generation: an edit of the recipeFrom ConfigMap changes the recipe at the same one.
+  return (stackerfile.status?.images ?? []).length === 0 ? 'Initial' : 'RecipeChange';
 }
 
 /** The uid of an object's controller (the Stackerfile of an ImageBuild): the ImageBuild cache is indexed by it. */
@@ -90,7 +111,7 @@ function underWay(build: ImageBuild): ConditionInput[] {
 }
 
 /** The same change planned again after it failed: not retried until something else changes. */
-function sameWork(a: ImageBuildSpec, b: Omit<ImageBuildSpec, 'stackerfileRef' | 'recipeGeneration'>): boolean {
+function sameWork(a: ImageBuildSpec, b: PlannedBuildSpec): boolean {
   return a.strategy === b.strategy && a.reason === b.reason && a.cause === b.cause;
 }
 
@@ -118,9 +139,11 @@ export class StackerfileController {
     const stackerfile = this.#o.stackerfiles.get(key);
     if (stackerfile === undefined || stackerfile.metadata?.deletionTimestamp !== undefined) {
       this.#o.inputs?.forget(key);
+      this.#o.recipes?.track(key, undefined);
       this.#validated.delete(key);
       return;
     }
+    this.#o.recipes?.track(key, stackerfile.spec.recipeFrom?.configMapKeyRef.name);
     const { namespace } = splitKey(key);
     const recipe = await readRecipe(this.#o.kube, stackerfile);
     if (!recipe.ok) {
@@ -129,7 +152,7 @@ export class StackerfileController {
     }
     const recipeErrors = await this.#recipeErrors(key, recipe.text, recipe.file, stackerfile.spec.substitutions);
     if (recipeErrors !== undefined) {
-      // No retry: the recipe only changes with the spec, which brings a new reconcile.
+      // No retry: the recipe only changes with the spec or its ConfigMap, each of which brings a new reconcile.
       await this.#report(stackerfile, kstatus('Stalled', 'InvalidRecipe', recipeErrors), { type: 'Warning', reason: 'InvalidRecipe' });
       return;
     }
@@ -141,19 +164,21 @@ export class StackerfileController {
     }
 
     const builds = this.#o.imageBuilds.indexed(stackerfile.metadata?.uid ?? '');
-    const generationBuildName = imageBuildName(stackerfile, recipe.text);
-    let generationBuild = builds.find((build) => build.metadata?.name === generationBuildName);
-    if (generationBuild === undefined && stackerfile.spec.suspend) {
-      await this.#report(stackerfile, kstatus('Stalled', 'Suspended', 'spec.suspend is true: no build is started; set it to false to build'));
-      return;
+    const pinned = buildDigests(stackerfile.spec, recipe.text);
+    let latest = await this.#latestBuild(stackerfile, builds);
+    if (latest === 'unseen') return { requeueAfterMs: 500 };
+    // A failed build of the spec waits for an edit of the spec, any edit (kstatus' Stalled).
+    const editedAfterFailure = latest?.status?.phase === 'Failed' && isSpecBuild(latest) && latest.spec.recipeGeneration !== stackerfile.metadata?.generation;
+    if (latest === undefined || !builtFrom(latest, stackerfile, pinned.buildDigest) || editedAfterFailure) {
+      if (stackerfile.spec.suspend) {
+        await this.#report(stackerfile, kstatus('Stalled', 'Suspended', 'spec.suspend is true: no build is started; set it to false to build'));
+        return;
+      }
+      const name = specBuildName(stackerfile, pinned.buildDigest, latest?.metadata?.name);
+      latest = builds.find((build) => build.metadata?.name === name) ?? (await this.#createBuild(stackerfile, name, { strategy: 'Build', reason: buildReason(stackerfile) }, buildReason(stackerfile), pinned));
     }
-    if (generationBuild === undefined) {
-      generationBuild = await this.#createBuild(stackerfile, generationBuildName, { strategy: 'Build', reason: buildReason(stackerfile) }, buildReason(stackerfile));
-    }
-    const latest = await this.#latestBuild(stackerfile, builds, generationBuild);
-    if (latest === undefined) return { requeueAfterMs: 500 };
 
-    const inUse = new Set([generationBuild.metadata?.name ?? '', latest.metadata?.name ?? '']);
+    const inUse = new Set([latest.metadata?.name ?? '']);
     for (const old of buildsToPrune(stackerfile, builds, inUse)) await this.#o.kube.deleteImageBuild(namespace, old.metadata?.name ?? '');
 
     const latestName = latest.metadata?.name ?? '';
@@ -162,7 +187,20 @@ export class StackerfileController {
       await this.#report(stackerfile, underWay(latest), undefined, { latestImageBuild: latestName });
       return;
     }
-    if (phase === 'Failed' && latest === generationBuild) {
+    if (phase === 'Failed') {
+      const retry = manualRebuild(stackerfile, latest) ?? retryAfterFailure(stackerfile, latest, this.#o.buildRetry ?? defaultBuildRetry, Date.now());
+      if (retry?.action === 'wait') {
+        await this.#report(stackerfile, kstatus('Reconciling', 'RetryScheduled', retry.message), undefined, { latestImageBuild: latestName });
+        return { requeueAfterMs: retry.ms };
+      }
+      if (retry?.action === 'build') {
+        const next = await this.#createBuild(stackerfile, retry.name, retry.spec, retry.event, pinned);
+        const requested = retry.spec.reason === 'Manual' ? stackerfile.metadata?.annotations?.[rebuildAnnotation] : undefined;
+        await this.#report(stackerfile, underWay(next), undefined, { latestImageBuild: next.metadata?.name ?? '', ...(requested === undefined ? {} : { lastRebuildRequest: requested }) });
+        return;
+      }
+    }
+    if (phase === 'Failed' && isSpecBuild(latest)) {
       const message = `ImageBuild ${latestName} failed: ${latest.status?.message ?? 'no message'}`;
       await this.#report(stackerfile, kstatus('Stalled', 'BuildFailed', message), { type: 'Warning', reason: 'BuildFailed' }, { latestImageBuild: latestName });
       return;
@@ -186,7 +224,7 @@ export class StackerfileController {
       return;
     }
     // The build's name is deterministic, so creating it before recording it cannot make two.
-    const next = await this.#createBuild(published, plan.name, plan.spec, plan.event);
+    const next = await this.#createBuild(published, plan.name, plan.spec, plan.event, pinned);
     const requested = plan.spec.reason === 'Manual' ? stackerfile.metadata?.annotations?.[rebuildAnnotation] : undefined;
     // The same conditions the next reconcile reports while the build is pending, so that one writes nothing.
     await this.#report(stackerfile, [...underWay(next), ...inputConditions], undefined, {
@@ -213,22 +251,21 @@ export class StackerfileController {
   }
 
   /**
-   * The newest ImageBuild of the current generation (status.latestImageBuild), else the
-   * generation's build. A build just created may not be in the cache yet: it is then read from
-   * the API server; undefined means "not visible yet, look again shortly".
+   * The newest ImageBuild started (status.latestImageBuild), if any. One just created may not be
+   * in the cache yet: it is then read from the API server, and `unseen` means "it exists, look
+   * again shortly".
    */
-  async #latestBuild(stackerfile: Stackerfile, builds: readonly ImageBuild[], generationBuild: ImageBuild): Promise<ImageBuild | undefined> {
+  async #latestBuild(stackerfile: Stackerfile, builds: readonly ImageBuild[]): Promise<ImageBuild | undefined | 'unseen'> {
     const name = stackerfile.status?.latestImageBuild;
-    if (name === undefined || name === generationBuild.metadata?.name) return generationBuild;
+    if (name === undefined) return undefined;
     const cached = builds.find((build) => build.metadata?.name === name);
-    const build = cached ?? (await this.#o.kube.getImageBuild(stackerfile.metadata?.namespace ?? 'default', name).catch((error: unknown) => {
+    if (cached !== undefined) return cached;
+    const build = await this.#o.kube.getImageBuild(stackerfile.metadata?.namespace ?? 'default', name).catch((error: unknown) => {
       if (statusCode(error) === 404) return null;
       throw error;
-    }));
+    });
     // Only a build of this very Stackerfile: one of the same name deleted and created again is another object.
-    if (build === null || controllerUid(build) !== stackerfile.metadata?.uid) return generationBuild;
-    if (cached === undefined) return undefined;
-    return build.spec.recipeGeneration === stackerfile.metadata?.generation ? build : generationBuild;
+    return build === null || controllerUid(build) !== stackerfile.metadata?.uid ? undefined : 'unseen';
   }
 
   /** Tells the watcher what to poll (the inputs of the published images) and, when digests changed, starts the cascade. */
@@ -249,7 +286,7 @@ export class StackerfileController {
     if (changed.length > 0) watcher.published(changed);
   }
 
-  async #createBuild(stackerfile: Stackerfile, name: string, spec: Omit<ImageBuildSpec, 'stackerfileRef' | 'recipeGeneration'>, why: string): Promise<ImageBuild> {
+  async #createBuild(stackerfile: Stackerfile, name: string, spec: PlannedBuildSpec, why: string, pinned: { recipeDigest: string; buildDigest: string }): Promise<ImageBuild> {
     const meta = stackerfile.metadata ?? {};
     const build: ImageBuild = {
       apiVersion: `${group}/${version}`,
@@ -262,7 +299,7 @@ export class StackerfileController {
           { apiVersion: `${group}/${version}`, kind: 'Stackerfile', name: meta.name ?? '', uid: meta.uid ?? '', controller: true, blockOwnerDeletion: true },
         ],
       },
-      spec: { stackerfileRef: { name: meta.name ?? '' }, ...spec, recipeGeneration: meta.generation ?? 0 },
+      spec: { stackerfileRef: { name: meta.name ?? '' }, ...spec, recipeGeneration: meta.generation ?? 0, ...pinned },
     };
     const created = await this.#o.kube.createImageBuild(build.metadata?.namespace ?? 'default', build);
     if (created !== undefined) {

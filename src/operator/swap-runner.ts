@@ -2,6 +2,7 @@ import { readStoredImage, type OpenedReference, type StoredImage } from '../engi
 import type { LayerChangesCache } from '../engine/layer-changes.ts';
 import type { ImageSigning } from '../engine/signing.ts';
 import { swapDependency } from '../engine/swap.ts';
+import { LruCache } from '../oci/lru.ts';
 import { formatReference, parseReference, withDigest } from '../oci/reference.ts';
 import { OciError } from '../oci/errors.ts';
 import { SigningError } from '../sign/errors.ts';
@@ -24,11 +25,10 @@ export interface SwapRun {
  * per image. One Stackerfile's read (with its Secret) never serves another reader.
  */
 export class DependencyImages {
-  readonly #images = new Map<string, Promise<StoredImage>>();
-  readonly #capacity: number;
+  readonly #images: LruCache<string, Promise<StoredImage>>;
 
   constructor(capacity = 64) {
-    this.#capacity = capacity;
+    this.#images = new LruCache(capacity);
   }
 
   /** `reader` names the credentials the reference was opened with. */
@@ -39,10 +39,12 @@ export class DependencyImages {
       image = readStoredImage(pinnedDependency);
       image.catch(() => this.#images.delete(key));
       this.#images.set(key, image);
-      const oldest = this.#images.keys().next().value;
-      if (this.#images.size > this.#capacity && oldest !== undefined) this.#images.delete(oldest);
     }
     return image;
+  }
+
+  get size(): number {
+    return this.#images.size;
   }
 }
 

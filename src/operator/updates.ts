@@ -1,14 +1,15 @@
 import { decide, rebuildAfterRefusal, type DependencyChange, type UpdatePolicy } from '../watch/decide.ts';
 import type { ImageBuild, Stackerfile } from './kube.ts';
+import { Backoff, type BackoffPolicy } from './backoff.ts';
 import { imageBuildStem, shortHash } from './names.ts';
-import type { ImageBuildSpec, StackerfileStatus } from './resources.ts';
+import type { PlannedBuildSpec, StackerfileStatus } from './resources.ts';
 
 type PublishedImage = NonNullable<StackerfileStatus['images']>[number];
 
 /** What should happen next to a Stackerfile whose images are published: nothing, or one more ImageBuild. */
 export type UpdatePlan =
   | { action: 'nothing'; message: string }
-  | { action: 'build'; name: string; spec: Omit<ImageBuildSpec, 'stackerfileRef' | 'recipeGeneration'>; event: string };
+  | { action: 'build'; name: string; spec: PlannedBuildSpec; event: string };
 
 export const rebuildAnnotation = 'restack.dev/rebuild';
 
@@ -34,6 +35,47 @@ function refusalFor(latest: ImageBuild | undefined, image: string, change: Depen
     : undefined;
 }
 
+/** A rebuild the restack.dev/rebuild annotation asks for with a value not acted on yet; also after a failed build. */
+export function manualRebuild(stackerfile: Stackerfile, latest: ImageBuild | undefined): Extract<UpdatePlan, { action: 'build' }> | undefined {
+  const requested = stackerfile.metadata?.annotations?.[rebuildAnnotation];
+  if (requested === undefined || requested === '' || requested === stackerfile.status?.lastRebuildRequest) return undefined;
+  return {
+    action: 'build',
+    name: updateBuildName(stackerfile.metadata?.name ?? '', latest?.metadata?.name ?? '', 'build', `manual\0${requested}`),
+    spec: { strategy: 'Build', reason: 'Manual', cause: `${rebuildAnnotation}: ${requested}` },
+    event: `rebuild requested by the ${rebuildAnnotation} annotation (${requested})`,
+  };
+}
+
+/** How failures that may pass on their own are tried again: waits doubling from initialMs up to maxMs, `attempts` tries in all. */
+export interface RetryPolicy extends BackoffPolicy {
+  attempts: number;
+}
+
+export const defaultBuildRetry: RetryPolicy = { initialMs: 30_000, maxMs: 600_000, attempts: 5 };
+
+/**
+ * After a failed build that may pass on its own (status.retryable): the same work again, as the
+ * next attempt, once the backoff since the failure is over; `wait` until then; undefined when it
+ * is not retryable or the attempts are used up.
+ */
+export function retryAfterFailure(stackerfile: Stackerfile, failed: ImageBuild, policy: RetryPolicy, now: number): UpdatePlan | { action: 'wait'; ms: number; message: string } | undefined {
+  const attempt = failed.spec.attempt ?? 1;
+  if (failed.status?.retryable !== true || attempt >= policy.attempts) return undefined;
+  const due = Date.parse(failed.status.completionTime ?? '') + Backoff.bound(policy, attempt);
+  const name = failed.metadata?.name ?? '';
+  if (Number.isFinite(due) && now < due) {
+    return { action: 'wait', ms: due - now, message: `ImageBuild ${name} failed and may pass on its own: attempt ${attempt + 1} of ${policy.attempts} starts at ${new Date(due).toISOString()}; ${failed.status.message ?? ''}` };
+  }
+  const { strategy, reason, cause, inputs, images } = failed.spec;
+  return {
+    action: 'build',
+    name: updateBuildName(stackerfile.metadata?.name ?? '', name, strategy === 'Swap' ? 'swap' : 'build', `retry\0${attempt + 1}`),
+    spec: { strategy, reason, attempt: attempt + 1, ...(cause === undefined ? {} : { cause }), ...(inputs === undefined ? {} : { inputs }), ...(images === undefined ? {} : { images }) },
+    event: `attempt ${attempt + 1} of ${policy.attempts} after ImageBuild ${name} failed: ${failed.status.message?.split('\n')[0] ?? ''}`,
+  };
+}
+
 /**
  * Decides the next ImageBuild of a Stackerfile whose latest ImageBuild finished: a manual rebuild
  * requested by annotation, a rebuild when a base changed (or a swap was refused, or the policy
@@ -42,15 +84,8 @@ function refusalFor(latest: ImageBuild | undefined, image: string, change: Depen
 export function planUpdate(stackerfile: Stackerfile, latest: ImageBuild | undefined, current: ReadonlyMap<string, string>): UpdatePlan {
   const name = stackerfile.metadata?.name ?? '';
   const previous = latest?.metadata?.name ?? '';
-  const requested = stackerfile.metadata?.annotations?.[rebuildAnnotation];
-  if (requested !== undefined && requested !== '' && requested !== stackerfile.status?.lastRebuildRequest) {
-    return {
-      action: 'build',
-      name: updateBuildName(name, previous, 'build', `manual\0${requested}`),
-      spec: { strategy: 'Build', reason: 'Manual', cause: `${rebuildAnnotation}: ${requested}` },
-      event: `rebuild requested by the ${rebuildAnnotation} annotation (${requested})`,
-    };
-  }
+  const manual = manualRebuild(stackerfile, latest);
+  if (manual !== undefined) return manual;
   const policy: UpdatePolicy = {
     onApplyUpdate: stackerfile.spec.updates?.onApplyUpdate ?? 'Swap',
     onBaseUpdate: stackerfile.spec.updates?.onBaseUpdate ?? 'Rebuild',

@@ -5,6 +5,7 @@ import { InputIndex, inputKey } from '../watch/input-index.ts';
 import { Poller, registryOf, type CheckResult } from '../watch/poller.ts';
 import { Scheduler, validateSchedule } from '../watch/scheduler.ts';
 import { startWebhook, type WebhookReceiver, type WebhookTls } from '../watch/webhook.ts';
+import { splitKey } from './informer.ts';
 import type { InputProblems, InputWatcher, WatchedStackerfile } from './input-watcher.ts';
 
 export interface WatchServiceOptions {
@@ -17,6 +18,8 @@ export interface WatchServiceOptions {
   insecureRegistries?: readonly string[];
   /** Receive the registry's push notifications here (https with `tls`). */
   webhook?: { host: string; port: number; secret: string; tls?: WebhookTls };
+  /** The shortest time a schedule may leave between input checks (spec.updates.schedule); none when undefined. */
+  minScheduleIntervalMs?: number;
   /** The registry credentials a WatchedStackerfile's `credentials` names; without it, every check uses the process's own. */
   credentialsFor?: (credentials: string) => CredentialProvider;
 }
@@ -58,6 +61,8 @@ export class WatchService implements InputWatcher {
       index: this.#index,
       ...(insecureRegistries === undefined ? {} : { insecureRegistries }),
       ...(credentialsFor === undefined ? {} : { credentialsFor }),
+      // Checks are shared by every owner of an input; the first owner's namespace takes the turn.
+      tenantOf: (key) => splitKey(this.#index.ownersOf(key)[0] ?? '/').namespace,
       onChange: (key, previous, current, owners) => {
         logger.info({ input: key, previous, current, stackerfiles: owners.length }, previous === undefined ? 'input checked' : 'input changed');
         requeue(owners);
@@ -121,7 +126,7 @@ export class WatchService implements InputWatcher {
     if (this.#watched.get(owner) === fingerprint) return;
     this.#watched.set(owner, fingerprint);
     try {
-      validateSchedule(watched.schedule);
+      validateSchedule(watched.schedule, this.#o.minScheduleIntervalMs);
       this.#invalidSchedules.delete(owner);
     } catch (error) {
       this.#invalidSchedules.set(owner, error instanceof Error ? error.message : String(error));

@@ -47,6 +47,8 @@ export interface PollerOptions {
   /** Registry hosts spoken to over plain http (loopback hosts already are). */
   insecureRegistries?: readonly string[];
   limits?: RateLimits;
+  /** Who an input's check is for (the operator: its owners' namespace), so each takes its turn at a busy registry. */
+  tenantOf?: (key: string) => string;
   retry?: RetryPolicy;
   pushLag?: PushLagPolicy;
   now?: () => Date;
@@ -191,7 +193,7 @@ export class Poller {
     const store = this.#stores.get(storeKey) ?? opened.store;
     if (ref.transport === 'docker') this.#stores.set(storeKey, store);
     const resolve = () => store.resolve(opened.repository, opened.reference);
-    const descriptor = ref.transport === 'oci' ? await resolve() : await this.#limits.for(registry).run(resolve);
+    const descriptor = ref.transport === 'oci' ? await resolve() : await this.#limits.for(registry).run(resolve, this.#options.tenantOf?.(input.key) ?? '');
     return descriptor.digest;
   }
 

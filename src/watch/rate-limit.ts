@@ -1,5 +1,4 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { Semaphore } from '../oci/registry/semaphore.ts';
 
 /** How hard the watcher may ask one registry. */
 export interface RateLimit {
@@ -50,20 +49,69 @@ export class TokenBucket {
   }
 }
 
-/** One registry's limiter: a token bucket for the rate and a semaphore for concurrency. */
+/**
+ * Slots for the requests of many tenants: while all are taken, the tenants waiting are served in
+ * turn, one request each, so a tenant with a thousand checks queued does not hold up another's one.
+ */
+export class FairSlots {
+  readonly #limit: number;
+  #active = 0;
+  /** Per tenant, its waiters in order; the Map's order is the turn (a tenant served goes to the back). */
+  readonly #waiting = new Map<string, Array<() => void>>();
+
+  constructor(limit: number) {
+    if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`concurrency limit must be a positive integer, got ${limit}`);
+    this.#limit = limit;
+  }
+
+  async acquire(tenant: string): Promise<() => void> {
+    if (this.#active < this.#limit) {
+      this.#active++;
+    } else {
+      // The releaser hands its slot over directly, so #active stays counted.
+      await new Promise<void>((resolve) => {
+        const queue = this.#waiting.get(tenant);
+        if (queue === undefined) this.#waiting.set(tenant, [resolve]);
+        else queue.push(resolve);
+      });
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#handOver();
+    };
+  }
+
+  #handOver(): void {
+    const turn = this.#waiting.entries().next();
+    if (turn.done === true) {
+      this.#active--;
+      return;
+    }
+    const [tenant, queue] = turn.value;
+    const next = queue.shift();
+    this.#waiting.delete(tenant);
+    if (queue.length > 0) this.#waiting.set(tenant, queue);
+    next?.();
+  }
+}
+
+/** One registry's limiter: a token bucket for the rate and fair slots for concurrency. */
 export class RegistryLimiter {
   readonly #bucket: TokenBucket;
-  readonly #slots: Semaphore;
+  readonly #slots: FairSlots;
   readonly #clock: Clock;
 
   constructor(limit: RateLimit, clock: Clock = systemClock) {
     this.#clock = clock;
     this.#bucket = new TokenBucket(limit.requestsPerSecond, limit.burst, clock.now());
-    this.#slots = new Semaphore(limit.maxConcurrency);
+    this.#slots = new FairSlots(limit.maxConcurrency);
   }
 
-  async run<T>(request: () => Promise<T>): Promise<T> {
-    const release = await this.#slots.acquire();
+  /** Runs `request` within the limits; `tenant` (a namespace) takes its turn with the others waiting. */
+  async run<T>(request: () => Promise<T>, tenant = ''): Promise<T> {
+    const release = await this.#slots.acquire(tenant);
     try {
       const wait = this.#bucket.reserve(this.#clock.now());
       if (wait > 0) await this.#clock.sleep(wait);

@@ -18,12 +18,34 @@ export class ScheduleError extends Error {
   }
 }
 
-/** Throws a ScheduleError naming the field, the value and an example unless cron accepts it. */
-export function validateSchedule(expression: string): void {
+/** The shortest time between two of the next runs of a valid expression, in milliseconds. */
+export function shortestInterval(expression: string, runs = 100): number {
+  const task = cron.createTask(expression, () => {});
+  const times = task.getNextRuns(runs).map((date) => date.getTime());
+  void task.destroy();
+  return times.slice(1).reduce((shortest, time, i) => Math.min(shortest, time - (times[i] ?? 0)), Infinity);
+}
+
+/**
+ * Throws a ScheduleError naming the field, the value and an example unless cron accepts it and,
+ * when `minIntervalMs` is given, it never runs more often than that: input checks of every tenant
+ * share each registry's rate limit, so an operator sets how often any one may ask.
+ */
+export function validateSchedule(expression: string, minIntervalMs = 0): void {
   const result = cron.validateDetailed(expression);
   if (!result.valid) {
     const why = result.errors.map((error) => error.message).join('; ');
     throw new ScheduleError(expression, why === '' ? 'not a cron expression' : why);
+  }
+  if (minIntervalMs <= 0) return;
+  const interval = shortestInterval(expression);
+  if (interval < minIntervalMs) {
+    const seconds = Math.ceil(minIntervalMs / 1000);
+    const example = seconds < 60 ? `*/${seconds} * * * * *` : `*/${Math.ceil(seconds / 60)} * * * *`;
+    throw new ScheduleError(
+      expression,
+      `it runs ${interval / 1000} s apart, more often than this operator allows (--min-schedule-interval ${seconds}); ask at most every ${seconds} s, e.g. "${example}"`,
+    );
   }
 }
 

@@ -34,7 +34,7 @@ describe('a fan-out interrupted by SIGKILL', { timeout: 600_000, ...(skip === un
   const startOperator = (): ChildProcess => {
     const child = spawn(
       process.execPath,
-      [join(root, 'src', 'cli', 'main.ts'), 'operator', '--namespace', ns, '--executor', 'local', '--metrics-bind-address', '127.0.0.1:0', '--schedule-jitter', '0'],
+      [join(root, 'src', 'cli', 'main.ts'), 'operator', '--namespace', ns, '--executor', 'local', '--metrics-bind-address', '127.0.0.1:0', '--schedule-jitter', '0', '--min-schedule-interval', '1'],
       { env: { ...process.env, KUBECONFIG: cluster.kubeconfigPath }, stdio: ['ignore', 'ignore', 'pipe'] },
     );
     child.stderr?.resume();

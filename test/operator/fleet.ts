@@ -4,7 +4,8 @@
 import { PatchStrategy, setHeaderOptions, type CustomObjectsApi } from '@kubernetes/client-node';
 import { composeToStore } from '../../src/engine/compose.ts';
 import type { ImageBuild, Stackerfile } from '../../src/operator/kube.ts';
-import { imageBuildName } from '../../src/operator/stackerfile-controller.ts';
+import { buildDigests } from '../../src/operator/build-digest.ts';
+import { specBuildName } from '../../src/operator/stackerfile-controller.ts';
 import { makeLayer, type BuiltLayer } from '../services/images.ts';
 import { open, pushLayered } from '../swap/seeds.ts';
 
@@ -108,7 +109,8 @@ export async function seedFleet(options: FleetOptions): Promise<Map<string, stri
         spec: { recipe, output: { registry: prefix, insecure: true }, updates: { schedule: options.schedule } },
       },
     })) as Stackerfile;
-    const buildName = imageBuildName(created, recipe);
+    const pinned = buildDigests(created.spec, recipe);
+    const buildName = specBuildName(created, pinned.buildDigest, undefined);
     const inputs = [
       { ref: fleet.refs.base, role: 'from' as const, digest: fleet.digests.base },
       { ref: fleet.refs.ssl, role: 'apply' as const, digest: fleet.digests.ssl },
@@ -123,7 +125,7 @@ export async function seedFleet(options: FleetOptions): Promise<Map<string, stri
         labels: { 'restack.dev/stackerfile': name },
         ownerReferences: [{ apiVersion: 'restack.dev/v1alpha1', kind: 'Stackerfile', name, uid: created.metadata?.uid ?? '', controller: true, blockOwnerDeletion: true }],
       },
-      spec: { stackerfileRef: { name }, strategy: 'Build', reason: 'Initial', recipeGeneration: created.metadata?.generation ?? 1 },
+      spec: { stackerfileRef: { name }, strategy: 'Build', reason: 'Initial', recipeGeneration: created.metadata?.generation ?? 1, ...pinned },
     };
     await objects.createNamespacedCustomObject({ ...api, namespace, plural: 'imagebuilds', body: build });
     const output = { name, ref, digest: composed.digest, inputs };

@@ -1,5 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { chmod, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +29,19 @@ async function fakeBuilder(dir: string): Promise<string> {
 const args = process.argv.slice(2);
 const push = args[args.indexOf('--push') + 1];
 console.log(JSON.stringify({ event: 'build-start', args }));
+// --substitute FAIL=CODE:N:NAME fails the first N runs of NAME with the error code CODE.
+const fail = args.find((arg) => arg.startsWith('FAIL='));
+if (fail !== undefined) {
+  const [code, times, name] = fail.slice(5).split(':');
+  const fs = await import('node:fs');
+  const counter = new URL('./runs-' + name, import.meta.url);
+  const runs = Number(fs.existsSync(counter) ? fs.readFileSync(counter, 'utf8') : '0') + 1;
+  fs.writeFileSync(counter, String(runs));
+  if (runs <= Number(times)) {
+    console.log(JSON.stringify({ event: 'error', code, message: 'run ' + runs + ' failed with ' + code }));
+    process.exit(1);
+  }
+}
 const provenance = { version: 1, base: null, applied: [], own: { layers: { start: 0, count: 1 } } };
 const outputs = ['ssl', 'python3', 'A'].map((name, i) => {
   const digest = 'sha256:' + String(i).repeat(64);
@@ -193,6 +207,93 @@ describe('the operator against a real API server', () => {
     assert.equal(stale.status?.phase, 'Failed');
     assert.match(stale.status?.message ?? '', /^Stackerfile by-uid\/app is not the one this build was made for/);
     assert.equal((await getStackerfile(ns, 'app')).status?.images, undefined);
+  });
+
+  test('only a change of what is built starts a build: history, schedule and suspend edits do not, substitutions do', async () => {
+    const ns = await namespace('what-is-built');
+    await startManager(ns);
+    await createStackerfile(ns, 'app', seeds);
+    const ready = async (generation: number) =>
+      eventually(`Ready at generation ${generation}`, async () => {
+        const sf = await getStackerfile(ns, 'app');
+        return condition(sf, 'Ready')?.status === 'True' && sf.status?.observedGeneration === generation ? sf : undefined;
+      });
+    await ready(1);
+    const patch = (spec: object) => objects.patchNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', name: 'app', body: { spec } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    await patch({ history: { succeeded: 3, failed: 1 } });
+    await patch({ updates: { schedule: '*/10 * * * *' } });
+    await patch({ suspend: true });
+    await patch({ suspend: false });
+    await ready(5);
+    const [first, ...none] = await listBuilds(ns);
+    assert.equal(none.length, 0, 'no build for edits that change nothing built');
+    assert.match(first?.spec.recipeDigest ?? '', /^sha256:[0-9a-f]{64}$/);
+    await patch({ substitutions: { GREETING: 'hello' } });
+    await ready(6);
+    const builds = (await listBuilds(ns)).sort((a, b) => (a.spec.recipeGeneration ?? 0) - (b.spec.recipeGeneration ?? 0));
+    assert.deepEqual(builds.map((b) => `${b.spec.reason}/${b.status?.phase}`), ['Initial/Succeeded', 'RecipeChange/Succeeded']);
+    assert.equal(builds[1]?.spec.recipeDigest, first?.spec.recipeDigest, 'the same recipe text');
+    assert.notEqual(builds[1]?.spec.buildDigest, first?.spec.buildDigest);
+  });
+
+  test('an edit of the recipeFrom ConfigMap alone builds the new recipe, and the build pins the text it built', async () => {
+    const ns = await namespace('recipe-from');
+    const manager = await startManager(ns);
+    const edited = `${seeds}\n# edited\n`;
+    await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'recipes' }, data: { 'stacker.yaml': seeds } } });
+    await eventually('Stackerfile create', () =>
+      objects.createNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', body: { apiVersion: 'restack.dev/v1alpha1', kind: 'Stackerfile', metadata: { name: 'app' }, spec: { recipeFrom: { configMapKeyRef: { name: 'recipes', key: 'stacker.yaml' } }, output: { registry: '127.0.0.1:5000/team' } } } }),
+    );
+    await eventually('Ready', async () => (condition(await getStackerfile(ns, 'app'), 'Ready')?.status === 'True' ? true : undefined));
+    // Once nothing else is left to reconcile, only the ConfigMap's change can bring the next one.
+    const reconciles = () => metric(manager, /restack_reconcile_total\{kind="Stackerfile",result="success"\} (\d+)/);
+    await eventually('the reconciles to settle', async () => {
+      const before = await reconciles();
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      return (await reconciles()) === before ? true : undefined;
+    });
+    await core.patchNamespacedConfigMap({ namespace: ns, name: 'recipes', body: { data: { 'stacker.yaml': edited } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    const rebuilt = await eventually('a build of the edited recipe', async () => {
+      const builds = await listBuilds(ns);
+      return builds.find((b) => b.spec.reason === 'RecipeChange' && b.status?.phase === 'Succeeded');
+    });
+    assert.equal(rebuilt.spec.recipeDigest, `sha256:${createHash('sha256').update(edited).digest('hex')}`);
+    assert.equal((await getStackerfile(ns, 'app')).metadata?.generation, 1, 'the Stackerfile itself was not touched');
+  });
+
+  test('a failure that may pass on its own is tried again with backoff until it builds', async () => {
+    const ns = await namespace('transient');
+    await startManager(ns, { buildRetry: { initialMs: 200, maxMs: 400, attempts: 5 } });
+    await objects.createNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', body: { apiVersion: 'restack.dev/v1alpha1', kind: 'Stackerfile', metadata: { name: 'app' }, spec: { recipe: seeds, substitutions: { FAIL: 'UNREACHABLE:2:transient' }, output: { registry: '127.0.0.1:5000/team' } } } });
+    await eventually('Ready', async () => (condition(await getStackerfile(ns, 'app'), 'Ready')?.status === 'True' ? true : undefined));
+    const builds = (await listBuilds(ns)).sort((a, b) => (a.spec.attempt ?? 1) - (b.spec.attempt ?? 1));
+    assert.deepEqual(builds.map((b) => `${b.spec.attempt ?? 1} ${b.status?.phase} ${b.status?.retryable ?? false}`), ['1 Failed true', '2 Failed true', '3 Succeeded false']);
+    assert.ok(builds.every((b) => b.spec.reason === 'Initial'));
+  });
+
+  test('a failure that will not pass stalls, and the restack.dev/rebuild annotation builds again', async () => {
+    const ns = await namespace('annotated');
+    const manager = await startManager(ns, { buildRetry: { initialMs: 200, maxMs: 400, attempts: 5 } });
+    await objects.createNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', body: { apiVersion: 'restack.dev/v1alpha1', kind: 'Stackerfile', metadata: { name: 'app' }, spec: { recipe: seeds, substitutions: { FAIL: 'RUN_FAILED:1:annotated' }, output: { registry: '127.0.0.1:5000/team' } } } });
+    const stalled = await eventually('Stalled', async () => {
+      const sf = await getStackerfile(ns, 'app');
+      return condition(sf, 'Stalled')?.status === 'True' ? sf : undefined;
+    });
+    assert.equal(condition(stalled, 'Stalled')?.reason, 'BuildFailed');
+    const reconciles = () => metric(manager, /restack_reconcile_total\{kind="Stackerfile",result="success"\} (\d+)/);
+    await eventually('the reconciles to settle', async () => {
+      const before = await reconciles();
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      return (await reconciles()) === before ? true : undefined;
+    });
+    assert.equal((await listBuilds(ns)).length, 1, 'not retried: RUN_FAILED does not pass on its own');
+    await objects.patchNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', name: 'app', body: { metadata: { annotations: { 'restack.dev/rebuild': 'now' } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    const ready = await eventually('Ready after the requested rebuild', async () => {
+      const sf = await getStackerfile(ns, 'app');
+      return condition(sf, 'Ready')?.status === 'True' ? sf : undefined;
+    });
+    assert.equal(ready.status?.lastRebuildRequest, 'now');
+    assert.deepEqual((await listBuilds(ns)).map((b) => `${b.spec.reason} ${b.status?.phase}`).sort(), ['Initial Failed', 'Manual Succeeded']);
   });
 
   test('with leader election only one of two managers reconciles', async () => {

@@ -67,7 +67,8 @@ const inBuildNamespace: Access[] = [
   ]),
   { verb: 'create', resource: 'events' },
   { verb: 'list', resource: 'events' },
-  ...['get', 'create', 'delete'].map((verb) => ({ verb, resource: 'configmaps' })),
+  // list and watch: the ConfigMaps of spec.recipeFrom are watched (src/operator/recipe-configmaps.ts).
+  ...['get', 'list', 'watch', 'create', 'delete'].map((verb) => ({ verb, resource: 'configmaps' })),
   { verb: 'get', resource: 'secrets' },
   ...['get', 'list', 'watch', 'create', 'delete'].map((verb) => ({ verb, resource: 'pods' })),
 ];
@@ -87,8 +88,6 @@ const forbidden: Access[] = [
   { verb: 'list', resource: 'secrets' },
   { verb: 'watch', resource: 'secrets' },
   { verb: 'update', resource: 'configmaps' },
-  { verb: 'list', resource: 'configmaps' },
-  { verb: 'watch', resource: 'configmaps' },
   { verb: 'get', resource: 'stackerfiles.restack.dev' },
   { verb: 'update', resource: 'stackerfiles.restack.dev', subresource: 'status' },
   { verb: 'patch', resource: 'events' },

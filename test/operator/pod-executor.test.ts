@@ -129,14 +129,14 @@ describe('a build pod read from its status', () => {
   };
   const pod = (status: V1Pod['status'], deleting = false): V1Pod => ({ metadata: { name: 'app-1-abcdef-build', ...(deleting ? { deletionTimestamp: new Date() } : {}) }, status });
 
-  test('pending or running is running; a container that cannot start, or a pod being deleted, is a failure that says why', () => {
+  test('pending or running is running; a container that cannot start, or a pod being deleted, is a failure that says why; an eviction may pass on another try', () => {
     assert.deepEqual(podProgress(pod({ phase: 'Pending' }), request), { state: 'running', podName: 'app-1-abcdef-build' });
     const pull = podProgress(pod({ phase: 'Pending', containerStatuses: [{ name: 'build', image: 'x', imageID: '', ready: false, restartCount: 0, state: { waiting: { reason: 'ImagePullBackOff', message: 'Back-off pulling image "x"' } } }] }), request);
     assert.deepEqual(pull, { state: 'done', result: { ok: false, message: 'the build pod team/app-1-abcdef-build cannot start: ImagePullBackOff: Back-off pulling image "x"; check spec.builder.image and the operator\'s --builder-image' } });
     assert.deepEqual(podProgress(pod({ phase: 'Running' }, true), request), { state: 'done', result: { ok: false, message: 'the build pod team/app-1-abcdef-build was deleted before it finished' } });
     assert.deepEqual(podProgress(pod({ phase: 'Failed', reason: 'Evicted', message: 'The node was low on resource: memory.' }), request), {
       state: 'done',
-      result: { ok: false, message: 'the build pod team/app-1-abcdef-build is Failed without a result: Evicted: The node was low on resource: memory.' },
+      result: { ok: false, message: 'the build pod team/app-1-abcdef-build is Failed without a result: Evicted: The node was low on resource: memory.', retryable: true },
     });
   });
 

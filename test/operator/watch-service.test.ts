@@ -104,3 +104,18 @@ describe('the operator watch service with registry credentials', { ...(privateSk
     assert.equal(service.problems('ns/without')?.reason, 'CheckFailed');
   });
 });
+
+describe('the minimum schedule interval', () => {
+  test('a spec.updates.schedule that checks more often than the operator allows is an InvalidSchedule problem naming the field, and nothing is polled', async () => {
+    const service = new WatchService({ logger: pino({ level: 'silent' }), requeue: () => {}, jitterWindowMs: 0, minScheduleIntervalMs: 30_000 });
+    try {
+      service.watch('team/greedy', { inputs: [{ ref: 'docker://registry.example/base:latest', role: 'from' }], outputs: [], schedule: '* * * * * *' });
+      const problems = service.problems('team/greedy');
+      assert.equal(problems?.reason, 'InvalidSchedule');
+      assert.match(problems?.message ?? '', /^spec\.updates\.schedule "\* \* \* \* \* \*": it runs 1 s apart, more often than this operator allows \(--min-schedule-interval 30\)/);
+      assert.equal(service.currentDigests('team/greedy').size, 0);
+    } finally {
+      await service.stop();
+    }
+  });
+});

@@ -62,6 +62,26 @@ describe('RegistryLimiter', () => {
   });
 });
 
+describe('fairness between tenants', () => {
+  test('a tenant with many checks queued does not hold up another: waiting tenants take turns, one request each', async () => {
+    const limiter = new RegistryLimiter({ requestsPerSecond: 1000, burst: 1000, maxConcurrency: 1 }, manualClock());
+    const order: string[] = [];
+    const gates: Array<() => void> = [];
+    const request = (tenant: string, i: number) =>
+      limiter.run(async () => {
+        order.push(`${tenant}${i}`);
+        await new Promise<void>((resolve) => gates.push(resolve));
+      }, tenant);
+    const runs = [...Array.from({ length: 5 }, (_, i) => request('busy', i)), request('quiet', 0), request('other', 0), request('quiet', 1)];
+    while (order.length < runs.length || gates.length > 0) {
+      await new Promise((resolve) => setImmediate(resolve));
+      gates.shift()?.();
+    }
+    await Promise.all(runs);
+    assert.deepEqual(order, ['busy0', 'busy1', 'quiet0', 'other0', 'busy2', 'quiet1', 'busy3', 'busy4']);
+  });
+});
+
 describe('RateLimits', () => {
   test('one limiter per registry, with per-host overrides', async () => {
     const clock = manualClock();

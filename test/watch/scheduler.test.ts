@@ -26,6 +26,25 @@ describe('validateSchedule', () => {
   }
 });
 
+describe('the minimum interval of a schedule', () => {
+  test('a schedule that runs more often than the operator allows is refused, naming the field, the flag and a schedule that fits', () => {
+    for (const tooOften of ['* * * * * *', '*/5 * * * * *', '0,1 * * * * *']) {
+      assert.throws(
+        () => validateSchedule(tooOften, 10_000),
+        (error: unknown) =>
+          error instanceof ScheduleError &&
+          error.message.startsWith(`spec.updates.schedule "${tooOften}": it runs ${tooOften.startsWith('*/5') ? 5 : 1} s apart`) &&
+          error.message.includes('--min-schedule-interval 10') &&
+          error.message.includes('"*/10 * * * * *"'),
+        tooOften,
+      );
+    }
+    validateSchedule('*/10 * * * * *', 10_000);
+    validateSchedule('*/5 * * * *', 10_000);
+    validateSchedule('* * * * * *');
+  });
+});
+
 describe('jitterFor', () => {
   test('is the same for the same expression, differs between expressions and stays in its bounds', () => {
     const expressions = Array.from({ length: 50 }, (_, minute) => `${minute} * * * *`);

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { KubeConfig } from '@kubernetes/client-node';
 import { Option } from 'commander';
+import { defaultLayerCacheEntries } from '../../engine/layer-changes.ts';
 import { buildPodDefaultsSchema, type BuildPodDefaults } from '../../operator/build-policy.ts';
 import type { Executor } from '../../operator/executor.ts';
 import { LocalExecutor } from '../../operator/executor-local.ts';
@@ -28,11 +29,13 @@ interface OperatorOptions {
   updates: boolean;
   defaultSchedule: string;
   scheduleJitter: string;
+  minScheduleInterval: string;
   insecureRegistry: string[];
   webhookBindAddress?: string;
   webhookSecretFile?: string;
   webhookCertFile?: string;
   webhookKeyFile?: string;
+  layerCacheEntries: string;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -58,7 +61,13 @@ function webhookTls(options: OperatorOptions): { certFile: string; keyFile: stri
 /** What the watcher needs from the flags; undefined with --no-updates. */
 async function updateOptions(options: OperatorOptions): Promise<ManagerOptions['updates']> {
   if (!options.updates) return undefined;
-  validateSchedule(options.defaultSchedule);
+  const minSeconds = Number(options.minScheduleInterval);
+  if (!Number.isFinite(minSeconds) || minSeconds < 0) throw new UserError(`--min-schedule-interval ${options.minScheduleInterval}: not a number of seconds`, 'give seconds, e.g. 10, or 0 for no minimum');
+  try {
+    validateSchedule(options.defaultSchedule, minSeconds * 1000);
+  } catch (error) {
+    throw new UserError(`--default-schedule: ${error instanceof Error ? error.message : String(error)}`, 'give a schedule within --min-schedule-interval, or lower the minimum');
+  }
   const jitterSeconds = Number(options.scheduleJitter);
   if (!Number.isFinite(jitterSeconds) || jitterSeconds < 0) throw new UserError(`--schedule-jitter ${options.scheduleJitter}: not a number of seconds`, 'give seconds, e.g. 30, or 0 for none');
   let webhook;
@@ -72,6 +81,7 @@ async function updateOptions(options: OperatorOptions): Promise<ManagerOptions['
   }
   return {
     defaultSchedule: options.defaultSchedule,
+    minScheduleIntervalMs: minSeconds * 1000,
     jitterWindowMs: jitterSeconds * 1000,
     insecureRegistries: options.insecureRegistry,
     ...(webhook === undefined ? {} : { webhook }),
@@ -143,11 +153,13 @@ export const registerOperator: RegisterCommand = (program, context) => {
     .option('--no-updates', 'build only: do not watch inputs, swap or rebuild (docs/updates.md)')
     .option('--default-schedule <cron>', 'input checks for Stackerfiles without spec.updates.schedule', defaultSchedule)
     .option('--schedule-jitter <seconds>', 'widest delay after a schedule fires, so schedules spread out', '30')
+    .option('--min-schedule-interval <seconds>', 'the most often a Stackerfile\'s spec.updates.schedule may check its inputs (registries are shared by every tenant); 0: no minimum', '10')
     .option('--insecure-registry <host>', 'check inputs in this registry over plain http (repeatable; loopback always is)', collect, [])
     .option('--webhook-bind-address <addr>', 'receive registry push notifications on HOST:PORT at /webhook/registry')
     .option('--webhook-secret-file <file>', 'the shared secret registries send as Authorization: Bearer <secret>, or sign the body with (X-Restack-Signature: sha256=<HMAC-SHA256>)')
     .option('--webhook-cert-file <file>', 'serve the webhook over https with this certificate (PEM, e.g. a kubernetes.io/tls Secret\'s tls.crt); read again when it changes')
     .option('--webhook-key-file <file>', 'the private key of --webhook-cert-file (PEM, tls.key)')
+    .option('--layer-cache-entries <n>', 'file entries of layer listings kept in memory for the swaps\' overlap checks (least recently used go first)', String(defaultLayerCacheEntries))
     .action(async (options: OperatorOptions) => {
       const { logger } = context();
       const timings = leaseTimings(options);
@@ -155,6 +167,8 @@ export const registerOperator: RegisterCommand = (program, context) => {
       // Every flag is checked before the kubeconfig is read.
       const executor = executorOf(options);
       const updates = await updateOptions(options);
+      const layerCacheEntries = Number(options.layerCacheEntries);
+      if (!Number.isInteger(layerCacheEntries) || layerCacheEntries < 1) throw new UserError(`--layer-cache-entries ${options.layerCacheEntries}: not a positive whole number`, `e.g. --layer-cache-entries ${defaultLayerCacheEntries}`);
       const kubeConfig = reuseConnections(new KubeConfig());
       kubeConfig.loadFromDefault();
       const manager = new Manager({
@@ -163,6 +177,7 @@ export const registerOperator: RegisterCommand = (program, context) => {
         executor,
         ...(options.namespace === undefined ? {} : { namespace: options.namespace }),
         metricsBindAddress: options.metricsBindAddress,
+        layerCacheEntries,
         ...(updates === undefined ? {} : { updates }),
         ...(options.leaderElect
           ? {
