@@ -67,8 +67,8 @@ const inBuildNamespace: Access[] = [
   ]),
   { verb: 'create', resource: 'events' },
   { verb: 'list', resource: 'events' },
-  // list and watch: the ConfigMaps of spec.recipeFrom are watched (src/operator/recipe-configmaps.ts).
-  ...['get', 'list', 'watch', 'create', 'delete'].map((verb) => ({ verb, resource: 'configmaps' })),
+  // watch: the ConfigMaps of spec.recipeFrom are watched, never listed (src/operator/recipe-configmaps.ts).
+  ...['get', 'watch', 'create', 'delete'].map((verb) => ({ verb, resource: 'configmaps' })),
   { verb: 'get', resource: 'secrets' },
   ...['get', 'list', 'watch', 'create', 'delete'].map((verb) => ({ verb, resource: 'pods' })),
 ];
@@ -88,6 +88,7 @@ const forbidden: Access[] = [
   { verb: 'list', resource: 'secrets' },
   { verb: 'watch', resource: 'secrets' },
   { verb: 'update', resource: 'configmaps' },
+  { verb: 'list', resource: 'configmaps' },
   { verb: 'get', resource: 'stackerfiles.restack.dev' },
   { verb: 'update', resource: 'stackerfiles.restack.dev', subresource: 'status' },
   { verb: 'patch', resource: 'events' },
