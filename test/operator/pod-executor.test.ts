@@ -139,6 +139,18 @@ describe('a build pod read from its status', () => {
     });
   });
 
+  test('a container the runtime cannot create points at the seccomp profile a node may lack', () => {
+    const noProfile = podProgress(pod({ phase: 'Pending', containerStatuses: [{ name: 'build', image: 'x', imageID: '', ready: false, restartCount: 0, state: { waiting: { reason: 'CreateContainerError', message: 'failed to generate seccomp spec opts: cannot load seccomp profile "/var/lib/kubelet/seccomp/restack/build.json": no such file or directory' } } }] }), request);
+    assert.deepEqual(noProfile, {
+      state: 'done',
+      result: {
+        ok: false,
+        message:
+          'the build pod team/app-1-abcdef-build cannot start: CreateContainerError: failed to generate seccomp spec opts: cannot load seccomp profile "/var/lib/kubelet/seccomp/restack/build.json": no such file or directory; a node without the seccomp profile restack/build.json fails here: install it (docs/install.md)',
+      },
+    });
+  });
+
   test('a pod stopped at its deadline (spec.builder.timeout) says so and how to give it longer', () => {
     const late: V1Pod = { metadata: { name: 'app-1-abcdef-build' }, spec: { containers: [], activeDeadlineSeconds: 2700 }, status: { phase: 'Failed', reason: 'DeadlineExceeded', message: 'Pod was active on the node longer than the specified deadline' } };
     assert.deepEqual(podProgress(late, request), {
