@@ -13,8 +13,18 @@ import { verifyBuildOutputs } from './verify-outputs.ts';
 const component = 'restack-build';
 const container = 'build';
 
-/** Waiting reasons after which the container will not start without someone changing something. */
-const stuck = new Set(['ImagePullBackOff', 'ErrImageNeverPull', 'InvalidImageName', 'CreateContainerConfigError', 'CreateContainerError']);
+/** Waiting reasons after which the container will not start without someone changing something, with what to check. */
+const imageHint = "check spec.builder.image and the operator's --builder-image";
+const stuck = new Map([
+  ['ImagePullBackOff', imageHint],
+  ['ErrImageNeverPull', imageHint],
+  ['InvalidImageName', imageHint],
+  ['CreateContainerConfigError', "check the Secrets and ConfigMaps the pod mounts"],
+  ['CreateContainerError', 'a node without the seccomp profile restack/build.json fails here: install it (docs/install.md)'],
+]);
+
+/** "Reason: message", or the reason alone. */
+const withMessage = (reason: string, message: string | undefined) => `${reason}${message === undefined || message === '' ? '' : `: ${message}`}`;
 
 /**
  * Where a build pod stands, read from its status: still running, or done with the result the
@@ -40,13 +50,12 @@ export function podProgress(pod: V1Pod, request: BuildRequest): BuildProgress {
   }
   if (phase === 'Failed' || phase === 'Succeeded') {
     // An eviction says nothing about the build: it may pass on another try.
-    return failed(`is ${phase} without a result: ${pod.status?.reason ?? 'no reason given'}${pod.status?.message === undefined ? '' : `: ${pod.status.message}`}`, pod.status?.reason === 'Evicted');
+    return failed(`is ${phase} without a result: ${withMessage(pod.status?.reason ?? 'no reason given', pod.status?.message)}`, pod.status?.reason === 'Evicted');
   }
   if (pod.metadata?.deletionTimestamp !== undefined) return failed('was deleted before it finished');
   const waiting = state?.waiting;
-  if (waiting?.reason !== undefined && stuck.has(waiting.reason)) {
-    return failed(`cannot start: ${waiting.reason}${waiting.message === undefined ? '' : `: ${waiting.message}`}; check spec.builder.image and the operator's --builder-image`);
-  }
+  const hint = stuck.get(waiting?.reason ?? '');
+  if (waiting?.reason !== undefined && hint !== undefined) return failed(`cannot start: ${withMessage(waiting.reason, waiting.message)}; ${hint}`);
   return { state: 'running', podName: name };
 }
 
@@ -59,9 +68,9 @@ export function containerStarted(pod: V1Pod): boolean {
 /** What holds a pod that has not started: its container's waiting reason, else the scheduler's verdict, else its phase. */
 export function notStartedBecause(pod: V1Pod): string {
   const waiting = pod.status?.containerStatuses?.find((status) => status.name === container)?.state?.waiting;
-  if (waiting?.reason !== undefined) return `${waiting.reason}${waiting.message === undefined ? '' : `: ${waiting.message}`}`;
+  if (waiting?.reason !== undefined) return withMessage(waiting.reason, waiting.message);
   const scheduled = pod.status?.conditions?.find((condition) => condition.type === 'PodScheduled');
-  if (scheduled?.status === 'False') return `not scheduled: ${scheduled.reason ?? ''}${scheduled.message === undefined ? '' : `: ${scheduled.message}`}`;
+  if (scheduled?.status === 'False') return `not scheduled: ${withMessage(scheduled.reason ?? '', scheduled.message)}`;
   const node = pod.spec?.nodeName;
   return `${pod.status?.phase ?? 'Pending'}${node === undefined ? '' : ` on node ${node}`}, no container status yet`;
 }

@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { decodeResultMessage, encodeResultMessage, type ResultMessage } from '../../src/engine/build/result-message.ts';
 import { buildPodLabels } from '../../src/operator/build-pod.ts';
@@ -20,6 +20,7 @@ import { Manager } from '../../src/operator/manager.ts';
 import { build as restackBuild, pushBusyboxBase, suiteDir } from '../build-engine/helpers.ts';
 import { eventually, useCluster, type Cluster } from '../cluster/harness.ts';
 import { configuredBuilderImage, impersonating, operatorUser, setUpPodBuilds } from './build-namespace.ts';
+import { startDroppingWebhook } from './dropping-webhook.ts';
 import { startOrSkip, startRegistry, type RunningRegistry } from '../services/registry.ts';
 import { spawnService, type ChildService } from '../services/service.ts';
 import { installCrds } from './install-crds.ts';
@@ -137,6 +138,18 @@ describe('a build pod read from its status', () => {
     assert.deepEqual(podProgress(pod({ phase: 'Failed', reason: 'Evicted', message: 'The node was low on resource: memory.' }), request), {
       state: 'done',
       result: { ok: false, message: 'the build pod team/app-1-abcdef-build is Failed without a result: Evicted: The node was low on resource: memory.', retryable: true },
+    });
+  });
+
+  test('a container the runtime cannot create points at the seccomp profile a node may lack', () => {
+    const noProfile = podProgress(pod({ phase: 'Pending', containerStatuses: [{ name: 'build', image: 'x', imageID: '', ready: false, restartCount: 0, state: { waiting: { reason: 'CreateContainerError', message: 'failed to generate seccomp spec opts: cannot load seccomp profile "/var/lib/kubelet/seccomp/restack/build.json": no such file or directory' } } }] }), request);
+    assert.deepEqual(noProfile, {
+      state: 'done',
+      result: {
+        ok: false,
+        message:
+          'the build pod team/app-1-abcdef-build cannot start: CreateContainerError: failed to generate seccomp spec opts: cannot load seccomp profile "/var/lib/kubelet/seccomp/restack/build.json": no such file or directory; a node without the seccomp profile restack/build.json fails here: install it (docs/install.md)',
+      },
     });
   });
 
@@ -402,6 +415,43 @@ describe('the pod executor with kwok as the kubelet', { ...(skip === undefined ?
     assert.match(failed.status?.message ?? '', /^the build pod builds\/nowhere-1-[0-9a-f]{6}-build did not start within 15s: not scheduled: Unschedulable: 0\/\d+ nodes are available: .*node affinity\/selector/);
     assert.match(failed.status?.message ?? '', /\nFailedScheduling: 0\/\d+ nodes are available/, "the pod's Warning Events follow");
     await eventually('the stuck pod deleted', async () => ((await podsOf(a, ns, running.metadata?.name ?? '')).every((pod) => pod.metadata?.deletionTimestamp !== undefined) ? true : undefined));
+  });
+
+  test('a build pod whose hostUsers: false the API server dropped is deleted at once and its build fails, saying why', async () => {
+    // A namespace outside the admission policy (which would refuse such a pod itself), where a
+    // mutating webhook drops hostUsers as an API server without user namespaces for pods does.
+    const dropped = 'dropped-host-users';
+    const webhook = await startDroppingWebhook();
+    let second: Manager | undefined;
+    try {
+      await a.core.createNamespace({ body: { metadata: { name: dropped, labels: { 'pod-security.kubernetes.io/enforce': 'privileged', 'restack.test/drop-host-users': 'true' } } } });
+      await a.cluster.kubeConfig.makeApiClient(AdmissionregistrationV1Api).createMutatingWebhookConfiguration({
+        body: {
+          metadata: { name: 'drop-host-users' },
+          webhooks: [{
+            name: 'drop-host-users.restack.test',
+            admissionReviewVersions: ['v1'],
+            sideEffects: 'None',
+            failurePolicy: 'Fail',
+            clientConfig: { url: webhook.url, caBundle: webhook.caBundle },
+            namespaceSelector: { matchLabels: { 'restack.test/drop-host-users': 'true' } },
+            rules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] }],
+          }],
+        },
+      });
+      second = await startManager(a.cluster, dropped, podExecutor(), impersonating(a.cluster, operatorUser));
+      await createStackerfile(a, dropped, 'no-userns', { recipe: seeds, output: { registry: '127.0.0.1:5000/team' } });
+      const failed = await eventually('the build Failed', async () => {
+        const [build] = await buildsOf(a, dropped, 'no-userns');
+        return build?.status?.phase === 'Failed' ? build : undefined;
+      });
+      assert.match(failed.status?.message ?? '', /^the API server dropped hostUsers: false from the build pod dropped-host-users\/no-userns-1-[0-9a-f]{6}-build \(user namespaces for pods are off: .*\); the pod was deleted: without a user namespace its CAP_SYS_ADMIN would be the node's/);
+      await eventually('the pod gone', async () => ((await podsOf(a, dropped, failed.metadata?.name ?? '')).length === 0 ? true : undefined));
+      assert.deepEqual((await a.core.listNamespacedEvent({ namespace: dropped, fieldSelector: `involvedObject.name=${failed.metadata?.name}` })).items.map((e) => e.reason), ['Failed']);
+    } finally {
+      await second?.stop();
+      await webhook.stop();
+    }
   });
 
   test('a push Secret deleted while the build pod waits to start fails the build at once, naming spec.output.pushSecretRef', async () => {
