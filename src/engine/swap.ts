@@ -4,7 +4,7 @@ import { MediaType } from '../oci/mediatypes.ts';
 import { formatReference, imageName, parseReference, repositoryKey, withDigest, type ImageReference } from '../oci/reference.ts';
 import type { Descriptor, ImageIndex } from '../oci/types.ts';
 import type { SigningOutcome } from '../sign/attach.ts';
-import { serializeImage, readProvenance } from '../swap/image.ts';
+import { serializeImage, readProvenance, type SerializedImage } from '../swap/image.ts';
 import type { Provenance } from '../swap/provenance.ts';
 import { analyseOverlap, type SafetyReport } from '../swap/safety.ts';
 import type { NamedImage } from '../swap/compose.ts';
@@ -157,7 +157,7 @@ export async function swapDependency(request: SwapRequest): Promise<SwapOutcome>
 
   progress(`resolving ${dependency.display}`);
   const dependencyImage = await (request.readDependency ?? readStoredImage)(dependency);
-  const plans: { platform: PlatformImage; plan: SwapPlan }[] = [];
+  const plans: PlannedPlatform[] = [];
   for (const platform of stored.platforms) {
     const source = `${target.display} (${formatPlatform(platform.platform)})`;
     const provenance = readProvenance(platform.image, target.display);
@@ -180,7 +180,7 @@ export async function swapDependency(request: SwapRequest): Promise<SwapOutcome>
     }
     const plan = planSwap({ image: platform.image, source, appliedIndex: index, previous, replacement: { ref: entry.ref, image: replacement.image } });
     if (isRefusal(plan)) return refuse(outcome, plan.reason, plan.message);
-    plans.push({ platform, plan });
+    plans.push({ platform, plan, serialized: serializeImage(plan) });
   }
   if (plans.length === 0) {
     outcome.status = 'up-to-date';
@@ -188,10 +188,9 @@ export async function swapDependency(request: SwapRequest): Promise<SwapOutcome>
     return outcome;
   }
 
-  for (const { platform, plan } of plans) {
+  for (const { platform, plan, serialized } of plans) {
     progress(`checking overlap for ${formatPlatform(platform.platform)}`);
     const safety = await overlapReport(request, plan);
-    const serialized = serializeImage(plan);
     outcome.platforms.push({
       platform: formatPlatform(platform.platform),
       before: platform.image.digest,
@@ -218,12 +217,11 @@ export async function swapDependency(request: SwapRequest): Promise<SwapOutcome>
   if (request.dryRun === true) return outcome;
 
   const present = new Set(stored.platforms.flatMap((platform) => platform.image.manifest.layers.map((layer) => layer.digest)));
-  for (const { plan } of plans) await writeSwappedBlobs(request, plan, present, outcome);
+  for (const planned of plans) await writeSwappedBlobs(request, planned, present, outcome);
   // An index's children are written by digest before the index; the top manifest (the index, or
   // the one image) goes in last, by tag where there is one.
   if (stored.index !== undefined) {
-    for (const { plan } of plans) {
-      const serialized = serializeImage(plan);
+    for (const { serialized } of plans) {
       await target.store.putManifest(target.repository, serialized.manifestBytes, serialized.manifestDescriptor.mediaType);
     }
   }
@@ -236,6 +234,13 @@ export async function swapDependency(request: SwapRequest): Promise<SwapOutcome>
   await retag(request, newTop.descriptor, outcome, newTop.bytes);
   outcome.status = 'swapped';
   return outcome;
+}
+
+/** One platform's swap, planned and serialised once. */
+interface PlannedPlatform {
+  platform: PlatformImage;
+  plan: SwapPlan;
+  serialized: SerializedImage;
 }
 
 function refuse(outcome: SwapOutcome, reason: NonNullable<SwapOutcome['refusal']>['reason'], message: string): SwapOutcome {
@@ -264,14 +269,13 @@ function attestsReplaced(child: Descriptor, replaced: ReadonlyMap<string, Descri
 }
 
 /** The descriptor and bytes of what the target tag will point at (the stored top when nothing changes). */
-function topAfterSwap(stored: StoredImage, plans: { platform: PlatformImage; plan: SwapPlan }[]): { descriptor: Descriptor; bytes?: Uint8Array } {
+function topAfterSwap(stored: StoredImage, plans: PlannedPlatform[]): { descriptor: Descriptor; bytes?: Uint8Array } {
   if (stored.index === undefined) {
     const only = plans[0];
     if (only === undefined) return { descriptor: stored.top.descriptor };
-    const serialized = serializeImage(only.plan);
-    return { descriptor: serialized.manifestDescriptor, bytes: serialized.manifestBytes };
+    return { descriptor: only.serialized.manifestDescriptor, bytes: only.serialized.manifestBytes };
   }
-  const replaced = new Map(plans.map(({ platform, plan }) => [platform.descriptor.digest, serializeImage(plan).manifestDescriptor]));
+  const replaced = new Map(plans.map(({ platform, serialized }) => [platform.descriptor.digest, serialized.manifestDescriptor]));
   const index: ImageIndex = {
     ...stored.index,
     manifests: stored.index.manifests.filter((child) => !attestsReplaced(child, replaced)).map((child) => {
@@ -288,14 +292,13 @@ function topAfterSwap(stored: StoredImage, plans: { platform: PlatformImage; pla
  * The new slice's layers (mounted from the dependency's repository, unless the image already has
  * them, which makes them present in its repository) and the new config.
  */
-async function writeSwappedBlobs(request: SwapRequest, plan: SwapPlan, present: ReadonlySet<string>, outcome: SwapOutcome): Promise<void> {
+async function writeSwappedBlobs(request: SwapRequest, { plan, serialized }: PlannedPlatform, present: ReadonlySet<string>, outcome: SwapOutcome): Promise<void> {
   const progress = request.onProgress ?? (() => {});
   for (const layer of plan.newSlice) {
     const transfer = present.has(layer.digest) ? 'present' : await transferBlob(request.target, request.dependency, layer);
     outcome.transfers[transfer]++;
     progress(`layer ${layer.digest.slice(7, 19)}: ${transfer}`);
   }
-  const serialized = serializeImage(plan);
   await request.target.store.putBlob(request.target.repository, serialized.configDescriptor, serialized.configBytes);
 }
 

@@ -15,7 +15,8 @@ export type BlobTransfer = 'present' | 'mounted' | 'uploaded';
  *
  * `repository` names a repository in a registry; a layout directory has one namespace and
  * ignores it. `reference` is a tag (a ref name in a layout) or a digest. Every read is verified
- * against its digest; every write is by digest, and only `tag` moves a name.
+ * against its digest; every write is by digest, and only `tag` (or `putManifest` given a tag, the
+ * last write of an image) moves a name.
  */
 export interface Store {
   /** For messages: `oci:DIR` or `docker://host`. */

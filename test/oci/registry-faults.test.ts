@@ -159,8 +159,7 @@ describe('RegistryStore against a misbehaving registry', { skip }, () => {
     proxy!.inject({ path: '/tags/list?n=2', fault: page(['a', 'b'], '/v2/faults/paged/tags/list?n=2&last=b') });
     const paged = new RegistryStore(proxy!.host, { credentials: async () => undefined, tagPageSize: 2 });
     assert.deepEqual(await paged.listTags('faults/paged'), ['a', 'b', 'c', 'd', 'e']);
-    assert.deepEqual(proxy!.requests.map((request) => request.path), [
-      '/v2/',
+    assert.deepEqual(proxy!.requests.map((request) => request.path).filter((path) => path !== '/v2/'), [
       '/v2/faults/paged/tags/list?n=2',
       '/v2/faults/paged/tags/list?n=2&last=b',
       '/v2/faults/paged/tags/list?n=2&last=d',
@@ -169,6 +168,25 @@ describe('RegistryStore against a misbehaving registry', { skip }, () => {
 });
 
 describe('RegistryStore uploads and answer sizes against a misbehaving registry', { skip }, () => {
+  test('stores of one registry share its /v2/ ping (the operator opens one per swap); a failed ping is asked again', async () => {
+    const fresh = await startFaultyProxy(registry!.url);
+    try {
+      const image = makeImage({ layers: [await makeLayer({ a: 'ping once' })] });
+      await writeImage(new RegistryStore(registry!.host, { credentials: async () => undefined }), 'faults/ping', image, 'v1');
+      fresh.inject({ path: '/v2/', times: 1, fault: { kind: 'reset' } });
+      const storeOf = () => new RegistryStore(fresh.host, { credentials: async () => undefined, retry: { attempts: 1 } });
+      await assert.rejects(storeOf().resolve('faults/ping', 'v1'), isOciError('UNREACHABLE'));
+      for (let store = 0; store < 3; store++) assert.equal((await storeOf().resolve('faults/ping', 'v1')).digest, image.manifestDescriptor.digest);
+      assert.deepEqual(fresh.requests.map((request) => `${request.method} ${request.path}`), [
+        'GET /v2/',
+        'GET /v2/',
+        ...Array.from({ length: 3 }, () => 'HEAD /v2/faults/ping/manifests/v1'),
+      ]);
+    } finally {
+      await fresh.stop();
+    }
+  });
+
   test('a closing PUT whose session is gone sends the blob again in a new session', async () => {
     const layer = await makeLayer({ 'bin/tool': randomBytes(5_000) });
     proxy!.inject({ method: 'PUT', path: '/blobs/uploads/', times: 1, fault: { kind: 'status', status: 404, body: errorBody('BLOB_UPLOAD_UNKNOWN') } });

@@ -85,9 +85,11 @@ describe('Poller against docker-registry', { skip }, () => {
       const results = await poller.poll(schedule);
       assert.equal(results.size, 10);
       assert.ok([...results.values()].every((result) => 'digest' in result));
-      // The store learns the registry's auth scheme once, from a GET /v2/, then only HEADs.
-      assert.equal(stats().requests - before, cycle === 1 ? 11 : 10, `requests in cycle ${cycle}`);
-      assert.deepEqual(stats().requestsByMethod, { GET: 1, HEAD: 10 * cycle });
+      // The registry's auth scheme is learnt once per process, from a GET /v2/ (here perhaps by the store that pushed), then only HEADs.
+      const pings = stats().requestsByMethod['GET'] ?? 0;
+      assert.ok(pings <= 1);
+      assert.equal(stats().requests - before, cycle === 1 ? 10 + pings : 10, `requests in cycle ${cycle}`);
+      assert.deepEqual(stats().requestsByMethod, { ...(pings === 0 ? {} : { GET: pings }), HEAD: 10 * cycle });
     }
     assert.equal(changes.length, 10, 'first sightings only');
     assert.equal(changes.reduce((sum, change) => sum + change.owners.length, 0), 1000);

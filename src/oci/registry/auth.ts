@@ -28,7 +28,14 @@ function credentialIdentity(credential: Credential | undefined): string {
 }
 
 /**
- * Authentication against one registry: learns the scheme from a `/v2/` ping (once), then
+ * What each registry (by origin) answered to the `/v2/` ping: its scheme and token service are
+ * the registry's, whoever asks, so every store of the process shares one ping per registry (the
+ * operator opens a store per swap, with that Stackerfile's credentials). A failed ping is not kept.
+ */
+const challenges = new Map<string, Promise<Challenge | undefined>>();
+
+/**
+ * Authentication against one registry: learns the scheme from a `/v2/` ping (once per process), then
  * attaches plain Basic credentials, or bearer tokens fetched from the token service
  * (anonymously or with Basic credentials / an identity token) and cached (see TokenCache).
  */
@@ -37,7 +44,6 @@ export class Authenticator {
   readonly #base: URL;
   readonly #transport: HttpTransport;
   readonly #credentials: CredentialProvider;
-  #challenge: Promise<Challenge | undefined> | undefined;
   readonly #tokens = new TokenCache();
   readonly #credentialCache = new Map<string, Promise<Credential | undefined>>();
 
@@ -49,7 +55,10 @@ export class Authenticator {
   }
 
   #ping(): Promise<Challenge | undefined> {
-    this.#challenge ??= (async () => {
+    const origin = this.#base.origin;
+    let challenge = challenges.get(origin);
+    if (challenge !== undefined) return challenge;
+    challenge = (async () => {
       const response = await this.#transport.send({ method: 'GET', url: new URL('/v2/', this.#base), subject: `docker://${this.#registry}`, read: 'buffer' });
       if (response.status === 200) return undefined;
       if (response.status === 401) return preferredChallenge(response.headers.get('www-authenticate'));
@@ -59,9 +68,12 @@ export class Authenticator {
         'check the registry host and port (and whether it speaks http or https)',
       );
     })();
+    challenges.set(origin, challenge);
     // A failed ping (registry down) is asked again next time rather than remembered.
-    this.#challenge.catch(() => (this.#challenge = undefined));
-    return this.#challenge;
+    challenge.catch(() => {
+      if (challenges.get(origin) === challenge) challenges.delete(origin);
+    });
+    return challenge;
   }
 
   #credential(repository: string): Promise<Credential | undefined> {
@@ -98,7 +110,7 @@ export class Authenticator {
    */
   async reauthenticate(scopes: Scope[], wwwAuthenticate: string | null): Promise<string | undefined> {
     const challenge = preferredChallenge(wwwAuthenticate);
-    if (challenge !== undefined) this.#challenge = Promise.resolve(challenge);
+    if (challenge !== undefined) challenges.set(this.#base.origin, Promise.resolve(challenge));
     this.#tokens.forget(scopes);
     this.#credentialCache.delete(credentialRepository(scopes));
     return this.header(scopes);
