@@ -16,13 +16,20 @@ import { open } from '../test/swap/seeds.ts';
 import { timed, type BenchRow } from './report.ts';
 import { swapFanOut } from './swap.ts';
 
-const count = Number(process.env['RESTACK_BENCH_STACKERFILES'] ?? 2000);
+const count = Number(process.env['RESTACK_BENCH_STACKERFILES'] ?? 10_000);
 const concurrency = Number(process.env['RESTACK_BENCH_CONCURRENCY'] ?? 16);
 /** A directory for the operator's CPU profile (node --cpu-prof), to see where its start-up goes. */
 const cpuProfileDir = process.env['RESTACK_BENCH_CPU_PROF'];
 const api = { group: 'restack.dev', version: 'v1alpha1' };
 const namespace = 'bench';
 const mib = 1024 * 1024;
+/** /readyz of an operator over 10,000 Stackerfiles on a loaded 2-core machine: the time is measured, never bounded by a test's 120 s. */
+const readyTimeoutMs = 600_000;
+
+/** Seeding progress on stderr every 1,000 Stackerfiles, so a long setup shows it is moving. */
+const seedProgress = (what: string, total: number) => (done: number) => {
+  if (done % 1000 === 0 || done === total) console.error(`bench ${what}: seeded ${done} of ${total} Stackerfiles`);
+};
 
 const isReady = (sf: Stackerfile) =>
   sf.status?.observedGeneration === sf.metadata?.generation && (sf.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false);
@@ -100,7 +107,7 @@ export async function operatorBench(): Promise<BenchRow[]> {
     const fleet = await pushFleetInputs(prefix);
     const names = Array.from({ length: count }, (_, index) => `app-${String(index).padStart(4, '0')}`);
     // A yearly schedule: the bench measures start-up, not scheduled input checks.
-    const setup = await timed(() => seedFleet({ objects, namespace, prefix, fleet, names, schedule: '0 0 1 1 *', concurrency }));
+    const setup = await timed(() => seedFleet({ objects, namespace, prefix, fleet, names, schedule: '0 0 1 1 *', concurrency, onProgress: seedProgress('operator', count) }));
     const kubectl = await timed(() => execa(join(cluster.binDir, 'kubectl'), ['--kubeconfig', cluster.kubeconfigPath, 'get', 'stackerfiles', '-n', namespace, '-o', 'json']));
     const listBuilds = async () => ((await objects.listNamespacedCustomObject({ ...api, namespace, plural: 'imagebuilds' })) as { items: ImageBuild[] }).items.length;
     const buildsBefore = await listBuilds();
@@ -114,6 +121,7 @@ export async function operatorBench(): Promise<BenchRow[]> {
       cli,
       args: ['--namespace', namespace, '--executor', 'local', '--builder', standInBuilderCommand, '--default-schedule', '0 0 1 1 *'],
       nodeArgs: cpuProfileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', cpuProfileDir],
+      readyTimeoutMs,
     });
     try {
       const readyAfter = Number(process.hrtime.bigint() - started) / 1e9;
@@ -126,9 +134,9 @@ export async function operatorBench(): Promise<BenchRow[]> {
       const reconciles = counterTotal(metrics, 'restack_reconcile_total');
       console.error(`bench operator: ${reconciles} reconciles; /readyz after ${readyAfter.toFixed(1)} s`);
       return [
-        { bench: 'operator', metric: `start to ${count} up-to-date Ready`, value: allReadyAfter, unit: 's', reference: { name: 'creating them', value: setup.seconds }, target: '< 60 s', met: allReadyAfter < 60 },
+        { bench: 'operator', metric: `start to ${count} up-to-date Ready`, value: allReadyAfter, unit: 's', reference: { name: 'creating them', value: setup.seconds }, target: '< 120 s', met: allReadyAfter < 120 },
         { bench: 'operator', metric: `start to ${count} up-to-date Ready`, value: allReadyAfter, unit: 's', reference: { name: 'kubectl get -o json', value: kubectl.seconds } },
-        { bench: 'operator', metric: 'peak RSS (VmHWM)', value: peak / mib, unit: 'MiB', target: '< 300 MiB', met: peak / mib < 300 },
+        { bench: 'operator', metric: 'peak RSS (VmHWM)', value: peak / mib, unit: 'MiB', target: '< 400 MiB', met: peak / mib < 400 },
         { bench: 'operator', metric: 'ImageBuilds created or run', value: rebuilt, unit: '', target: '0', met: rebuilt === 0 },
       ];
     } finally {
@@ -147,9 +155,9 @@ const fanOutCount = Number(process.env['RESTACK_BENCH_FANOUT'] ?? 1000);
 const fanOutRounds = Number(process.env['RESTACK_BENCH_FANOUT_ROUNDS'] ?? 3);
 /** The operator's --layer-cache-entries (its default when unset). */
 const layerCacheEntries = process.env['RESTACK_BENCH_LAYER_CACHE_ENTRIES'];
-const pollCount = Number(process.env['RESTACK_BENCH_POLL_STACKERFILES'] ?? 1000);
+const pollCount = Number(process.env['RESTACK_BENCH_POLL_STACKERFILES'] ?? 10_000);
 /** Distinct inputs of the polled fleet: base, ssl and (this - 2) flavours of python3. */
-const pollInputs = Math.max(3, Number(process.env['RESTACK_BENCH_POLL_INPUTS'] ?? 10));
+const pollInputs = Math.max(3, Number(process.env['RESTACK_BENCH_POLL_INPUTS'] ?? 100));
 const pollCycles = Number(process.env['RESTACK_BENCH_POLL_CYCLES'] ?? 5);
 /** Every 2 seconds: a poll happens soon after a push, and cycles are short to count. */
 const everyTwoSeconds = '*/2 * * * * *';
@@ -203,6 +211,7 @@ async function startOperatorOn(cluster: Cluster, namespace: string): Promise<Ope
     cli: await shippedCli(),
     args: ['--namespace', namespace, '--executor', 'local', '--builder', standInBuilderCommand, '--schedule-jitter', '0', '--min-schedule-interval', '1', ...(layerCacheEntries === undefined ? [] : ['--layer-cache-entries', layerCacheEntries])],
     nodeArgs: cpuProfileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', cpuProfileDir],
+    readyTimeoutMs,
   });
 }
 
@@ -296,9 +305,12 @@ async function pollCostBench({ cluster, objects, proxy }: UpdatesSetup): Promise
   const flavours = await Promise.all(Array.from({ length: pollInputs - 2 }, (_, index) => python3Flavour(prefix, fleet, `python3-${index}`)));
   const names = Array.from({ length: pollCount }, (_, index) => `app-${String(index).padStart(4, '0')}`);
   const index = new InputIndex();
+  let seeded = 0;
   for (const [flavour, fleetOf] of flavours.entries()) {
     const owned = names.filter((_, position) => position % flavours.length === flavour);
     await seedFleet({ objects, namespace, prefix, fleet: fleetOf, names: owned, schedule: everyTwoSeconds, concurrency });
+    seeded += owned.length;
+    if (flavour % 10 === 9 || flavour === flavours.length - 1) console.error(`bench operator-poll: seeded ${seeded} of ${pollCount} Stackerfiles`);
     const inputs = [fleetOf.refs.base, fleetOf.refs.ssl, fleetOf.refs.python3].map((ref, position) => ({ ref, role: position === 0 ? ('from' as const) : ('apply' as const) }));
     for (const name of owned) index.set(`${namespace}/${name}`, inputs, everyTwoSeconds);
   }
@@ -334,23 +346,32 @@ async function pollCostBench({ cluster, objects, proxy }: UpdatesSetup): Promise
   ];
 }
 
-/**
- * The operator keeping images current (issue 7): a python3 bump fanned out to many images, and
- * the registry requests of polling many Stackerfiles on few inputs. The registry is behind a
- * counting proxy, on tmpfs.
- */
-export async function operatorUpdatesBench(): Promise<BenchRow[]> {
+/** A cluster, a registry on tmpfs and a counting proxy in front of it, for `run`; all stopped after. */
+async function withUpdatesSetup(run: (setup: UpdatesSetup) => Promise<BenchRow[]>): Promise<BenchRow[]> {
   const cluster = await useCluster();
   const registry = await startRegistry({ parentDirectory: '/dev/shm' });
   const proxy = await startFaultyProxy(registry.url);
   try {
     const objects = cluster.kubeConfig.makeApiClient(CustomObjectsApi);
     await installCrds(cluster);
-    const setup = { cluster, objects, registryHost: registry.host, proxy };
-    return [...(await fanOutBench(setup)), ...(await pollCostBench(setup))];
+    return await run({ cluster, objects, registryHost: registry.host, proxy });
   } finally {
     await proxy.stop();
     await registry.stop();
     await cluster.stop();
   }
+}
+
+/**
+ * The operator keeping images current (issue 7): a python3 bump fanned out to many images, and
+ * the registry requests of polling many Stackerfiles on few inputs. The registry is behind a
+ * counting proxy, on tmpfs.
+ */
+export function operatorUpdatesBench(): Promise<BenchRow[]> {
+  return withUpdatesSetup(async (setup) => [...(await fanOutBench(setup)), ...(await pollCostBench(setup))]);
+}
+
+/** The poll cost alone (`npm run bench -- operator-poll`): its 10,000 Stackerfiles take most of operator-updates' time. */
+export function operatorPollBench(): Promise<BenchRow[]> {
+  return withUpdatesSetup(pollCostBench);
 }

@@ -77,6 +77,8 @@ export class InputIndex {
   readonly #inputs = new Map<string, InputEntry>();
   /** Per input key (registry, repository, tag): the keys it is checked under, one per credentials. */
   readonly #checks = new Map<string, Set<string>>();
+  /** Per schedule expression: how many owners use it, so `schedules()` does not walk every owner (called on each `set`). */
+  readonly #scheduleOwners = new Map<string, number>();
 
   /**
    * Declares (or replaces) what an owner watches, on which schedule and with whose registry
@@ -92,6 +94,7 @@ export class InputIndex {
     }
     this.remove(owner);
     this.#owners.set(owner, { schedule, inputs: [...inputs], credentials, keys: new Set(resolved.keys()) });
+    this.#scheduleOwners.set(schedule, (this.#scheduleOwners.get(schedule) ?? 0) + 1);
     for (const [key, { input, inputKey }] of resolved) {
       const entry = this.#inputs.get(key) ?? { input, inputKey, owners: new Set<string>(), digest: undefined };
       entry.owners.add(owner);
@@ -105,6 +108,9 @@ export class InputIndex {
     const entry = this.#owners.get(owner);
     if (entry === undefined) return;
     this.#owners.delete(owner);
+    const sharing = (this.#scheduleOwners.get(entry.schedule) ?? 1) - 1;
+    if (sharing === 0) this.#scheduleOwners.delete(entry.schedule);
+    else this.#scheduleOwners.set(entry.schedule, sharing);
     for (const key of entry.keys) {
       const input = this.#inputs.get(key);
       input?.owners.delete(owner);
@@ -159,7 +165,7 @@ export class InputIndex {
 
   /** Every distinct schedule expression in use. */
   schedules(): string[] {
-    return [...new Set([...this.#owners.values()].map((owner) => owner.schedule))];
+    return [...this.#scheduleOwners.keys()];
   }
 
   /** The unique inputs of the owners on this schedule: what one tick of it checks. */

@@ -31,6 +31,8 @@ export interface OperatorProcessOptions {
   nodeArgs?: readonly string[];
   /** The CLI's entry point: src/cli/main.ts unless given (the bench runs the compiled dist/cli/main.js that ships). */
   cli?: string;
+  /** How long its caches may take to sync before /readyz answers (120 s unless given; the bench's 10,000 Stackerfiles on a loaded machine take longer). */
+  readyTimeoutMs?: number;
 }
 
 /** Starts the operator; resolves once /readyz answers 200 (its caches are synced). */
@@ -58,7 +60,7 @@ export async function startOperatorProcess(options: OperatorProcessOptions): Pro
     },
     metrics: async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text(),
   };
-  await eventually(`operator ${pid} ready`, async () => ((await fetch(`http://127.0.0.1:${port}/readyz`)).ok ? true : undefined), 120_000).catch((error: unknown) => {
+  await eventually(`operator ${pid} ready`, async () => ((await fetch(`http://127.0.0.1:${port}/readyz`)).ok ? true : undefined), options.readyTimeoutMs ?? 120_000).catch((error: unknown) => {
     operator.signal('SIGKILL');
     throw new Error(`${String(error)}; its log:\n${output}`);
   });

@@ -86,6 +86,21 @@ describe('InputIndex', () => {
     assert.deepEqual(index.schedules(), [every5]);
   });
 
+  test('schedules() follows owners that share, change and drop a schedule', () => {
+    const index = new InputIndex();
+    const ssl = [{ ref: 'docker://reg.example/ssl', role: 'apply' as const }];
+    index.set('a', ssl, every5);
+    index.set('b', ssl, every5);
+    index.set('a', ssl, every10s);
+    assert.deepEqual(index.schedules().sort(), [every10s, every5].sort());
+    index.set('a', ssl, every10s);
+    index.remove('b');
+    assert.deepEqual(index.schedules(), [every10s], 'every5 went with its last owner');
+    index.remove('b');
+    index.remove('a');
+    assert.deepEqual(index.schedules(), []);
+  });
+
   test('record() says whether the digest changed and what it was', () => {
     const index = new InputIndex();
     index.set('a', [{ ref: 'docker://reg.example/ssl', role: 'apply' }], every5);

@@ -43,6 +43,13 @@ describe('the minimum interval of a schedule', () => {
     validateSchedule('*/5 * * * *', 10_000);
     validateSchedule('* * * * * *');
   });
+
+  test('an interval worked out once is judged against each caller\'s minimum (it is kept per expression)', () => {
+    validateSchedule('*/20 * * * * *', 10_000);
+    assert.throws(() => validateSchedule('*/20 * * * * *', 30_000), /it runs 20 s apart/);
+    validateSchedule('0 0 1 1 *', 10_000);
+    validateSchedule('0 0 1 1 *', 10_000);
+  });
 });
 
 describe('jitterFor', () => {
