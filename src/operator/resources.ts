@@ -89,7 +89,11 @@ export const stackerfileSpecSchema = z
     substitutions: z.record(z.string(), z.string()).optional().describe('Values for ${{NAME}} placeholders in the recipe.'),
     output: z
       .object({
-        registry: z.string().min(1).describe('Where images are pushed: host[:port]/prefix; each layer goes to <registry>/<layer name>.'),
+        // No scheme, no empty path segment, no trailing slash: every ref derived from it (<registry>/<name>) must be one the registry answers.
+        registry: z
+          .string()
+          .regex(/^[^/\s]+(\/[^/\s]+)*$/, 'host[:port]/prefix, without a scheme, a trailing slash or an empty segment')
+          .describe('Where images are pushed: host[:port]/prefix, without a scheme or a trailing slash; each layer goes to <registry>/<layer name>.'),
         tags: z.array(z.string().regex(/^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/)).min(1).default(['latest']).describe('Tags every image gets.'),
         pushSecretRef: z.object({ name }).optional().describe('A kubernetes.io/dockerconfigjson Secret with push credentials.'),
         insecure: z.boolean().default(false).describe('Use plain http for the registry.'),

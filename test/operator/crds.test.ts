@@ -70,6 +70,20 @@ describe('the generated CRDs on a real API server', () => {
     await assert.rejects(create('timeout-days', '2d'), (error: Error) => /spec\.builder\.timeout: Invalid value: .{0,4}2d.{0,4}: spec\.builder\.timeout in body should match/.test(answer(error)));
   });
 
+  test('spec.output.registry is host[:port]/prefix: a scheme, a trailing slash or an empty segment is rejected naming the field', async () => {
+    const objects = cluster.kubeConfig.makeApiClient(CustomObjectsApi);
+    const create = (name: string, registry: string) =>
+      objects.createNamespacedCustomObject({
+        group: 'restack.dev', version: 'v1alpha1', namespace: 'default', plural: 'stackerfiles',
+        body: { apiVersion: 'restack.dev/v1alpha1', kind: 'Stackerfile', metadata: { name }, spec: { recipe: seeds, output: { registry } } },
+      });
+    await eventually('a Stackerfile create', () => create('registry-ok', '127.0.0.1:5000/team/apps'));
+    const answer = (error: Error) => String((error as { body?: unknown }).body ?? error.message);
+    for (const [name, registry] of [['registry-slash', '127.0.0.1:5000/team/'], ['registry-scheme', 'docker://127.0.0.1:5000/team'], ['registry-empty', '127.0.0.1:5000//team']] as const) {
+      await assert.rejects(create(name, registry), (error: Error) => /spec\.output\.registry in body should match/.test(answer(error)), registry);
+    }
+  });
+
   test('the printer columns show Ready, Images and Registry', async () => {
     const crd = parse(readFileSync(join(root, 'crds', 'stackerfiles.yaml'), 'utf8')) as { spec: { versions: { additionalPrinterColumns: { name: string }[] }[] } };
     const columns = crd.spec.versions[0]?.additionalPrinterColumns.map((c) => c.name);
