@@ -1,15 +1,14 @@
 import { readFile } from 'node:fs/promises';
-import { KubeConfig } from '@kubernetes/client-node';
 import { Option } from 'commander';
 import { defaultLayerCacheEntries } from '../../engine/layer-changes.ts';
 import { buildPodDefaultsSchema, type BuildPodDefaults } from '../../operator/build-policy.ts';
 import type { Executor } from '../../operator/executor.ts';
 import { LocalExecutor } from '../../operator/executor-local.ts';
 import { PodExecutor } from '../../operator/executor-pod.ts';
-import { reuseConnections } from '../../operator/kube-connections.ts';
 import { Manager, type ManagerOptions } from '../../operator/manager.ts';
 import { defaultSchedule, validateSchedule } from '../../watch/scheduler.ts';
 import { UserError } from '../errors.ts';
+import { loadKubeConfig } from '../kubeconfig.ts';
 import type { RegisterCommand } from './index.ts';
 
 interface OperatorOptions {
@@ -169,8 +168,7 @@ export const registerOperator: RegisterCommand = (program, context) => {
       const updates = await updateOptions(options);
       const layerCacheEntries = Number(options.layerCacheEntries);
       if (!Number.isInteger(layerCacheEntries) || layerCacheEntries < 1) throw new UserError(`--layer-cache-entries ${options.layerCacheEntries}: not a positive whole number`, `e.g. --layer-cache-entries ${defaultLayerCacheEntries}`);
-      const kubeConfig = reuseConnections(new KubeConfig());
-      kubeConfig.loadFromDefault();
+      const kubeConfig = loadKubeConfig();
       const manager = new Manager({
         kubeConfig,
         logger,

@@ -1,9 +1,10 @@
-import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { CustomObjectsApi } from '@kubernetes/client-node';
 import { matchingEntries, scanRegistry, type InventoryEntry } from '../../engine/inventory.ts';
 import { parseReference, parseRegistryReference } from '../../oci/reference.ts';
 import { RegistryStore } from '../../oci/registry/store.ts';
 import { group, stackerfileStatusSchema, version } from '../../operator/resources.ts';
 import { UserError } from '../errors.ts';
+import { loadKubeConfig } from '../kubeconfig.ts';
 import { formatTable, printJson } from '../output.ts';
 import type { RegisterCommand } from './index.ts';
 import { addStoreOptions, referenceOpener, type StoreOptions } from './store-options.ts';
@@ -33,8 +34,7 @@ async function registryInventory(prefix: string, options: WhichOptions): Promise
 
 /** Every Stackerfile's published images with their inputs (status.images[].inputs), in every namespace. */
 async function clusterInventory(): Promise<InventoryEntry[]> {
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromDefault();
+  const kubeConfig = loadKubeConfig();
   const list = (await kubeConfig.makeApiClient(CustomObjectsApi).listClusterCustomObject({ group, version, plural: 'stackerfiles' })) as { items?: { status?: unknown }[] };
   return (list.items ?? []).flatMap((item) => {
     const status = stackerfileStatusSchema.safeParse(item.status ?? {});
