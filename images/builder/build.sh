@@ -9,8 +9,8 @@
 #                         (default /var/tmp/restack-builder-image; the build container's mapped
 #                         root must be able to traverse it, so not under /root)
 #   SUITE, DEBIAN_MIRROR  the debootstrap base (default bookworm from deb.debian.org)
-#   RESTACK_CACHE         where the debootstrap tar is cached (default ~/.cache/restack), the
-#                         same cache the tests use
+#   RESTACK_CACHE         where the debootstrap tar and the operating system image of os.yaml
+#                         are cached (default ~/.cache/restack), the same cache the tests use
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -40,13 +40,37 @@ if [[ ! -f $base_tar ]]; then
   trap - EXIT
 fi
 
+# The operating system image (os.yaml: the base, apt packages, Node), keyed by everything it is
+# made of, so that a change to restack's source does not run apt again. Built under a lock (the
+# tests and the real node's installer may build at once) into a partial directory renamed when
+# complete; the three used last are kept.
+os_cache=${RESTACK_CACHE:-$HOME/.cache/restack}/builder-os
+os_key=$( { cat "$here/os.yaml"; sha256sum "$node_bin" "$base_tar" | cut -d' ' -f1; } | sha256sum | cut -c1-16)
+os_layout=$os_cache/$os_key
+mkdir -p "$os_cache" "$work"
+chmod 755 "$work"
+exec {os_lock}>"$os_cache/.lock"
+flock "$os_lock"
+if [[ ! -f $os_layout/index.json ]]; then
+  echo "build.sh: building the operating system image (os.yaml), cached in $os_layout" >&2
+  rm -rf "$work/os-roots" "$work/os-oci" "$os_layout.partial"
+  "$node_bin" "$repo/src/cli/main.ts" build -f "$here/os.yaml" \
+    --substitute "BASE_TAR=$base_tar" --substitute "NODE_BIN=$node_bin" \
+    --roots-dir "$work/os-roots" --oci-dir "$work/os-oci" >&2
+  mv "$work/os-oci" "$os_layout.partial"
+  mv "$os_layout.partial" "$os_layout"
+  rm -rf "$work/os-roots"
+fi
+touch "$os_layout"
+find "$os_cache" -mindepth 1 -maxdepth 1 -type d ! -name '*.partial' -printf '%T@ %p\n' | sort -rn | tail -n +4 | cut -d' ' -f2- | xargs -r rm -rf
+flock -u "$os_lock"
+
 # restack compiled to JavaScript (tsconfig.build.json) with production dependencies only, staged
 # outside the repository so the repository's own node_modules (with the dev tools) is left alone;
 # npm installs them from its cache, which scripts/install.sh filled.
 tree=$work/restack
 rm -rf "$tree"
 mkdir -p "$tree"
-chmod 755 "$work"
 "$node_bin" "$repo/node_modules/typescript/bin/tsc" -p "$repo/tsconfig.build.json" --outDir "$tree/dist" >&2 || {
   echo "build.sh: compiling src/ with tsconfig.build.json failed: run npm run typecheck to see why" >&2
   exit 1
@@ -61,8 +85,7 @@ version=$("$node_bin" -p 'require(process.argv[1]).version' "$repo/package.json"
 
 exec "$node_bin" "$repo/src/cli/main.ts" build \
   -f "$here/stacker.yaml" \
-  --substitute "BASE_TAR=$base_tar" \
-  --substitute "NODE_BIN=$node_bin" \
+  --substitute "OS_LAYOUT=$os_layout" \
   --substitute "RESTACK_TREE=$tree" \
   --substitute "VERSION=$version" \
   --roots-dir "$work/roots" \
