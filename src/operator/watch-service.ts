@@ -3,6 +3,7 @@ import type { CredentialProvider } from '../oci/registry/credential-provider.ts'
 import { CascadeGraph } from '../watch/graph.ts';
 import { InputIndex, inputKey } from '../watch/input-index.ts';
 import { Poller, registryOf, type CheckResult } from '../watch/poller.ts';
+import { RateLimits, type RateLimit } from '../watch/rate-limit.ts';
 import { Scheduler, validateSchedule } from '../watch/scheduler.ts';
 import { startWebhook, type WebhookReceiver, type WebhookTls } from '../watch/webhook.ts';
 import { splitKey } from './informer.ts';
@@ -20,6 +21,8 @@ export interface WatchServiceOptions {
   webhook?: { host: string; port: number; secret: string; tls?: WebhookTls };
   /** The shortest time a schedule may leave between input checks (spec.updates.schedule); none when undefined. */
   minScheduleIntervalMs?: number;
+  /** How hard input checks may ask each registry (default: defaultRateLimit). */
+  rateLimit?: RateLimit;
   /** The registry credentials a WatchedStackerfile's `credentials` names; without it, every check uses the process's own. */
   credentialsFor?: (credentials: string) => CredentialProvider;
 }
@@ -62,9 +65,10 @@ export class WatchService implements InputWatcher {
   }
 
   #newPoller(): Poller {
-    const { logger, requeue, insecureRegistries, credentialsFor } = this.#o;
+    const { logger, requeue, insecureRegistries, credentialsFor, rateLimit } = this.#o;
     return new Poller({
       index: this.#index,
+      ...(rateLimit === undefined ? {} : { limits: new RateLimits({ defaults: rateLimit }) }),
       ...(insecureRegistries === undefined ? {} : { insecureRegistries }),
       ...(credentialsFor === undefined ? {} : { credentialsFor }),
       // Checks are shared by every owner of an input; the first owner's namespace takes the turn.
