@@ -317,9 +317,9 @@ describe('config/ kustomize bases and charts/restack on a real API server', () =
       '--input-check-burst=20',
       '--input-checks-in-flight=4',
     ]);
-    const tuned = findObject(documents(await helmTemplate(['heapLimitMiB=0', 'reconcileWorkers=16', 'inputChecks.perSecond=0.5'])), 'Deployment');
+    const tuned = findObject(documents(await helmTemplate(['heapLimitMiB=0', 'reconcileWorkers=16', 'inputChecks.perSecond=25'])), 'Deployment');
     assert.doesNotMatch(JSON.stringify(tuned), /NODE_OPTIONS/, 'heapLimitMiB=0: no limit');
-    assert.ok(operatorArgs(tuned).includes('--reconcile-workers=16') && operatorArgs(tuned).includes('--input-checks-per-second=0.5'), operatorArgs(tuned).join(' '));
+    assert.ok(operatorArgs(tuned).includes('--reconcile-workers=16') && operatorArgs(tuned).includes('--input-checks-per-second=25'), operatorArgs(tuned).join(' '));
   });
 
   test("the chart's operator pod meets the restricted level", async () => {
