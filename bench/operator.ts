@@ -147,7 +147,8 @@ export async function operatorBench(): Promise<BenchRow[]> {
       const metrics = await operator.metrics();
       const rebuilt = (await listBuilds()) - buildsBefore + counterTotal(metrics, 'restack_builds_total');
       const reconciles = counterTotal(metrics, 'restack_reconcile_total');
-      console.error(`bench operator: ${reconciles} reconciles, ${readiness.modified()} Stackerfile writes seen; /readyz after ${readyAfter.toFixed(1)} s`);
+      const byKind = [...metrics.matchAll(/^restack_reconcile_total\{([^}]*)\} (\d+)$/gm)].map((match) => `${match[1]}: ${match[2]}`);
+      console.error(`bench operator: ${reconciles} reconciles (${byKind.join('; ')}), ${readiness.modified()} Stackerfile writes seen; /readyz after ${readyAfter.toFixed(1)} s`);
       return [
         { bench: 'operator', metric: `start to ${count} up-to-date Ready`, value: allReadyAfter, unit: 's', reference: { name: 'creating them', value: setup.seconds }, target: '< 120 s', met: allReadyAfter < 120 },
         { bench: 'operator', metric: `start to ${count} up-to-date Ready`, value: allReadyAfter, unit: 's', reference: { name: 'kubectl get -o json', value: kubectl.seconds } },
