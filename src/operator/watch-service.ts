@@ -75,7 +75,8 @@ export class WatchService implements InputWatcher {
       tenantOf: (key) => splitKey(this.#index.ownersOf(key)[0] ?? '/').namespace,
       onChange: (key, previous, current, owners) => {
         logger.info({ input: key, previous, current, stackerfiles: owners.length }, previous === undefined ? 'input checked' : 'input changed');
-        requeue(owners);
+        // A first sighting: owners still awaiting another input's first check are re-queued when that one ends.
+        requeue(previous === undefined ? owners.filter((owner) => !this.awaitingCheck(owner)) : owners);
       },
       onError: (error) => logger.warn({ err: error }, 'input check failed'),
     });
@@ -245,22 +246,25 @@ export class WatchService implements InputWatcher {
 
   /**
    * After a check: the owners of inputs whose check state changed (a registry went down or came
-   * back, an error appeared or went) are re-queued when their problems changed. The owners of an
-   * input checked for the first time are all re-queued: their status waits for it (awaitingCheck).
+   * back, an error appeared or went) are re-queued when their problems changed. An input whose
+   * first check failed re-queues every owner no longer awaiting a check (their status waits for
+   * it); a first check that succeeded did so already (onChange).
    */
   async #checked(check: Promise<Map<string, CheckResult>>): Promise<void> {
     const results = await check;
     const changed: string[] = [];
-    const firstChecked: string[] = [];
-    for (const key of results.keys()) {
+    const firstFailed: string[] = [];
+    for (const [key, result] of results) {
       if (!this.#index.has(key)) continue;
       const state = this.#checkState(key);
       const before = this.#checkStates.get(key);
       if (before === state) continue;
       this.#checkStates.set(key, state);
-      (before === undefined ? firstChecked : changed).push(...this.#index.ownersOf(key));
+      const owners = this.#index.ownersOf(key);
+      if (before !== undefined) changed.push(...owners);
+      else if ('error' in result) firstFailed.push(...owners.filter((owner) => !this.awaitingCheck(owner)));
     }
-    this.#requeueChanged(changed, firstChecked);
+    this.#requeueChanged(changed, firstFailed);
   }
 
   /** Re-queues the owners whose problems differ from those they were last re-queued for, and every one of `always`. */
