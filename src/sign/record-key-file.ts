@@ -41,7 +41,7 @@ export async function readRecordKeyFile(path: string, options: RecordKeyFileOpti
     key = await readFile(path);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    throw new SigningError('KEY_INVALID', `the layer record key ${path} cannot be read (${reason})`, `give a key file that exists (restack build creates one), or --no-layer-record-key to read every layer instead`, { cause: error });
+    throw new SigningError('KEY_INVALID', `the layer record key ${path} cannot be read (${reason})`, 'give the path of a key file that exists (restack build and update create the default one; the chart mounts the operator\'s), or none: swaps then read every layer', { cause: error });
   }
   const forbidden = options.groupReadable === true ? 0o007 : 0o077;
   if ((mode & forbidden) !== 0) {

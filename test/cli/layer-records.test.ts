@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { listBlobChanges } from '../../src/engine/layer-changes.ts';
@@ -27,38 +27,38 @@ describe('layer change records: restack build signs them, restack swap trusts th
   let dir: string;
   /** The default key file's home: XDG_CONFIG_HOME of every command. */
   let env: Record<string, string>;
+  /** python3's own layer as A applied it. */
+  let python3Old: Descriptor;
   const prefix = () => `docker://${proxy.host}/records`;
   const keyFile = () => join(dir, 'config', 'restack', 'layer-record.key');
   const manifestOf = async (name: string, tag = 'latest') => (await readImage(open(`${prefix()}/${name}:${tag}`).store, `records/${name}`, tag)).manifest as ImageManifest;
   const ownLayer = async (name: string) => (await manifestOf(name)).layers.at(-1) as Descriptor;
   /** GETs of these layer blobs, whichever repository they were read from. */
   const blobReads = (layers: readonly Descriptor[]) => proxy.requests.filter((request) => request.method === 'GET' && layers.some((layer) => request.path.endsWith(`/blobs/${layer.digest}`))).length;
-  const swap = (...more: string[]) => restack(['swap', `${prefix()}/a:latest`, '--dependency', `${prefix()}/python3:latest`, '--json', ...more], { env });
+  /** Each swap with an empty listing cache (XDG_CACHE_HOME): a listing kept on disk by an earlier one would hide its reads. */
+  let swaps = 0;
+  const swapOf = (target: string, ...more: string[]) =>
+    restack(['swap', `${prefix()}/${target}`, '--dependency', `${prefix()}/python3:latest`, '--json', ...more], { env: { ...env, XDG_CACHE_HOME: join(dir, `cache-${++swaps}`) } });
+  const swap = (...more: string[]) => swapOf('a:latest', ...more);
 
-  const recipe = (python3: string) => {
-    const from = `{type: docker, url: "${prefix()}/base:latest"}`;
-    return [
-      `ssl:     {from: ${from}, run: [mkdir -p /usr/lib, echo openssl 3.0 > /usr/lib/ssl.txt]}`,
-      `python3: {from: ${from}, run: [mkdir -p /usr/bin, echo ${python3} > /usr/bin/python3]}`,
-      'A:',
-      `  from: ${from}`,
-      `  apply: ["${prefix()}/ssl:latest", "${prefix()}/python3:latest"]`,
-      '  run: [mkdir -p /srv, cat /usr/lib/ssl.txt /usr/bin/python3 > /srv/A]',
-      '',
-    ].join('\n');
+  const buildRecipe = async (file: string, text: string) => {
+    await writeFile(join(dir, file), text);
+    return outputsOf(await build(['-f', join(dir, file), '--oci-dir', join(dir, 'oci'), '--roots-dir', join(dir, 'roots'), '--push', prefix()], { env }));
   };
+  const from = () => `{type: docker, url: "${prefix()}/base:latest"}`;
+  const deps = (python3: string) =>
+    [`ssl:     {from: ${from()}, run: [mkdir -p /usr/lib, echo openssl 3.0 > /usr/lib/ssl.txt]}`, `python3: {from: ${from()}, run: [mkdir -p /usr/bin, echo ${python3} > /usr/bin/python3]}`, ''].join('\n');
 
   before(async () => {
     dir = await suiteDir('restack-records-');
     env = { XDG_CONFIG_HOME: join(dir, 'config') };
     proxy = await startFaultyProxy(running.url);
     await pushBusyboxBase(`${prefix()}/base:latest`);
-    await writeFile(join(dir, 'stacker.yaml'), recipe('python 3.11'));
-    outputsOf(await build(['-f', join(dir, 'stacker.yaml'), '--oci-dir', join(dir, 'oci'), '--roots-dir', join(dir, 'roots'), '--push', prefix()], { env }));
-    // python3's next version, built and pushed alone: A applies python3:latest
-    await mkdir(join(dir, 'next'));
-    await writeFile(join(dir, 'next', 'stacker.yaml'), recipe('python 3.12').split('\nA:')[0] as string);
-    outputsOf(await build(['-f', join(dir, 'next', 'stacker.yaml'), '--oci-dir', join(dir, 'next', 'oci'), '--roots-dir', join(dir, 'roots'), '--push', prefix()], { env }));
+    await buildRecipe('deps.yaml', deps('python 3.11'));
+    await buildRecipe('a.yaml', ['A:', `  from: ${from()}`, `  apply: ["${prefix()}/ssl:latest", "${prefix()}/python3:latest"]`, '  run: [mkdir -p /srv, cat /usr/lib/ssl.txt /usr/bin/python3 > /srv/A]', ''].join('\n'));
+    python3Old = await ownLayer('python3');
+    // python3's next version: A applied the one before
+    await buildRecipe('deps.yaml', deps('python 3.12'));
   });
   after(async () => {
     await proxy?.stop();
@@ -96,7 +96,7 @@ describe('layer change records: restack build signs them, restack swap trusts th
     const target = open(`${prefix()}/a:tampered`);
     await target.store.putManifest(target.repository, Buffer.from(JSON.stringify(tampered)), manifest.mediaType ?? 'application/vnd.oci.image.manifest.v1+json', 'tampered');
     proxy.clear();
-    const run = await restack(['swap', `${prefix()}/a:tampered`, '--dependency', `${prefix()}/python3:latest`, '--json', '--dry-run'], { env });
+    const run = await swapOf('a:tampered', '--dry-run');
     assert.equal(run.exitCode, 0, run.stderr);
     assert.equal(blobReads([own]), 1, 'the tampered record is ignored and the layer read');
   });
@@ -110,13 +110,15 @@ describe('layer change records: restack build signs them, restack swap trusts th
     assert.match(refused.stderr, new RegExp(`hint: chmod 600 ${open644}`));
     const short = join(dir, 'short.key');
     await writeFile(short, 'not a key\n', { mode: 0o600 });
-    const run = await build(['-f', join(dir, 'stacker.yaml'), '--oci-dir', join(dir, 'oci'), '--roots-dir', join(dir, 'roots')], { env: { ...env, RESTACK_LAYER_RECORD_KEY_FILE: short } });
+    const run = await build(['-f', join(dir, 'a.yaml'), '--oci-dir', join(dir, 'oci'), '--roots-dir', join(dir, 'roots')], { env: { ...env, RESTACK_LAYER_RECORD_KEY_FILE: short } });
     assert.equal(run.exitCode, 1);
     assert.match(run.stderr, new RegExp(`${short} holds 10 bytes, not 32 random bytes`));
   });
 
   test('with the key, the swap reads no layer blob at all, and the swapped image keeps the records', async () => {
-    const [python3Old, python3New, own] = [(await manifestOf('a')).layers[2] as Descriptor, await ownLayer('python3'), await ownLayer('a')];
+    const [own, python3New] = [await ownLayer('a'), await ownLayer('python3')];
+    assert.equal((await manifestOf('a')).layers[2]?.digest, python3Old.digest);
+    assert.notEqual(python3New.digest, python3Old.digest);
     proxy.clear();
     const run = await swap();
     assert.equal(run.exitCode, 0, run.stderr);

@@ -69,7 +69,8 @@ const inBuildNamespace: Access[] = [
   { verb: 'list', resource: 'events' },
   // watch: the ConfigMaps of spec.recipeFrom are watched, never listed (src/operator/recipe-configmaps.ts).
   ...['get', 'watch', 'create', 'delete'].map((verb) => ({ verb, resource: 'configmaps' })),
-  { verb: 'get', resource: 'secrets' },
+  // create: each build's layer record key Secret (src/operator/executor-pod.ts), deleted by the garbage collector.
+  ...['get', 'create'].map((verb) => ({ verb, resource: 'secrets' })),
   ...['get', 'list', 'watch', 'create', 'delete'].map((verb) => ({ verb, resource: 'pods' })),
 ];
 const needed: Access[] = [
@@ -87,6 +88,9 @@ const forbidden: Access[] = [
   { verb: 'create', resource: 'pods', subresource: 'exec' },
   { verb: 'list', resource: 'secrets' },
   { verb: 'watch', resource: 'secrets' },
+  { verb: 'update', resource: 'secrets' },
+  { verb: 'patch', resource: 'secrets' },
+  { verb: 'delete', resource: 'secrets' },
   { verb: 'update', resource: 'configmaps' },
   { verb: 'list', resource: 'configmaps' },
   { verb: 'get', resource: 'stackerfiles.restack.dev' },

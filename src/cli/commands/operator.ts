@@ -6,6 +6,7 @@ import type { Executor } from '../../operator/executor.ts';
 import { LocalExecutor } from '../../operator/executor-local.ts';
 import { PodExecutor } from '../../operator/executor-pod.ts';
 import { Manager, type ManagerOptions } from '../../operator/manager.ts';
+import { readRecordKeyFile } from '../../sign/record-key-file.ts';
 import { defaultSchedule, validateSchedule } from '../../watch/scheduler.ts';
 import { UserError } from '../errors.ts';
 import { loadKubeConfig } from '../kubeconfig.ts';
@@ -35,6 +36,7 @@ interface OperatorOptions {
   webhookCertFile?: string;
   webhookKeyFile?: string;
   layerCacheEntries: string;
+  layerRecordKeyFile?: string;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -158,6 +160,10 @@ export const registerOperator: RegisterCommand = (program, context) => {
     .option('--webhook-secret-file <file>', 'the shared secret registries send as Authorization: Bearer <secret>, or sign the body with (X-Restack-Signature: sha256=<HMAC-SHA256>)')
     .option('--webhook-cert-file <file>', 'serve the webhook over https with this certificate (PEM, e.g. a kubernetes.io/tls Secret\'s tls.crt); read again when it changes')
     .option('--webhook-key-file <file>', 'the private key of --webhook-cert-file (PEM, tls.key)')
+    .option(
+      '--layer-record-key-file <file>',
+      "the master layer record key (32 random bytes; owner- or group-readable only, as the chart mounts its Secret): each Stackerfile's builds sign their layers' changed paths with a key derived from it, and its swaps then read no own layer (docs/security.md). Without it nothing is recorded",
+    )
     .option('--layer-cache-entries <n>', 'file entries of layer listings kept in memory for the swaps\' overlap checks (least recently used go first)', String(defaultLayerCacheEntries))
     .action(async (options: OperatorOptions) => {
       const { logger } = context();
@@ -168,6 +174,7 @@ export const registerOperator: RegisterCommand = (program, context) => {
       const updates = await updateOptions(options);
       const layerCacheEntries = Number(options.layerCacheEntries);
       if (!Number.isInteger(layerCacheEntries) || layerCacheEntries < 1) throw new UserError(`--layer-cache-entries ${options.layerCacheEntries}: not a positive whole number`, `e.g. --layer-cache-entries ${defaultLayerCacheEntries}`);
+      const layerRecordKey = options.layerRecordKeyFile === undefined ? undefined : await readRecordKeyFile(options.layerRecordKeyFile, { groupReadable: true });
       const kubeConfig = loadKubeConfig();
       const manager = new Manager({
         kubeConfig,
@@ -176,6 +183,7 @@ export const registerOperator: RegisterCommand = (program, context) => {
         ...(options.namespace === undefined ? {} : { namespace: options.namespace }),
         metricsBindAddress: options.metricsBindAddress,
         layerCacheEntries,
+        ...(layerRecordKey === undefined ? {} : { layerRecordKey }),
         ...(updates === undefined ? {} : { updates }),
         ...(options.leaderElect
           ? {
