@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { recordKeyFrom } from '../../src/cli/commands/record-key-options.ts';
+import { restack } from '../cli/restack.ts';
 import { defaultRecordKeyFile, readOrCreateRecordKeyFile, readRecordKeyFile } from '../../src/sign/record-key-file.ts';
 
 const dir = await mkdtemp(join(tmpdir(), 'restack-record-key-'));
@@ -58,4 +59,18 @@ test('which key a command uses: --no-layer-record-key, the flag, the variable, t
   assert.deepEqual(await recordKeyFrom({}, { ...environment, RESTACK_LAYER_RECORD_KEY_FILE: named }, false), Buffer.alloc(32, 1));
   assert.deepEqual(await recordKeyFrom({ layerRecordKey: defaultFile }, { RESTACK_LAYER_RECORD_KEY_FILE: named }, false), created, 'the flag before the variable');
   await assert.rejects(recordKeyFrom({ layerRecordKey: join(dir, 'typo.key') }, environment, false), /typo\.key cannot be read/, 'a swap does not create a file it was told to use');
+});
+
+test("the operator refuses a master key others may read before it looks for a cluster, and accepts its group's", async () => {
+  const master = join(dir, 'master.key');
+  await writeFile(master, Buffer.alloc(32, 3), { mode: 0o644 });
+  await chmod(master, 0o644);
+  const run = (kubeconfig: string) => restack(['operator', '--executor', 'local', '--layer-record-key-file', master], { env: { HOME: dir, KUBECONFIG: kubeconfig } });
+  const refused = await run(join(dir, 'no-kubeconfig.yaml'));
+  assert.equal(refused.exitCode, 1);
+  assert.match(String(refused.stderr), new RegExp(`layer record key ${master} is readable by every user \\(mode 644\\)`));
+  assert.match(String(refused.stderr), new RegExp(`hint: chmod 640 ${master}`));
+  await chmod(master, 0o440);
+  const accepted = await run(join(dir, 'no-kubeconfig.yaml'));
+  assert.match(String(accepted.stderr), /cannot load the kubeconfig/, 'the key passed: the kubeconfig is next');
 });
