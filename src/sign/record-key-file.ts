@@ -73,9 +73,10 @@ export async function readOrCreateRecordKeyFile(path: string): Promise<Uint8Arra
       });
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
-      throw new SigningError('KEY_INVALID', `the layer record key ${path} cannot be created (${reason})`, 'give a writable place with --layer-record-key FILE (or $RESTACK_LAYER_RECORD_KEY_FILE), or --no-layer-record-key', { cause: error });
+      throw new SigningError('KEY_UNWRITABLE', `the layer record key ${path} cannot be created (${reason})`, 'give a writable place with --layer-record-key FILE (or $RESTACK_LAYER_RECORD_KEY_FILE), or --no-layer-record-key', { cause: error });
     } finally {
-      await rm(temporary, { force: true });
+      // Best effort: where the directory could not be made, there is nothing to remove.
+      await rm(temporary, { force: true }).catch(() => undefined);
     }
   }
   return readRecordKeyFile(path);

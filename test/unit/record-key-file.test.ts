@@ -61,6 +61,16 @@ test('which key a command uses: --no-layer-record-key, the flag, the variable, t
   await assert.rejects(recordKeyFrom({ layerRecordKey: join(dir, 'typo.key') }, environment, false), /typo\.key cannot be read/, 'a swap does not create a file it was told to use');
 });
 
+test('a build where the default key cannot be made (no writable home) warns and records nothing; a named file that cannot be made fails it', async () => {
+  const notADirectory = join(dir, 'plain-file');
+  await writeFile(notADirectory, '');
+  const warnings: string[] = [];
+  assert.equal(await recordKeyFrom({}, { XDG_CONFIG_HOME: notADirectory }, true, (message) => warnings.push(message)), undefined);
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0] ?? '', new RegExp(`${notADirectory}/restack/layer-record.key cannot be created .*: no layer change records are written`));
+  await assert.rejects(recordKeyFrom({ layerRecordKey: join(notADirectory, 'layer-record.key') }, {}, true), /cannot be created/);
+});
+
 test("the operator refuses a master key others may read before it looks for a cluster, and accepts its group's", async () => {
   const master = join(dir, 'master.key');
   await writeFile(master, Buffer.alloc(32, 3), { mode: 0o644 });

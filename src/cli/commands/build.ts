@@ -118,7 +118,7 @@ export const registerBuild: RegisterCommand = (program, context) => {
         }
         if (options.signKey !== undefined && options.push === undefined) throw new UserError('--sign-key signs what is pushed, and there is no --push', 'add --push docker://host[:port]/prefix');
         const signing = await signingFrom(options);
-        const layerRecordKey = await recordKeyFrom(options, process.env, true);
+        const layerRecordKey = await recordKeyFrom(options, process.env, true, (message) => reporter.err(`warning: ${message}`));
         const open = referenceOpener(options);
         const openInsecure = referenceOpener({ ...options, insecure: true });
         const outputs = await buildRecipes({

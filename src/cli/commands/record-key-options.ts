@@ -1,5 +1,6 @@
 import { stat } from 'node:fs/promises';
 import type { Command } from 'commander';
+import { SigningError } from '../../sign/errors.ts';
 import { defaultRecordKeyFile, readOrCreateRecordKeyFile, readRecordKeyFile, recordKeyFileVariable } from '../../sign/record-key-file.ts';
 
 export interface RecordKeyOptions {
@@ -19,14 +20,29 @@ export function addRecordKeyOptions(command: Command): Command {
 
 /**
  * The record key the options name. `create`: a build or an update makes the file when it is
- * missing. A swap does not: without the default file it reads the layers, and a file named by the
- * flag or the variable must exist.
+ * missing; where the default one cannot be made (a read-only home), it says so through `warn` and
+ * records nothing rather than fail the build. A swap creates none: without the default file it
+ * reads the layers, and a file named by the flag or the variable must exist. A file others may
+ * read, or not a key, always fails.
  */
-export async function recordKeyFrom(options: RecordKeyOptions, environment: Readonly<Record<string, string | undefined>>, create: boolean): Promise<Uint8Array | undefined> {
+export async function recordKeyFrom(
+  options: RecordKeyOptions,
+  environment: Readonly<Record<string, string | undefined>>,
+  create: boolean,
+  warn: (message: string) => void = () => {},
+): Promise<Uint8Array | undefined> {
   if (options.layerRecordKey === false) return undefined;
   const named = options.layerRecordKey ?? (environment[recordKeyFileVariable] || undefined);
   const path = named ?? defaultRecordKeyFile(environment);
-  if (create) return readOrCreateRecordKeyFile(path);
-  if (named === undefined && !(await stat(path).then(() => true, () => false))) return undefined;
-  return readRecordKeyFile(path);
+  if (!create) {
+    if (named === undefined && !(await stat(path).then(() => true, () => false))) return undefined;
+    return readRecordKeyFile(path);
+  }
+  try {
+    return await readOrCreateRecordKeyFile(path);
+  } catch (error) {
+    if (named !== undefined || !(error instanceof SigningError && error.code === 'KEY_UNWRITABLE')) throw error;
+    warn(`${error.message}: no layer change records are written (${error.hint ?? ''})`);
+    return undefined;
+  }
 }

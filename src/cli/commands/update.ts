@@ -81,7 +81,7 @@ async function updateOnce(options: UpdateOptions, output: Output): Promise<numbe
     const openInsecure = referenceOpener({ ...options, insecure: true });
     const policy = { onApplyUpdate: options.onApplyUpdate, onBaseUpdate: options.onBaseUpdate };
     const signing = await signingFrom(options);
-    const layerRecordKey = await recordKeyFrom(options, process.env, true);
+    const layerRecordKey = await recordKeyFrom(options, process.env, true, (message) => reporter.err(`warning: ${message}`));
     await updateRecipes({
       ...(signing === undefined ? {} : { signing }),
       ...(layerRecordKey === undefined ? {} : { layerRecordKey }),
