@@ -172,8 +172,8 @@ export class ImageBuildController {
       checks: run.checks,
       conditions: setConditions(build.status?.conditions, [{ type: 'Succeeded', status: 'True', reason: refused.length === 0 ? 'Swapped' : 'SwapRefused', message: message.split('\n')[0] ?? '' }], undefined, completionTime),
     });
-    // A swap that went through is in the status and the Stackerfile's SwapCreated Event; in a fan-out
-    // of thousands, one more Event each would be a sixth of the API writes.
+    // A swap that went through is in this status, and in the Stackerfile's once folded in; in a
+    // fan-out of thousands, one Event each would be a quarter of the API writes.
     if (refused.length > 0) await this.#o.kube.event(build, 'Warning', 'SwapRefused', message);
     this.#finished.set(build.metadata?.uid ?? '', true);
     this.#o.onFinished?.('Succeeded');
