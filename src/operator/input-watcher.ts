@@ -26,6 +26,12 @@ export interface InputWatcher {
   forget(owner: string): void;
   /** The digest each input of the owner had at the latest check; inputs not checked yet are absent. */
   currentDigests(owner: string): ReadonlyMap<string, string>;
+  /**
+   * Whether an input of the owner has had no check yet (neither a digest nor an error): until it
+   * has, whether the owner's images are up to date is not known. The watcher re-queues the owner
+   * when that check ends.
+   */
+  awaitingCheck(owner: string): boolean;
   /** Unreachable registries or a dependency cycle; undefined before the first check. */
   problems(owner: string): InputProblems | undefined;
   /** These references were just published: whoever uses them is checked now, not at the next poll. */

@@ -38,9 +38,17 @@ export interface ManagerOptions {
   /** How failed builds that may pass on their own are tried again (default: 5 attempts, 30 s doubling to 10 min). */
   buildRetry?: RetryPolicy;
   retryBaseDelayMs?: number;
+  /** Reconciles of each kind (and the swaps they run) at once; default defaultReconcileWorkers. */
+  reconcileWorkers?: number;
   /** Keep published images current: watch their inputs, swap or rebuild (docs/updates.md). Off when undefined. */
   updates?: Omit<WatchServiceOptions, 'logger' | 'requeue' | 'credentialsFor'> & { defaultSchedule?: string };
 }
+
+/**
+ * Reconciles and swaps mostly wait on the API server and the registry: a fan-out of 1,000 swaps
+ * left 2 workers idle half the time (bench/operator.ts, operator-updates).
+ */
+export const defaultReconcileWorkers = 8;
 
 /** Wires the caches, queues, controllers, leader election and the health and metrics server. */
 export class Manager {
@@ -181,9 +189,7 @@ export class Manager {
 
   #queue(kind: Kind, handler: Handler): WorkQueue {
     return new WorkQueue(handler, {
-      // Reconciles and swaps mostly wait on the API server and the registry: a fan-out of 1,000
-      // swaps left 2 workers idle half the time (bench/operator.ts, operator-updates).
-      concurrency: 8,
+      concurrency: this.#o.reconcileWorkers ?? defaultReconcileWorkers,
       ...(this.#o.retryBaseDelayMs === undefined ? {} : { baseDelayMs: this.#o.retryBaseDelayMs }),
       onDone: (key, outcome) => {
         this.metrics.reconciles.inc({ kind, result: outcome.ok ? 'success' : 'error' });

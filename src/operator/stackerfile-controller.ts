@@ -257,6 +257,9 @@ export class StackerfileController {
 
     const published = { ...stackerfile, status: { ...stackerfile.status, images } };
     this.#watchInputs(key, published, stackerfile.status?.images);
+    // Up to date or not is unknown until every input was checked: nothing is written before (never
+    // Ready too early, and one status write where there were two); the watcher re-queues it then.
+    if (this.#o.inputs?.awaitingCheck(key) === true) return;
     const problems = this.#o.inputs?.problems(key);
     const inputConditions = problems === undefined ? [] : [{ type: 'InputsAvailable', status: problems.ok ? 'True' : 'False', reason: problems.reason, message: problems.message } as const];
     // In a cycle every update would trigger another: none is made until the cycle is broken.

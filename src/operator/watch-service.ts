@@ -3,6 +3,7 @@ import type { CredentialProvider } from '../oci/registry/credential-provider.ts'
 import { CascadeGraph } from '../watch/graph.ts';
 import { InputIndex, inputKey } from '../watch/input-index.ts';
 import { Poller, registryOf, type CheckResult } from '../watch/poller.ts';
+import { RateLimits, type RateLimit } from '../watch/rate-limit.ts';
 import { Scheduler, validateSchedule } from '../watch/scheduler.ts';
 import { startWebhook, type WebhookReceiver, type WebhookTls } from '../watch/webhook.ts';
 import { splitKey } from './informer.ts';
@@ -20,6 +21,8 @@ export interface WatchServiceOptions {
   webhook?: { host: string; port: number; secret: string; tls?: WebhookTls };
   /** The shortest time a schedule may leave between input checks (spec.updates.schedule); none when undefined. */
   minScheduleIntervalMs?: number;
+  /** How hard input checks may ask each registry (default: defaultRateLimit). */
+  rateLimit?: RateLimit;
   /** The registry credentials a WatchedStackerfile's `credentials` names; without it, every check uses the process's own. */
   credentialsFor?: (credentials: string) => CredentialProvider;
 }
@@ -47,6 +50,12 @@ export class WatchService implements InputWatcher {
   readonly #invalidSchedules = new Map<string, string>();
   /** What each owner's problems were when it was last re-queued for them. */
   readonly #reported = new Map<string, string>();
+  /**
+   * Per input key checked by this poller: what its owners' problems depend on (its registry's
+   * health, its own error) after its latest check. A cycle that finds these as they were
+   * re-examines no owner: 10,000 Stackerfiles on 100 inputs cost 100 comparisons a tick.
+   */
+  #checkStates = new Map<string, string>();
   #webhook: WebhookReceiver | undefined;
 
   constructor(options: WatchServiceOptions) {
@@ -56,16 +65,18 @@ export class WatchService implements InputWatcher {
   }
 
   #newPoller(): Poller {
-    const { logger, requeue, insecureRegistries, credentialsFor } = this.#o;
+    const { logger, requeue, insecureRegistries, credentialsFor, rateLimit } = this.#o;
     return new Poller({
       index: this.#index,
+      ...(rateLimit === undefined ? {} : { limits: new RateLimits({ defaults: rateLimit }) }),
       ...(insecureRegistries === undefined ? {} : { insecureRegistries }),
       ...(credentialsFor === undefined ? {} : { credentialsFor }),
       // Checks are shared by every owner of an input; the first owner's namespace takes the turn.
       tenantOf: (key) => splitKey(this.#index.ownersOf(key)[0] ?? '/').namespace,
       onChange: (key, previous, current, owners) => {
         logger.info({ input: key, previous, current, stackerfiles: owners.length }, previous === undefined ? 'input checked' : 'input changed');
-        requeue(owners);
+        // A first sighting: owners still awaiting another input's first check are re-queued when that one ends.
+        requeue(previous === undefined ? owners.filter((owner) => !this.awaitingCheck(owner)) : owners);
       },
       onError: (error) => logger.warn({ err: error }, 'input check failed'),
     });
@@ -90,8 +101,11 @@ export class WatchService implements InputWatcher {
     if (this.#stopped) {
       this.#stopped = false;
       this.#poller = this.#newPoller();
+      this.#checkStates = new Map();
       this.#scheduler = this.#newScheduler();
       this.#scheduler.sync(this.#index.schedules());
+      // Leading anew: every input is checked now, so registry health and errors are this term's and no status waits for a tick.
+      if (this.#index.size > 0) void this.#checked(this.#poller.triggerNow(this.#index.keys()));
     }
     const webhook = this.#o.webhook;
     if (webhook === undefined || this.#webhook !== undefined) return;
@@ -135,6 +149,7 @@ export class WatchService implements InputWatcher {
     }
     const known = new Set(this.#index.keysOf(owner));
     this.#index.set(owner, watched.inputs, watched.schedule, watched.credentials);
+    this.#dropCheckStates(known);
     this.#graph.set(owner, { inputs: watched.inputs.map((input) => input.ref), outputs: watched.outputs });
     this.#scheduler.sync(this.#index.schedules());
     this.#updateCycles(owner);
@@ -158,6 +173,10 @@ export class WatchService implements InputWatcher {
       if (digest !== undefined) digests.set(input.ref, digest);
     }
     return digests;
+  }
+
+  awaitingCheck(owner: string): boolean {
+    return this.#index.keysOf(owner).some((key) => this.#index.digestOf(key) === undefined && this.#poller.lastError(key) === undefined);
   }
 
   problems(owner: string): InputProblems | undefined {
@@ -192,7 +211,9 @@ export class WatchService implements InputWatcher {
   }
 
   #forgetInputs(owner: string): void {
+    const known = this.#index.keysOf(owner);
     this.#index.remove(owner);
+    this.#dropCheckStates(known);
     this.#graph.remove(owner);
     this.#scheduler.sync(this.#index.schedules());
     this.#updateCycles(owner);
@@ -212,19 +233,49 @@ export class WatchService implements InputWatcher {
     if (affected.length > 0) this.#requeueChanged(affected);
   }
 
-  /** After a check: owners whose problems changed (a registry went down or came back) are re-queued for their condition. */
-  async #checked(check: Promise<Map<string, CheckResult>>): Promise<void> {
-    const results = await check;
-    this.#requeueChanged([...results.keys()].flatMap((key) => this.#index.ownersOf(key)));
+  /** Forgets the check states of these keys once no owner watches them. */
+  #dropCheckStates(keys: Iterable<string>): void {
+    for (const key of keys) if (!this.#index.has(key)) this.#checkStates.delete(key);
   }
 
-  #requeueChanged(owners: readonly string[]): void {
-    const changed = [...new Set(owners)].filter((owner) => {
+  /** What an owner's problems take from this key's latest check. */
+  #checkState(key: string): string {
+    const ref = this.#index.get(key)?.ref;
+    return JSON.stringify([ref === undefined ? null : (this.#poller.health().get(registryOf(ref)) ?? null), this.#poller.lastError(key) ?? null]);
+  }
+
+  /**
+   * After a check: the owners of inputs whose check state changed (a registry went down or came
+   * back, an error appeared or went) are re-queued when their problems changed. An input whose
+   * first check failed re-queues every owner no longer awaiting a check (their status waits for
+   * it); a first check that succeeded did so already (onChange).
+   */
+  async #checked(check: Promise<Map<string, CheckResult>>): Promise<void> {
+    const results = await check;
+    const changed: string[] = [];
+    const firstFailed: string[] = [];
+    for (const [key, result] of results) {
+      if (!this.#index.has(key)) continue;
+      const state = this.#checkState(key);
+      const before = this.#checkStates.get(key);
+      if (before === state) continue;
+      this.#checkStates.set(key, state);
+      const owners = this.#index.ownersOf(key);
+      if (before !== undefined) changed.push(...owners);
+      else if ('error' in result) firstFailed.push(...owners.filter((owner) => !this.awaitingCheck(owner)));
+    }
+    this.#requeueChanged(changed, firstFailed);
+  }
+
+  /** Re-queues the owners whose problems differ from those they were last re-queued for, and every one of `always`. */
+  #requeueChanged(owners: readonly string[], always: readonly string[] = []): void {
+    const forced = new Set(always);
+    const requeued = [...new Set([...owners, ...always])].filter((owner) => {
       const now = describe(this.problems(owner));
-      if (this.#reported.get(owner) === now) return false;
+      if (this.#reported.get(owner) === now && !forced.has(owner)) return false;
       this.#reported.set(owner, now);
       return true;
     });
-    if (changed.length > 0) this.#o.requeue(changed);
+    if (requeued.length > 0) this.#o.requeue(requeued);
   }
 }

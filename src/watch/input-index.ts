@@ -79,6 +79,8 @@ export class InputIndex {
   readonly #checks = new Map<string, Set<string>>();
   /** Per schedule expression: how many owners use it, so `schedules()` does not walk every owner (called on each `set`). */
   readonly #scheduleOwners = new Map<string, number>();
+  /** Per schedule expression: the keys its owners watch, each with how many of them do, so a tick's `due` does not walk every owner. */
+  readonly #scheduleKeys = new Map<string, Map<string, number>>();
 
   /**
    * Declares (or replaces) what an owner watches, on which schedule and with whose registry
@@ -95,7 +97,10 @@ export class InputIndex {
     this.remove(owner);
     this.#owners.set(owner, { schedule, inputs: [...inputs], credentials, keys: new Set(resolved.keys()) });
     this.#scheduleOwners.set(schedule, (this.#scheduleOwners.get(schedule) ?? 0) + 1);
+    const due = this.#scheduleKeys.get(schedule) ?? new Map<string, number>();
+    this.#scheduleKeys.set(schedule, due);
     for (const [key, { input, inputKey }] of resolved) {
+      due.set(key, (due.get(key) ?? 0) + 1);
       const entry = this.#inputs.get(key) ?? { input, inputKey, owners: new Set<string>(), digest: undefined };
       entry.owners.add(owner);
       this.#inputs.set(key, entry);
@@ -111,6 +116,13 @@ export class InputIndex {
     const sharing = (this.#scheduleOwners.get(entry.schedule) ?? 1) - 1;
     if (sharing === 0) this.#scheduleOwners.delete(entry.schedule);
     else this.#scheduleOwners.set(entry.schedule, sharing);
+    const due = this.#scheduleKeys.get(entry.schedule);
+    for (const key of entry.keys) {
+      const watching = (due?.get(key) ?? 1) - 1;
+      if (watching === 0) due?.delete(key);
+      else due?.set(key, watching);
+    }
+    if (due?.size === 0) this.#scheduleKeys.delete(entry.schedule);
     for (const key of entry.keys) {
       const input = this.#inputs.get(key);
       input?.owners.delete(owner);
@@ -131,6 +143,11 @@ export class InputIndex {
   keyFor(owner: string, ref: string): string | undefined {
     const key = inputKey(ref);
     return key === undefined ? undefined : checkKey(key, this.#owners.get(owner)?.credentials);
+  }
+
+  /** Every watched input's key. */
+  keys(): string[] {
+    return [...this.#inputs.keys()];
   }
 
   has(key: string): boolean {
@@ -170,15 +187,7 @@ export class InputIndex {
 
   /** The unique inputs of the owners on this schedule: what one tick of it checks. */
   due(schedule: string): IndexedInput[] {
-    const due = new Map<string, IndexedInput>();
-    for (const owner of this.#owners.values()) {
-      if (owner.schedule !== schedule) continue;
-      for (const key of owner.keys) {
-        const entry = this.#inputs.get(key);
-        if (entry !== undefined) due.set(key, entry.input);
-      }
-    }
-    return [...due.values()];
+    return [...(this.#scheduleKeys.get(schedule)?.keys() ?? [])].flatMap((key) => this.#inputs.get(key)?.input ?? []);
   }
 
   digestOf(key: string): string | undefined {

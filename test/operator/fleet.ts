@@ -6,6 +6,7 @@ import { composeToStore } from '../../src/engine/compose.ts';
 import type { ImageBuild, Stackerfile } from '../../src/operator/kube.ts';
 import { buildDigests } from '../../src/operator/build-digest.ts';
 import { specBuildName } from '../../src/operator/stackerfile-controller.ts';
+import type { OpenedReference } from '../../src/engine/images.ts';
 import { makeLayer, type BuiltLayer } from '../services/images.ts';
 import { open, pushLayered } from '../swap/seeds.ts';
 
@@ -64,6 +65,28 @@ async function pool<T>(items: readonly T[], concurrency: number, work: (item: T)
   );
 }
 
+/** Reads of an input's store made once and shared: every image of a fleet composes the same three inputs. */
+const memoizedReads = new Set<PropertyKey>(['resolve', 'getManifest', 'readBlob']);
+
+/** `opened` with its manifests and blobs read once, however many images are composed from it. */
+function readOnce(opened: OpenedReference): OpenedReference {
+  const reads = new Map<string, unknown>();
+  const store = new Proxy(opened.store, {
+    get(target, property) {
+      const value: unknown = Reflect.get(target, property, target);
+      if (typeof value !== 'function') return value;
+      const method = (value as (...args: unknown[]) => unknown).bind(target);
+      if (!memoizedReads.has(property)) return method;
+      return (...args: unknown[]) => {
+        const key = JSON.stringify([String(property), args]);
+        if (!reads.has(key)) reads.set(key, method(...args));
+        return reads.get(key);
+      };
+    },
+  });
+  return { ...opened, store };
+}
+
 export interface FleetOptions {
   objects: CustomObjectsApi;
   namespace: string;
@@ -71,7 +94,7 @@ export interface FleetOptions {
   fleet: FleetInputs;
   names: readonly string[];
   schedule: string;
-  /** Concurrent API and registry calls. */
+  /** Images composed and Stackerfiles written at once (default 16). */
   concurrency?: number;
   onProgress?: (done: number) => void;
 }
@@ -85,14 +108,15 @@ export async function seedFleet(options: FleetOptions): Promise<Map<string, stri
   const { objects, namespace, prefix, fleet } = options;
   const digests = new Map<string, string>();
   let done = 0;
+  const [base, ssl, python3] = [fleet.refs.base, fleet.refs.ssl, fleet.refs.python3].map((input) => readOnce(open(input))) as [OpenedReference, OpenedReference, OpenedReference];
   await pool(options.names, options.concurrency ?? 16, async (name) => {
     const ref = `${prefix}/${name}:latest`;
     const target = open(`docker://${ref}`);
     const own = await makeLayer({ [`srv/${name}`]: `${name}\n` });
     await target.store.putBlob(target.repository, own.descriptor, own.bytes);
     const composed = await composeToStore({
-      base: open(fleet.refs.base),
-      applied: [open(fleet.refs.ssl), open(fleet.refs.python3)],
+      base,
+      applied: [ssl, python3],
       target,
       own: [{ descriptor: own.descriptor, diffId: own.diffId, history: { created_by: `run: echo ${name}` } }],
     });

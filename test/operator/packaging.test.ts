@@ -325,6 +325,17 @@ describe('config/ kustomize bases and charts/restack on a real API server', () =
     assert.match(installer, /"hostPath":\{"path":"\/data\/kubelet\/seccomp\/restack","type":"DirectoryOrCreate"\}/);
     const shortLease = JSON.stringify(findObject(documents(await helmTemplate(['leaderElection.leaseDurationSeconds=6', 'leaderElection.renewPeriodSeconds=4'])), 'Deployment'));
     assert.match(shortLease, /--lease-duration=6","--lease-renew-period=4"/);
+    // The scale settings (docs/operator.md, "At scale"): the heap limit through NODE_OPTIONS, the rest as flags.
+    assert.match(args, /"name":"NODE_OPTIONS","value":"--max-old-space-size=256"/);
+    assert.deepEqual(operatorArgs(findObject(webhook, 'Deployment')).filter((arg) => /^--(reconcile-workers|input-check)/.test(arg)), [
+      '--reconcile-workers=8',
+      '--input-checks-per-second=10',
+      '--input-check-burst=20',
+      '--input-checks-in-flight=4',
+    ]);
+    const tuned = findObject(documents(await helmTemplate(['heapLimitMiB=0', 'reconcileWorkers=16', 'inputChecks.perSecond=25'])), 'Deployment');
+    assert.doesNotMatch(JSON.stringify(tuned), /NODE_OPTIONS/, 'heapLimitMiB=0: no limit');
+    assert.ok(operatorArgs(tuned).includes('--reconcile-workers=16') && operatorArgs(tuned).includes('--input-checks-per-second=25'), operatorArgs(tuned).join(' '));
   });
 
   test("the chart's operator pod meets the restricted level", async () => {
@@ -364,6 +375,8 @@ describe('config/ kustomize bases and charts/restack on a real API server', () =
     await assert.rejects(helmTemplate(['leaderElection.renewPeriodSeconds=20']), /leaderElection.renewPeriodSeconds: 20 is not shorter than leaderElection.leaseDurationSeconds \(15\)/);
     await assert.rejects(helmTemplate(['serviceAccount.create=false']), /serviceAccount.name: with serviceAccount.create=false, name the existing ServiceAccount/);
     await assert.rejects(helmTemplate(['webhook.enabled=true', 'webhook.secret=s', 'webhook.existingSecret=e']), /webhook: give secret or existingSecret, not both/);
+    await assert.rejects(helmTemplate(['reconcileWorkers=0']), /'\/reconcileWorkers': minimum: got 0, want 1/);
+    await assert.rejects(helmTemplate(['inputChecks.perSecond=0']), /'\/inputChecks\/perSecond': /);
     await assert.rejects(helmTemplate(['buildPods.timeout=forever']), /\/buildPods\/timeout': .*does not match pattern/);
     // hostUsers and procMount are honoured by default from 1.33 only.
     await assert.rejects(helm(['template', 'restack', chart, '--kube-version', 'v1.32.9']), /chart requires kubeVersion: >=1.33.0-0 which is incompatible with Kubernetes v1.32.9/);

@@ -119,3 +119,26 @@ describe('the minimum schedule interval', () => {
     }
   });
 });
+
+describe('an input no check has reached yet', () => {
+  test('holds its owners back until its first check ends, failed or not, and then re-queues them', async () => {
+    const requeued: string[] = [];
+    const service = new WatchService({ logger: pino({ level: 'silent' }), requeue: (owners) => requeued.push(...owners), jitterWindowMs: 0 });
+    // Nothing listens on port 1: the check fails as an unreachable registry.
+    const ref = 'docker://127.0.0.1:1/closed/base:latest';
+    try {
+      service.watch('ns/first', { inputs: [{ ref, role: 'from' }], outputs: [], schedule: '0 0 1 1 *' });
+      assert.equal(service.awaitingCheck('ns/first'), true);
+      assert.equal(service.problems('ns/first'), undefined);
+      await eventually('the failed check to re-queue its owner', async () => (requeued.includes('ns/first') ? true : undefined), 60_000);
+      assert.equal(service.awaitingCheck('ns/first'), false);
+      assert.equal(service.problems('ns/first')?.reason, 'RegistryUnreachable');
+      service.watch('ns/later', { inputs: [{ ref, role: 'from' }], outputs: [], schedule: '0 0 1 1 *' });
+      assert.equal(service.awaitingCheck('ns/later'), false, 'the input has had its check');
+      service.watch('ns/pinned', { inputs: [{ ref: `docker://127.0.0.1:1/closed/base@sha256:${'a'.repeat(64)}`, role: 'from' }], outputs: [], schedule: '0 0 1 1 *' });
+      assert.equal(service.awaitingCheck('ns/pinned'), false, 'an input pinned by digest is never checked');
+    } finally {
+      await service.stop();
+    }
+  });
+});

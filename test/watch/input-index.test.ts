@@ -101,6 +101,24 @@ describe('InputIndex', () => {
     assert.deepEqual(index.schedules(), []);
   });
 
+  test('due() follows owners that move between schedules, share an input there, and leave', () => {
+    const index = new InputIndex();
+    const ssl = { ref: 'docker://reg.example/ssl', role: 'apply' as const };
+    const python3 = { ref: 'docker://reg.example/python3', role: 'apply' as const };
+    const dueOn = (schedule: string) => index.due(schedule).map((input) => input.key).sort();
+    index.set('a', [ssl, python3], every5);
+    index.set('b', [ssl], every5);
+    index.set('a', [ssl, python3], every10s);
+    assert.deepEqual(dueOn(every5), ['docker://reg.example/ssl:latest'], 'b still watches ssl on every5; python3 moved with a');
+    assert.deepEqual(dueOn(every10s), ['docker://reg.example/python3:latest', 'docker://reg.example/ssl:latest']);
+    index.set('a', [python3], every10s);
+    assert.deepEqual(dueOn(every10s), ['docker://reg.example/python3:latest']);
+    index.remove('b');
+    assert.deepEqual(dueOn(every5), []);
+    index.remove('a');
+    assert.deepEqual(dueOn(every10s), []);
+  });
+
   test('record() says whether the digest changed and what it was', () => {
     const index = new InputIndex();
     index.set('a', [{ ref: 'docker://reg.example/ssl', role: 'apply' }], every5);

@@ -5,8 +5,9 @@ import { buildPodDefaultsSchema, type BuildPodDefaults } from '../../operator/bu
 import type { Executor } from '../../operator/executor.ts';
 import { LocalExecutor } from '../../operator/executor-local.ts';
 import { PodExecutor } from '../../operator/executor-pod.ts';
-import { Manager, type ManagerOptions } from '../../operator/manager.ts';
+import { defaultReconcileWorkers, Manager, type ManagerOptions } from '../../operator/manager.ts';
 import { readRecordKeyFile } from '../../sign/record-key-file.ts';
+import { defaultRateLimit, type RateLimit } from '../../watch/rate-limit.ts';
 import { defaultSchedule, validateSchedule } from '../../watch/scheduler.ts';
 import { UserError } from '../errors.ts';
 import { loadKubeConfig } from '../kubeconfig.ts';
@@ -37,9 +38,33 @@ interface OperatorOptions {
   webhookKeyFile?: string;
   layerCacheEntries: string;
   layerRecordKeyFile?: string;
+  reconcileWorkers: string;
+  inputChecksPerSecond: string;
+  inputCheckBurst: string;
+  inputChecksInFlight: string;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
+
+/** A flag's value as a whole number of at least 1, or a UserError naming the flag. */
+function positiveInteger(flag: string, value: string, example: number): number {
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < 1) throw new UserError(`${flag} ${value}: not a positive whole number`, `e.g. ${flag} ${example}`);
+  return parsed;
+}
+
+/** How hard input checks may ask each registry, from the three flags. */
+function inputCheckLimit(options: OperatorOptions): RateLimit {
+  const perSecond = Number(options.inputChecksPerSecond);
+  if (!Number.isFinite(perSecond) || perSecond <= 0) {
+    throw new UserError(`--input-checks-per-second ${options.inputChecksPerSecond}: not a positive number`, `e.g. --input-checks-per-second ${defaultRateLimit.requestsPerSecond} (0.5 is one check every 2 s)`);
+  }
+  return {
+    requestsPerSecond: perSecond,
+    burst: positiveInteger('--input-check-burst', options.inputCheckBurst, defaultRateLimit.burst),
+    maxConcurrency: positiveInteger('--input-checks-in-flight', options.inputChecksInFlight, defaultRateLimit.maxConcurrency),
+  };
+}
 
 /** HOST:PORT or :PORT, as the metrics address is written. */
 function hostPort(flag: string, address: string): { host: string; port: number } {
@@ -85,6 +110,7 @@ async function updateOptions(options: OperatorOptions): Promise<ManagerOptions['
     minScheduleIntervalMs: minSeconds * 1000,
     jitterWindowMs: jitterSeconds * 1000,
     insecureRegistries: options.insecureRegistry,
+    rateLimit: inputCheckLimit(options),
     ...(webhook === undefined ? {} : { webhook }),
   };
 }
@@ -155,6 +181,9 @@ export const registerOperator: RegisterCommand = (program, context) => {
     .option('--default-schedule <cron>', 'input checks for Stackerfiles without spec.updates.schedule', defaultSchedule)
     .option('--schedule-jitter <seconds>', 'widest delay after a schedule fires, so schedules spread out', '30')
     .option('--min-schedule-interval <seconds>', 'the most often a Stackerfile\'s spec.updates.schedule may check its inputs (registries are shared by every tenant); 0: no minimum', '10')
+    .option('--input-checks-per-second <n>', 'input checks (a HEAD of a tag) each registry gets per second, sustained, from all Stackerfiles together', String(defaultRateLimit.requestsPerSecond))
+    .option('--input-check-burst <n>', 'input checks a registry may get at once after a quiet spell, above --input-checks-per-second', String(defaultRateLimit.burst))
+    .option('--input-checks-in-flight <n>', 'input checks waiting on one registry at once; namespaces take turns for them', String(defaultRateLimit.maxConcurrency))
     .option('--insecure-registry <host>', 'check inputs in this registry over plain http (repeatable; loopback always is)', collect, [])
     .option('--webhook-bind-address <addr>', 'receive registry push notifications on HOST:PORT at /webhook/registry')
     .option('--webhook-secret-file <file>', 'the shared secret registries send as Authorization: Bearer <secret>, or sign the body with (X-Restack-Signature: sha256=<HMAC-SHA256>)')
@@ -165,6 +194,7 @@ export const registerOperator: RegisterCommand = (program, context) => {
       "the master layer record key (32 random bytes; owner- or group-readable only, as the chart mounts its Secret): each Stackerfile's builds sign their layers' changed paths with a key derived from it, and its swaps then read no own layer (docs/security.md). Without it nothing is recorded",
     )
     .option('--layer-cache-entries <n>', 'file entries of layer listings kept in memory for the swaps\' overlap checks (least recently used go first)', String(defaultLayerCacheEntries))
+    .option('--reconcile-workers <n>', 'Stackerfiles, and ImageBuilds (swaps included), reconciled at once; each waits mostly on the API server or a registry', String(defaultReconcileWorkers))
     .action(async (options: OperatorOptions) => {
       const { logger } = context();
       const timings = leaseTimings(options);
@@ -172,8 +202,8 @@ export const registerOperator: RegisterCommand = (program, context) => {
       // Every flag is checked before the kubeconfig is read.
       const executor = executorOf(options);
       const updates = await updateOptions(options);
-      const layerCacheEntries = Number(options.layerCacheEntries);
-      if (!Number.isInteger(layerCacheEntries) || layerCacheEntries < 1) throw new UserError(`--layer-cache-entries ${options.layerCacheEntries}: not a positive whole number`, `e.g. --layer-cache-entries ${defaultLayerCacheEntries}`);
+      const layerCacheEntries = positiveInteger('--layer-cache-entries', options.layerCacheEntries, defaultLayerCacheEntries);
+      const reconcileWorkers = positiveInteger('--reconcile-workers', options.reconcileWorkers, defaultReconcileWorkers);
       const layerRecordKey = options.layerRecordKeyFile === undefined ? undefined : await readRecordKeyFile(options.layerRecordKeyFile, { groupReadable: true });
       const kubeConfig = loadKubeConfig();
       const manager = new Manager({
@@ -184,6 +214,7 @@ export const registerOperator: RegisterCommand = (program, context) => {
         metricsBindAddress: options.metricsBindAddress,
         layerCacheEntries,
         ...(layerRecordKey === undefined ? {} : { layerRecordKey }),
+        reconcileWorkers,
         ...(updates === undefined ? {} : { updates }),
         ...(options.leaderElect
           ? {
