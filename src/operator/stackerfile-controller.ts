@@ -138,11 +138,12 @@ function asReference(published: string): string {
   return published.startsWith('docker://') || published.startsWith('oci:') ? published : `docker://${published}`;
 }
 
-/** Reconciling while an ImageBuild is pending or running; what it is for is in its spec.cause and the Event that created it. */
+/**
+ * Reconciling while a build is pending or running; what it is for is in its spec.cause and the
+ * Event that created it. A swap under way is not shown: it is recorded once done.
+ */
 function underWay(build: ImageBuild): ConditionInput[] {
-  const swap = build.spec.strategy === 'Swap';
-  const message = `ImageBuild ${build.metadata?.name ?? ''} (${swap ? 'swap' : 'build'}, ${build.spec.reason}) is ${build.status?.phase ?? 'Pending'}`;
-  return kstatus('Reconciling', swap ? 'Swapping' : 'Building', message);
+  return kstatus('Reconciling', 'Building', `ImageBuild ${build.metadata?.name ?? ''} (build, ${build.spec.reason}) is ${build.status?.phase ?? 'Pending'}`);
 }
 
 /** The same change planned again after it failed: not retried until something else changes. */
@@ -226,7 +227,7 @@ export class StackerfileController {
     const phase = latest.status?.phase;
     if (phase !== 'Succeeded' && phase !== 'Failed') {
       // A swap is written to the status once, when it is done (see the end of this method).
-      if (latest.spec.strategy === 'Swap' && latestName !== stackerfile.status?.latestImageBuild) return;
+      if (latest.spec.strategy === 'Swap') return;
       await this.#report(stackerfile, underWay(latest), undefined, { ...folded, latestImageBuild: latestName });
       return;
     }
