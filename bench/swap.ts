@@ -47,7 +47,7 @@ export async function swapFanOut(
   recordKey?: Uint8Array,
   signing?: ImageSigning,
 ): Promise<SwapOutcome> {
-  const layerChanges = new LayerChangesCache(undefined, recordKey === undefined ? {} : { recordKey });
+  const layerChanges = new LayerChangesCache();
   const dependency = open(dependencyRef);
   const dependencies = new DependencyImages();
   await dependencies.get(dependency, 'anonymous');
@@ -59,6 +59,7 @@ export async function swapFanOut(
       dependency,
       readDependency: (opened) => dependencies.get(opened, 'anonymous'),
       layerChanges,
+      ...(recordKey === undefined ? {} : { layerRecordKey: recordKey }),
       ...(signing === undefined ? {} : { signing }),
     });
     if (outcome.status !== 'swapped') throw new Error(`${name}: ${outcome.refusal?.message ?? outcome.status}`);

@@ -119,11 +119,11 @@ export function parsePseudoFile(lines: readonly string[], digest: string): Layer
         entries.push({ path, kind: major === '0' && minor === '0' ? 'whiteout' : 'file' });
         break;
       }
+      // regular file, symbolic link, block device, fifo or socket (`I ... f|s`)
       case 'R':
       case 'S':
       case 'B':
-      case 'F':
-      case 'K':
+      case 'I':
         entries.push({ path, kind: 'file' });
         break;
       default:

@@ -26,6 +26,7 @@ import { resolveInputs, type LayerInputs } from './build/inputs.ts';
 import { layerOrigins, layerSources } from './build/layer-origins.ts';
 import { containerLayer, tarballLayer, type OwnLayerContext } from './build/own-layers.ts';
 import { pushImage, type PushedBlobs } from './build/push.ts';
+import { recordOwnChanges } from './build/record-changes.ts';
 import { cacheTag, RegistryLayerCache } from './build/registry-cache.ts';
 import { signPushed, type ImageSigning } from './signing.ts';
 
@@ -49,6 +50,12 @@ export interface BuildRequest {
   push?: { prefix: string; tags: readonly string[]; layers?: readonly string[] };
   /** Sign and attest each pushed image before its tags move (docs/signing.md). */
   signing?: ImageSigning;
+  /**
+   * Record each own layer's changed paths on its descriptor, signed with this key, so that swaps
+   * holding the key read no own layer (swap/layer-record.ts, docs/security.md). Also trusted for
+   * the applied images' records when checking which paths they share.
+   */
+  layerRecordKey?: Uint8Array;
   /** A registry repository shared as a second-level build cache, e.g. `docker://host/cache` (docs/build-cache.md). */
   cacheRepository?: string;
   shellOnFail: boolean;
@@ -140,7 +147,7 @@ async function warnAboutSharedPaths(context: BuildContext, planned: PlannedLayer
     composed.provenance.applied.map(async (entry, index) => {
       const { opened } = inputs.applied[index] as LayerInputs['applied'][number];
       const slice = composed.manifest.layers.slice(entry.layers.start, entry.layers.start + entry.layers.count);
-      return { ref: entry.ref, layers: await Promise.all(slice.map((layer) => context.layerChanges.get(opened.store, opened.repository, layer))) };
+      return { ref: entry.ref, layers: await Promise.all(slice.map((layer) => context.layerChanges.get(opened.store, opened.repository, layer, context.request.layerRecordKey))) };
     }),
   );
   const shared = pathsChangedBySeveral(applied);
@@ -270,7 +277,8 @@ async function buildLayer(context: BuildContext, planned: PlannedLayer, index: n
 
   step('image', target.display);
   const recipe = context.recipes.get(planned.recipe);
-  const { digest, provenance } = await writeLayerImage(target, inputs, entry.own, {
+  const own = await recordOwnChanges(entry.own, target, context.layerChanges, request.layerRecordKey);
+  const { digest, provenance } = await writeLayerImage(target, inputs, own, {
     layer: planned.definition,
     commands,
     generatedLabels: entry.labels,

@@ -27,21 +27,21 @@ export const defaultLayerCacheEntries = 100_000;
 export class LayerChangesCache {
   readonly #memory: LruCache<string, Promise<LayerChanges>>;
   readonly #directory: string | undefined;
-  readonly #recordKey: Uint8Array | undefined;
 
-  /**
-   * `recordKey`: the key restack's builds sign their layers' change records with
-   * (swap/layer-record.ts); a layer whose record verifies under it is not read. `maxEntries`: the
-   * file entries of listings kept in memory.
-   */
-  constructor(directory?: string, options: { recordKey?: Uint8Array; maxEntries?: number } = {}) {
+  /** `maxEntries`: the file entries of listings kept in memory. */
+  constructor(directory?: string, options: { maxEntries?: number } = {}) {
     this.#directory = directory;
-    this.#recordKey = options.recordKey;
     this.#memory = new LruCache(options.maxEntries ?? defaultLayerCacheEntries);
   }
 
-  get(store: Store, repository: string, layer: Descriptor): Promise<LayerChanges> {
-    const recorded = this.#recordKey === undefined ? undefined : recordedLayerChanges(layer, this.#recordKey);
+  /**
+   * The layer's changes. `recordKey`: the key its build signed its change record with
+   * (swap/layer-record.ts), per call because one cache serves callers with different keys (the
+   * operator's tenants); a layer whose record verifies under it is not read. What a record says
+   * is never cached: only listings read from blobs are, which hold for everyone.
+   */
+  get(store: Store, repository: string, layer: Descriptor, recordKey?: Uint8Array): Promise<LayerChanges> {
+    const recorded = recordKey === undefined ? undefined : recordedLayerChanges(layer, recordKey);
     if (recorded !== undefined) return Promise.resolve({ digest: layer.digest, entries: recorded });
     let pending = this.#memory.get(layer.digest);
     if (pending === undefined) {

@@ -31,6 +31,8 @@ export interface SwapRequest {
   dryRun?: boolean;
   allowOverlap?: boolean;
   layerChanges: LayerChangesCache;
+  /** The key the target's and dependency's builds signed their layers' change records with: layers whose record verifies are not read. */
+  layerRecordKey?: Uint8Array;
   /** Sign and attest the swapped image before its tags move (docs/signing.md). */
   signing?: ImageSigning;
   onProgress?: (message: string) => void;
@@ -248,11 +250,11 @@ function refuse(outcome: SwapOutcome, reason: NonNullable<SwapOutcome['refusal']
 }
 
 async function overlapReport(request: SwapRequest, plan: SwapPlan): Promise<SafetyReport> {
-  const { target, dependency, layerChanges } = request;
+  const { target, dependency, layerChanges, layerRecordKey: key } = request;
   const [oldSlice, newSlice, above] = await Promise.all([
-    Promise.all(plan.oldSlice.map((layer) => layerChanges.get(target.store, target.repository, layer))),
-    Promise.all(plan.newSlice.map((layer) => layerChanges.get(dependency.store, dependency.repository, layer))),
-    Promise.all(plan.above.map((layer) => layerChanges.get(target.store, target.repository, layer))),
+    Promise.all(plan.oldSlice.map((layer) => layerChanges.get(target.store, target.repository, layer, key))),
+    Promise.all(plan.newSlice.map((layer) => layerChanges.get(dependency.store, dependency.repository, layer, key))),
+    Promise.all(plan.above.map((layer) => layerChanges.get(target.store, target.repository, layer, key))),
   ]);
   return analyseOverlap([...oldSlice, ...newSlice], above);
 }

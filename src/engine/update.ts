@@ -99,9 +99,11 @@ export interface UpdateRequest {
   tags: readonly string[];
   decider: Decider;
   /** How a layer is rebuilt: the build settings except what the update chooses. */
-  build: Omit<BuildRequest, 'plan' | 'recipes' | 'push' | 'signing' | 'open' | 'onEvent'>;
+  build: Omit<BuildRequest, 'plan' | 'recipes' | 'push' | 'signing' | 'layerRecordKey' | 'open' | 'onEvent'>;
   /** Sign and attest every image swapped or rebuilt, before its tags move (docs/signing.md). */
   signing?: ImageSigning;
+  /** Rebuilds record their own layers' changes under this key; swaps trust records that verify under it (swap/layer-record.ts). */
+  layerRecordKey?: Uint8Array;
   /** Opens a reference as written; `insecure` from the recipe's `from.insecure`. */
   open: (ref: string, insecure: boolean) => OpenedReference;
   layerChanges: LayerChangesCache;
@@ -210,6 +212,7 @@ async function rebuild(request: UpdateRequest, name: string): Promise<string> {
     recipes: request.recipes,
     push: { prefix: request.prefix, tags: request.tags, layers: [name] },
     ...(request.signing === undefined ? {} : { signing: request.signing }),
+    ...(request.layerRecordKey === undefined ? {} : { layerRecordKey: request.layerRecordKey }),
     open: request.open,
     // the update reports its own summary; a build's summary would repeat it
     onEvent: (event) => {
@@ -230,6 +233,7 @@ async function swapAll(request: UpdateRequest, target: OpenedReference, dependen
       dependency: request.open(dependency.ref, false),
       extraTags: request.tags.slice(1),
       layerChanges: request.layerChanges,
+      ...(request.layerRecordKey === undefined ? {} : { layerRecordKey: request.layerRecordKey }),
       ...(request.signing === undefined ? {} : { signing: request.signing }),
     });
     if (outcome.refusal !== undefined) return request.decider.afterRefusal(dependency, outcome.refusal);

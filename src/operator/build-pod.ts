@@ -1,6 +1,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { BuildPodSettings } from './build-policy.ts';
 import { derivedName, labelValue } from './names.ts';
+import { recordKeyFileVariable } from '../sign/record-key-file.ts';
 import { signingKeyFiles } from './signing.ts';
 
 /**
@@ -25,6 +26,8 @@ export interface BuildPodInput {
   cacheRepository?: string;
   /** A Secret with the signing key (cosign.key, optional cosign.password): the build signs what it pushes. */
   signingSecretName?: string;
+  /** The build's own Secret with its Stackerfile's layer record key (recordKeySecretName); none: the build records no changes. */
+  recordKeySecretName?: string;
   /** Image, resources, deadline and placement: the Stackerfile's spec.builder over the operator's defaults (build-policy.ts). */
   settings: BuildPodSettings;
 }
@@ -50,6 +53,9 @@ const storageMount = '/var/lib/restack';
 export const buildPodLayout = `${storageMount}/oci`;
 const authMount = '/restack/auth';
 const signingMount = '/restack/signing';
+const recordKeyMount = '/restack/layer-record';
+/** The key's entry in the build's record key Secret, and its file name in the pod. */
+export const recordKeyEntry = 'layer-record.key';
 
 export function buildPodName(imageBuild: string): string {
   return derivedName(imageBuild, '-build');
@@ -57,6 +63,10 @@ export function buildPodName(imageBuild: string): string {
 
 export function recipeConfigMapName(imageBuild: string): string {
   return derivedName(imageBuild, '-recipe');
+}
+
+export function recordKeySecretName(imageBuild: string): string {
+  return derivedName(imageBuild, '-record-key');
 }
 
 export function buildPod(input: BuildPodInput): V1Pod {
@@ -76,6 +86,8 @@ export function buildPod(input: BuildPodInput): V1Pod {
     ...(input.cacheRepository === undefined ? [] : ['--cache-repo', input.cacheRepository]),
     // The provenance names the builder image as the builder.
     ...(input.signingSecretName === undefined ? [] : ['--sign-key', `${signingMount}/${signingKeyFiles.key}`, '--builder-id', `docker://${settings.image}`]),
+    // Without its Stackerfile's key the build records nothing (rather than make a key in its HOME no swap knows).
+    ...(input.recordKeySecretName === undefined ? ['--no-layer-record-key'] : []),
     '--termination-log', terminationLog,
     '--json',
   ];
@@ -119,6 +131,7 @@ export function buildPod(input: BuildPodInput): V1Pod {
             ...(input.signingSecretName === undefined
               ? []
               : [{ name: 'COSIGN_PASSWORD', valueFrom: { secretKeyRef: { name: input.signingSecretName, key: signingKeyFiles.password, optional: true } } }]),
+            ...(input.recordKeySecretName === undefined ? [] : [{ name: recordKeyFileVariable, value: `${recordKeyMount}/${recordKeyEntry}` }]),
           ],
           // The builder writes its compact result (outputs and digests, or the failure) here
           // (src/engine/build/result-message.ts); the log's tail stands in if it writes nothing.
@@ -151,6 +164,7 @@ export function buildPod(input: BuildPodInput): V1Pod {
             { name: 'storage', mountPath: storageMount },
             ...(input.pushSecretName === undefined ? [] : [{ name: 'push-auth', mountPath: authMount, readOnly: true }]),
             ...(input.signingSecretName === undefined ? [] : [{ name: 'signing-key', mountPath: signingMount, readOnly: true }]),
+            ...(input.recordKeySecretName === undefined ? [] : [{ name: 'layer-record-key', mountPath: recordKeyMount, readOnly: true }]),
           ],
         },
       ],
@@ -165,6 +179,10 @@ export function buildPod(input: BuildPodInput): V1Pod {
         ...(input.signingSecretName === undefined
           ? []
           : [{ name: 'signing-key', secret: { secretName: input.signingSecretName, items: [{ key: signingKeyFiles.key, path: signingKeyFiles.key }], defaultMode: 0o400 } }]),
+        // Owner-only, as the builder requires of a record key file: root in the pod reads it.
+        ...(input.recordKeySecretName === undefined
+          ? []
+          : [{ name: 'layer-record-key', secret: { secretName: input.recordKeySecretName, items: [{ key: recordKeyEntry, path: recordKeyEntry }], defaultMode: 0o400 } }]),
       ],
     },
   };

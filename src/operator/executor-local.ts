@@ -139,6 +139,9 @@ export class LocalExecutor implements Executor {
         await writeFile(signKey, key, { mode: 0o600 });
         if (password !== undefined) env['COSIGN_PASSWORD'] = password;
       }
+      // The Stackerfile's record key, for this run only: the build signs its layers' change records with it.
+      const recordKey = join(dir, 'layer-record.key');
+      if (request.layerRecordKey !== undefined) await writeFile(recordKey, request.layerRecordKey, { mode: 0o600 });
       const args = [
         ...this.#command.slice(1),
         '-f', file,
@@ -148,6 +151,7 @@ export class LocalExecutor implements Executor {
         ...Object.entries(request.substitutions).flatMap(([key, value]) => ['--substitute', `${key}=${value}`]),
         ...(request.insecure ? ['--insecure'] : []),
         ...(request.signingSecretName === undefined ? [] : ['--sign-key', signKey]),
+        ...(request.layerRecordKey === undefined ? ['--no-layer-record-key'] : ['--layer-record-key', recordKey]),
         ...(request.builder.cacheRepository === undefined ? [] : ['--cache-repo', `docker://${request.builder.cacheRepository}`]),
         '--json',
       ];

@@ -1,6 +1,6 @@
 import type { KubernetesListObject, V1Pod } from '@kubernetes/client-node';
 import { decodeResultMessage } from '../engine/build/result-message.ts';
-import { buildPod, buildPodLabels, buildPodLayout, buildPodName, recipeConfigMapName } from './build-pod.ts';
+import { buildPod, buildPodLabels, buildPodLayout, buildPodName, recipeConfigMapName, recordKeyEntry, recordKeySecretName } from './build-pod.ts';
 import { builderRefusal, buildPodSettings, durationSeconds, serverVersionRefusal, type BuildPolicy, type Refusal } from './build-policy.ts';
 import { buildResultOf, type BuildProgress, type BuildRequest, type BuildResult, type Executor, type ExecutorContext } from './executor.ts';
 import { Informer } from './informer.ts';
@@ -159,6 +159,19 @@ export class PodExecutor implements Executor {
       }),
     );
     if (configMapRefused !== undefined) return done({ ok: false, message: `the API server refused the recipe ConfigMap ${namespace}/${configMap}: ${configMapRefused}` });
+    // The Stackerfile's record key, in a Secret of this build's alone, owned by the ImageBuild: the
+    // garbage collector deletes it with it (the operator may create Secrets, never delete them).
+    const recordKeySecret = recordKeySecretName(name);
+    if (request.layerRecordKey !== undefined) {
+      const key = Buffer.from(request.layerRecordKey).toString('base64');
+      const secretRefused = await createUnlessExists(() =>
+        kube.core.createNamespacedSecret({
+          namespace,
+          body: { metadata: { name: recordKeySecret, namespace, labels: { [buildPodLabels.imageBuild]: labelValue(name) }, ownerReferences: [owner] }, type: 'Opaque', data: { [recordKeyEntry]: key } },
+        }),
+      );
+      if (secretRefused !== undefined) return done({ ok: false, message: `the API server refused the layer record key Secret ${namespace}/${recordKeySecret}: ${secretRefused}` });
+    }
     const body = buildPod({
       imageBuild: request.imageBuild,
       stackerfileName: request.stackerfileName,
@@ -169,6 +182,7 @@ export class PodExecutor implements Executor {
       insecure: request.insecure,
       ...(request.pushSecretName === undefined ? {} : { pushSecretName: request.pushSecretName }),
       ...(request.signingSecretName === undefined ? {} : { signingSecretName: request.signingSecretName }),
+      ...(request.layerRecordKey === undefined ? {} : { recordKeySecretName: recordKeySecret }),
       ...(request.builder.cacheRepository === undefined ? {} : { cacheRepository: `docker://${request.builder.cacheRepository}` }),
       settings: buildPodSettings(this.#o.policy, request.builder),
     });

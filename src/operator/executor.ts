@@ -19,6 +19,11 @@ export interface BuildRequest {
   pushSecretName?: string;
   /** A Secret in the ImageBuild's namespace with the signing key (src/operator/signing.ts). */
   signingSecretName?: string;
+  /**
+   * The Stackerfile's own layer record key (deriveRecordKey of the operator's master key): the
+   * build signs its layers' change records with it. Without one, the build records nothing.
+   */
+  layerRecordKey?: Uint8Array;
   builder: BuilderSpec;
   /** The pod status.podName records: a run was started before, maybe by an earlier operator process. */
   podName?: string;

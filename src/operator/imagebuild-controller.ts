@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { LayerChangesCache } from '../engine/layer-changes.ts';
 import { LruCache } from '../oci/lru.ts';
+import { deriveRecordKey } from '../swap/layer-record.ts';
 import { buildDigests } from './build-digest.ts';
 import { setConditions } from './conditions.ts';
 import type { BuildRequest, BuildResult, Executor } from './executor.ts';
@@ -20,11 +21,24 @@ export interface ImageBuildControllerOptions {
   executor: Executor;
   /** Layer listings for the swaps' overlap checks, kept across swaps (blobs never change). */
   layerChanges: LayerChangesCache;
+  /**
+   * The master layer record key: each Stackerfile's builds sign, and its swaps verify, change
+   * records with a key derived from it for that Stackerfile alone (recordKeyOf). None: no records.
+   */
+  layerRecordKey?: Uint8Array;
   logger: Logger;
   onFinished?: (result: 'Succeeded' | 'Failed') => void;
 }
 
 const now = () => new Date().toISOString();
+
+/**
+ * A Stackerfile's layer record key: its own, so that a recipe (which runs code in its build pod,
+ * where the key is) can forge records only its own Stackerfile's swaps trust.
+ */
+export function recordKeyOf(master: Uint8Array, stackerfile: Stackerfile): Uint8Array {
+  return deriveRecordKey(master, `${stackerfile.metadata?.namespace ?? 'default'}/${stackerfile.metadata?.name ?? ''}`);
+}
 
 function identity(build: ImageBuild): BuildRequest['imageBuild'] {
   return { name: build.metadata?.name ?? '', namespace: build.metadata?.namespace ?? '', uid: build.metadata?.uid ?? '' };
@@ -99,6 +113,7 @@ export class ImageBuildController {
       substitutions: substitutions ?? {},
       ...(output.pushSecretRef === undefined ? {} : { pushSecretName: output.pushSecretRef.name }),
       ...(output.signing === undefined ? {} : { signingSecretName: output.signing.keySecretRef.name }),
+      ...(this.#o.layerRecordKey === undefined ? {} : { layerRecordKey: recordKeyOf(this.#o.layerRecordKey, stackerfile) }),
       builder: builder ?? { storage: 'overlay' },
       ...(build.status?.podName === undefined ? {} : { podName: build.status.podName }),
     };
@@ -133,7 +148,12 @@ export class ImageBuildController {
     let run: SwapRun;
     try {
       const signing = await this.#signingKeys.forStackerfile(this.#o.kube, stackerfile);
-      run = await runSwap(build, stackerfile, await stackerfileOpener(this.#o.kube, stackerfile), this.#o.layerChanges, this.#dependencies, signing);
+      run = await runSwap(build, stackerfile, await stackerfileOpener(this.#o.kube, stackerfile), {
+        layerChanges: this.#o.layerChanges,
+        dependencies: this.#dependencies,
+        ...(signing === undefined ? {} : { signing }),
+        ...(this.#o.layerRecordKey === undefined ? {} : { layerRecordKey: recordKeyOf(this.#o.layerRecordKey, stackerfile) }),
+      });
     } catch (error) {
       const failure = swapFailure(error, stackerfile);
       if (failure === undefined) throw error;
@@ -152,8 +172,8 @@ export class ImageBuildController {
       checks: run.checks,
       conditions: setConditions(build.status?.conditions, [{ type: 'Succeeded', status: 'True', reason: refused.length === 0 ? 'Swapped' : 'SwapRefused', message: message.split('\n')[0] ?? '' }], undefined, completionTime),
     });
-    // A swap that went through is in the status and the Stackerfile's SwapCreated Event; in a fan-out
-    // of thousands, one more Event each would be a sixth of the API writes.
+    // A swap that went through is in this status, and in the Stackerfile's once folded in; in a
+    // fan-out of thousands, one Event each would be a quarter of the API writes.
     if (refused.length > 0) await this.#o.kube.event(build, 'Warning', 'SwapRefused', message);
     this.#finished.set(build.metadata?.uid ?? '', true);
     this.#o.onFinished?.('Succeeded');

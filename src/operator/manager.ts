@@ -33,6 +33,8 @@ export interface ManagerOptions {
   missingRecipeRetryMs?: number;
   /** File entries of layer listings kept in memory (LayerChangesCache); default defaultLayerCacheEntries. */
   layerCacheEntries?: number;
+  /** The master layer record key (--layer-record-key-file): each Stackerfile's builds and swaps use a key derived from it. */
+  layerRecordKey?: Uint8Array;
   /** How failed builds that may pass on their own are tried again (default: 5 attempts, 30 s doubling to 10 min). */
   buildRetry?: RetryPolicy;
   retryBaseDelayMs?: number;
@@ -115,6 +117,7 @@ export class Manager {
       imageBuilds: this.#imageBuilds,
       executor: options.executor,
       layerChanges: this.#layerChanges,
+      ...(options.layerRecordKey === undefined ? {} : { layerRecordKey: options.layerRecordKey }),
       logger,
       onFinished: (result) => this.metrics.builds.inc({ result }),
     });

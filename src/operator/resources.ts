@@ -142,7 +142,12 @@ export const stackerfileStatusSchema = z
     observedGeneration: z.number().int().min(0).optional(),
     conditions: z.array(conditionSchema).optional(),
     imageCount: z.number().int().min(0).optional().describe('How many images are published (for kubectl get).'),
-    latestImageBuild: z.string().optional().describe('The newest ImageBuild started for this Stackerfile; one runs at a time.'),
+    latestImageBuild: z
+      .string()
+      .optional()
+      .describe(
+        'The newest ImageBuild this status records; one runs at a time. A swap is recorded once it is done: the ImageBuilds created after this one name it, in turn, in spec.previous.',
+      ),
     lastRebuildRequest: z.string().optional().describe('The last value of the restack.dev/rebuild annotation acted on.'),
     images: z
       .array(
@@ -178,6 +183,10 @@ export const imageBuildSpecSchema = z
       .string()
       .optional()
       .describe('A digest of what is built: the recipe text, substitutions, output and the builder\'s image and storage. A Stackerfile edit that leaves it unchanged (history, schedule, suspend) starts no build.'),
+    previous: z
+      .string()
+      .optional()
+      .describe("The ImageBuild of the same Stackerfile this one follows (its status.latestImageBuild or the newest after it): the operator finds the builds its status does not record yet by this chain."),
     attempt: z.number().int().min(1).optional().describe('Which try at the same work this is (1 when absent): a failure that may pass on its own (status.retryable) is tried again with backoff.'),
     inputs: z.array(inputSchema).optional().describe('Inputs pinned to digests.'),
     images: z.array(z.string()).optional().describe('The layers to build or swap (default: all).'),

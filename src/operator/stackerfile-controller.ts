@@ -11,7 +11,7 @@ import { describeDiagnostics, readRecipe, validateRecipe } from './recipe-source
 import { buildDigests } from './build-digest.ts';
 import { imageBuildStem, labelValue, shortHash } from './names.ts';
 import { group, version, type BuilderSpec, type ImageBuildSpec, type PlannedBuildSpec, type StackerfileStatus } from './resources.ts';
-import { defaultBuildRetry, manualRebuild, planUpdate, rebuildAnnotation, retryAfterFailure, type RetryPolicy } from './updates.ts';
+import { defaultBuildRetry, following, manualRebuild, planUpdate, rebuildAnnotation, retryAfterFailure, type RetryPolicy } from './updates.ts';
 import { defaultSchedule } from '../watch/scheduler.ts';
 
 export interface StackerfileControllerOptions {
@@ -98,16 +98,52 @@ export function imagesAfter(images: StackerfileStatus['images'], build: ImageBui
   return [...byName.values()];
 }
 
+/**
+ * The ImageBuilds created after `recorded` (status.latestImageBuild), oldest first: each names the
+ * one it follows in spec.previous. A swap is written to the Stackerfile's status only once it is
+ * done, so this is how a status write lost to a crash is made up from the ImageBuilds, and how a
+ * swap under way is found. Of two that follow the same build (only an operator without this chain
+ * could make them), the newer counts.
+ */
+export function buildsSince(recorded: string | undefined, builds: readonly ImageBuild[]): ImageBuild[] {
+  if (recorded === undefined) return [];
+  const next = new Map<string, ImageBuild>();
+  for (const build of builds) {
+    const previous = build.spec.previous;
+    const rival = previous === undefined ? undefined : next.get(previous);
+    if (previous !== undefined && (rival === undefined || createdBefore(rival, build))) next.set(previous, build);
+  }
+  const chain: ImageBuild[] = [];
+  const seen = new Set([recorded]);
+  for (let build = next.get(recorded); build !== undefined && !seen.has(build.metadata?.name ?? ''); build = next.get(build.metadata?.name ?? '')) {
+    seen.add(build.metadata?.name ?? '');
+    chain.push(build);
+  }
+  return chain;
+}
+
+/** Creation order; the name breaks ties within the API server's one-second timestamps. */
+function createdBefore(a: ImageBuild, b: ImageBuild): boolean {
+  const at = (build: ImageBuild) => `${new Date(build.metadata?.creationTimestamp ?? 0).toISOString()}\0${build.metadata?.name ?? ''}`;
+  return at(a) < at(b);
+}
+
+/** The published images after each succeeded build of `builds` in turn (imagesAfter); folding one again changes nothing. */
+export function imagesSince(images: StackerfileStatus['images'], builds: readonly (ImageBuild | undefined)[]): NonNullable<StackerfileStatus['images']> {
+  return builds.reduce((folded, build) => (build?.status?.phase === 'Succeeded' ? imagesAfter(folded, build) : folded), images ?? []);
+}
+
 /** Status records where images are published as `host/repository:tag`; inputs are written as references. */
 function asReference(published: string): string {
   return published.startsWith('docker://') || published.startsWith('oci:') ? published : `docker://${published}`;
 }
 
-/** Reconciling while an ImageBuild is pending or running; what it is for is in its spec.cause and the Event that created it. */
+/**
+ * Reconciling while a build is pending or running; what it is for is in its spec.cause and the
+ * Event that created it. A swap under way is not shown: it is recorded once done.
+ */
 function underWay(build: ImageBuild): ConditionInput[] {
-  const swap = build.spec.strategy === 'Swap';
-  const message = `ImageBuild ${build.metadata?.name ?? ''} (${swap ? 'swap' : 'build'}, ${build.spec.reason}) is ${build.status?.phase ?? 'Pending'}`;
-  return kstatus('Reconciling', swap ? 'Swapping' : 'Building', message);
+  return kstatus('Reconciling', 'Building', `ImageBuild ${build.metadata?.name ?? ''} (build, ${build.spec.reason}) is ${build.status?.phase ?? 'Pending'}`);
 }
 
 /** The same change planned again after it failed: not retried until something else changes. */
@@ -165,8 +201,14 @@ export class StackerfileController {
 
     const builds = this.#o.imageBuilds.indexed(stackerfile.metadata?.uid ?? '');
     const pinned = buildDigests(stackerfile.spec, recipe.text);
-    let latest = await this.#latestBuild(stackerfile, builds);
-    if (latest === 'unseen') return { requeueAfterMs: 500 };
+    const recorded = await this.#latestBuild(stackerfile, builds);
+    if (recorded === 'unseen') return { requeueAfterMs: 500 };
+    // What the status does not record yet: a swap under way, or one whose status write a crash lost.
+    const since = buildsSince(stackerfile.status?.latestImageBuild, builds);
+    let latest = since.at(-1) ?? recorded;
+    const images = imagesSince(stackerfile.status?.images, [recorded, ...since]);
+    // Written with every status that records a newer build than status.latestImageBuild, so none's result is skipped.
+    const folded = isDeepStrictEqual(images, stackerfile.status?.images ?? []) ? {} : { images, imageCount: images.length };
     // A failed build of the spec waits for an edit of the spec, any edit (kstatus' Stalled).
     const editedAfterFailure = latest?.status?.phase === 'Failed' && isSpecBuild(latest) && latest.spec.recipeGeneration !== stackerfile.metadata?.generation;
     if (latest === undefined || !builtFrom(latest, stackerfile, pinned.buildDigest) || editedAfterFailure) {
@@ -175,38 +217,45 @@ export class StackerfileController {
         return;
       }
       const name = specBuildName(stackerfile, pinned.buildDigest, latest?.metadata?.name);
-      latest = builds.find((build) => build.metadata?.name === name) ?? (await this.#createBuild(stackerfile, name, { strategy: 'Build', reason: buildReason(stackerfile) }, buildReason(stackerfile), pinned));
+      latest = builds.find((build) => build.metadata?.name === name) ?? (await this.#createBuild(stackerfile, name, { strategy: 'Build', reason: buildReason(stackerfile), ...following(latest) }, buildReason(stackerfile), pinned));
     }
 
-    const inUse = new Set([latest.metadata?.name ?? '']);
+    const inUse = new Set([latest, recorded, ...since].map((build) => build?.metadata?.name ?? ''));
     for (const old of buildsToPrune(stackerfile, builds, inUse)) await this.#o.kube.deleteImageBuild(namespace, old.metadata?.name ?? '');
 
     const latestName = latest.metadata?.name ?? '';
     const phase = latest.status?.phase;
     if (phase !== 'Succeeded' && phase !== 'Failed') {
-      await this.#report(stackerfile, underWay(latest), undefined, { latestImageBuild: latestName });
+      // A swap is written to the status once, when it is done (see the end of this method).
+      if (latest.spec.strategy === 'Swap') return;
+      await this.#report(stackerfile, underWay(latest), undefined, { ...folded, latestImageBuild: latestName });
       return;
     }
     if (phase === 'Failed') {
       const retry = manualRebuild(stackerfile, latest) ?? retryAfterFailure(stackerfile, latest, this.#o.buildRetry ?? defaultBuildRetry, Date.now());
       if (retry?.action === 'wait') {
-        await this.#report(stackerfile, kstatus('Reconciling', 'RetryScheduled', retry.message), undefined, { latestImageBuild: latestName });
+        await this.#report(stackerfile, kstatus('Reconciling', 'RetryScheduled', retry.message), undefined, { ...folded, latestImageBuild: latestName });
         return { requeueAfterMs: retry.ms };
+      }
+      if (retry?.action === 'build' && retry.spec.strategy === 'Swap') {
+        // As below: the status before it, then the swap, recorded once done.
+        await this.#report(stackerfile, [], undefined, folded);
+        await this.#createBuild(stackerfile, retry.name, retry.spec, retry.event, pinned);
+        return;
       }
       if (retry?.action === 'build') {
         const next = await this.#createBuild(stackerfile, retry.name, retry.spec, retry.event, pinned);
         const requested = retry.spec.reason === 'Manual' ? stackerfile.metadata?.annotations?.[rebuildAnnotation] : undefined;
-        await this.#report(stackerfile, underWay(next), undefined, { latestImageBuild: next.metadata?.name ?? '', ...(requested === undefined ? {} : { lastRebuildRequest: requested }) });
+        await this.#report(stackerfile, underWay(next), undefined, { ...folded, latestImageBuild: next.metadata?.name ?? '', ...(requested === undefined ? {} : { lastRebuildRequest: requested }) });
         return;
       }
     }
     if (phase === 'Failed' && isSpecBuild(latest)) {
       const message = `ImageBuild ${latestName} failed: ${latest.status?.message ?? 'no message'}`;
-      await this.#report(stackerfile, kstatus('Stalled', 'BuildFailed', message), { type: 'Warning', reason: 'BuildFailed' }, { latestImageBuild: latestName });
+      await this.#report(stackerfile, kstatus('Stalled', 'BuildFailed', message), { type: 'Warning', reason: 'BuildFailed' }, { ...folded, latestImageBuild: latestName });
       return;
     }
 
-    const images = phase === 'Succeeded' ? imagesAfter(stackerfile.status?.images, latest) : (stackerfile.status?.images ?? []);
     const published = { ...stackerfile, status: { ...stackerfile.status, images } };
     this.#watchInputs(key, published, stackerfile.status?.images);
     // Up to date or not is unknown until every input was checked: nothing is written before (never
@@ -218,17 +267,22 @@ export class StackerfileController {
     const updating = !stackerfile.spec.suspend && problems?.reason !== 'DependencyCycle';
     const plan = !updating || this.#o.inputs === undefined ? undefined : planUpdate(published, latest, this.#o.inputs.currentDigests(key));
     const imagesStatus = { images, imageCount: images.length, latestImageBuild: latestName };
-    if (plan === undefined || plan.action === 'nothing' || (phase === 'Failed' && sameWork(latest.spec, plan.spec))) {
+    const work = plan?.action === 'build' && !(phase === 'Failed' && sameWork(latest.spec, plan.spec)) ? plan : undefined;
+    if (work === undefined || work.spec.strategy === 'Swap') {
       const state =
         phase === 'Failed'
           ? kstatus('Stalled', 'UpdateFailed', `ImageBuild ${latestName} (${latest.spec.strategy}, ${latest.spec.reason}) failed: ${latest.status?.message ?? 'no message'}; the images stay at their previous digests`)
           : kstatus('Ready', 'Succeeded', `${images.length} image${images.length === 1 ? '' : 's'} published; last change by ImageBuild ${latestName}`);
       await this.#report(stackerfile, [...state, ...inputConditions], phase === 'Failed' ? { type: 'Warning', reason: 'UpdateFailed' } : undefined, imagesStatus);
+      // A swap takes moments: it is not recorded as under way, but once done, when the next
+      // reconcile finds it after status.latestImageBuild (buildsSince) and folds in its outputs.
+      // One status write a swap; the swap runs on the images the status written just above names.
+      if (work !== undefined) await this.#createBuild(published, work.name, work.spec, work.event, pinned);
       return;
     }
     // The build's name is deterministic, so creating it before recording it cannot make two.
-    const next = await this.#createBuild(published, plan.name, plan.spec, plan.event, pinned);
-    const requested = plan.spec.reason === 'Manual' ? stackerfile.metadata?.annotations?.[rebuildAnnotation] : undefined;
+    const next = await this.#createBuild(published, work.name, work.spec, work.event, pinned);
+    const requested = work.spec.reason === 'Manual' ? stackerfile.metadata?.annotations?.[rebuildAnnotation] : undefined;
     // The same conditions the next reconcile reports while the build is pending, so that one writes nothing.
     await this.#report(stackerfile, [...underWay(next), ...inputConditions], undefined, {
       ...imagesStatus,
@@ -254,7 +308,7 @@ export class StackerfileController {
   }
 
   /**
-   * The newest ImageBuild started (status.latestImageBuild), if any. One just created may not be
+   * The ImageBuild status.latestImageBuild names, if any. One just created may not be
    * in the cache yet: it is then read from the API server, and `unseen` means "it exists, look
    * again shortly".
    */
@@ -308,8 +362,9 @@ export class StackerfileController {
     if (created !== undefined) {
       this.#o.imageBuilds.remember(created);
       this.#o.logger.info({ stackerfile: objectKey(stackerfile), imageBuild: name, strategy: spec.strategy, reason: spec.reason }, 'created ImageBuild');
-      const kind = spec.strategy === 'Swap' ? 'SwapCreated' : 'BuildCreated';
-      await this.#o.kube.event(stackerfile, 'Normal', kind, `created ImageBuild ${name}: ${why}`);
+      // A swap has no Event: its spec.cause says why, and in a fan-out of thousands one Event each
+      // would be a quarter of the API writes. A refused or failed swap still gets a Warning.
+      if (spec.strategy !== 'Swap') await this.#o.kube.event(stackerfile, 'Normal', 'BuildCreated', `created ImageBuild ${name}: ${why}`);
     }
     return created ?? build;
   }

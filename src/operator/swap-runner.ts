@@ -14,6 +14,15 @@ type Check = NonNullable<ImageBuildStatus['checks']>[number];
 type Output = NonNullable<ImageBuildStatus['outputs']>[number];
 type PublishedImage = NonNullable<StackerfileStatus['images']>[number];
 
+/** What a Stackerfile's swaps run with: the operator's shared caches, and the Stackerfile's own keys. */
+export interface SwapEngine {
+  layerChanges: LayerChangesCache;
+  dependencies: DependencyImages;
+  signing?: ImageSigning;
+  /** The Stackerfile's layer record key: records that verify under it are trusted (recordKeyOf). */
+  layerRecordKey?: Uint8Array;
+}
+
 export interface SwapRun {
   outputs: Output[];
   checks: Check[];
@@ -66,14 +75,7 @@ export function pinned(ref: string, digest: string): string {
  * (the images already swapped report UpToDate). A refused swap leaves the image as it was and
  * says why; the Stackerfile controller then starts a rebuild.
  */
-export async function runSwap(
-  build: ImageBuild,
-  stackerfile: Stackerfile,
-  open: Opener,
-  layerChanges: LayerChangesCache,
-  dependencies: DependencyImages,
-  signing?: ImageSigning,
-): Promise<SwapRun> {
+export async function runSwap(build: ImageBuild, stackerfile: Stackerfile, open: Opener, engine: SwapEngine): Promise<SwapRun> {
   const published = new Map((stackerfile.status?.images ?? []).map((image) => [image.name, image]));
   const tags = stackerfile.spec.output.tags ?? ['latest'];
   const changed = (build.spec.inputs ?? []).filter((input) => input.role === 'apply' && input.digest !== undefined);
@@ -86,7 +88,7 @@ export async function runSwap(
       }
       continue;
     }
-    const output = await swapImage(image, changed, open, tags, { layerChanges, dependencies, reader: readerOf(stackerfile), ...(signing === undefined ? {} : { signing }) }, run.checks);
+    const output = await swapImage(image, changed, open, tags, { ...engine, reader: readerOf(stackerfile) }, run.checks);
     if (output !== undefined) run.outputs.push(output);
   }
   return run;
@@ -97,7 +99,7 @@ async function swapImage(
   changed: readonly { ref: string; digest?: string | undefined }[],
   open: Opener,
   tags: readonly string[],
-  caches: { layerChanges: LayerChangesCache; dependencies: DependencyImages; reader: string; signing?: ImageSigning },
+  caches: SwapEngine & { reader: string },
   checks: Check[],
 ): Promise<Output | undefined> {
   let inputs = image.inputs ?? [];
@@ -115,6 +117,7 @@ async function swapImage(
       dependency,
       readDependency: (opened) => caches.dependencies.get(opened, caches.reader),
       layerChanges: caches.layerChanges,
+      ...(caches.layerRecordKey === undefined ? {} : { layerRecordKey: caches.layerRecordKey }),
       ...(caches.signing === undefined ? {} : { signing: caches.signing }),
     });
     const check = { image: image.name, dependency: input.ref, from: recorded.digest ?? '', to: input.digest };

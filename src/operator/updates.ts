@@ -35,6 +35,12 @@ function refusalFor(latest: ImageBuild | undefined, image: string, change: Depen
     : undefined;
 }
 
+/** spec.previous of the ImageBuild that follows `latest`: the chain that finds builds the Stackerfile's status does not record yet. */
+export function following(latest: ImageBuild | undefined): { previous?: string } {
+  const name = latest?.metadata?.name;
+  return name === undefined || name === '' ? {} : { previous: name };
+}
+
 /** A rebuild the restack.dev/rebuild annotation asks for with a value not acted on yet; also after a failed build. */
 export function manualRebuild(stackerfile: Stackerfile, latest: ImageBuild | undefined): Extract<UpdatePlan, { action: 'build' }> | undefined {
   const requested = stackerfile.metadata?.annotations?.[rebuildAnnotation];
@@ -42,7 +48,7 @@ export function manualRebuild(stackerfile: Stackerfile, latest: ImageBuild | und
   return {
     action: 'build',
     name: updateBuildName(stackerfile.metadata?.name ?? '', latest?.metadata?.name ?? '', 'build', `manual\0${requested}`),
-    spec: { strategy: 'Build', reason: 'Manual', cause: `${rebuildAnnotation}: ${requested}` },
+    spec: { strategy: 'Build', reason: 'Manual', cause: `${rebuildAnnotation}: ${requested}`, ...following(latest) },
     event: `rebuild requested by the ${rebuildAnnotation} annotation (${requested})`,
   };
 }
@@ -71,7 +77,7 @@ export function retryAfterFailure(stackerfile: Stackerfile, failed: ImageBuild, 
   return {
     action: 'build',
     name: updateBuildName(stackerfile.metadata?.name ?? '', name, strategy === 'Swap' ? 'swap' : 'build', `retry\0${attempt + 1}`),
-    spec: { strategy, reason, attempt: attempt + 1, ...(cause === undefined ? {} : { cause }), ...(inputs === undefined ? {} : { inputs }), ...(images === undefined ? {} : { images }) },
+    spec: { strategy, reason, attempt: attempt + 1, ...following(failed), ...(cause === undefined ? {} : { cause }), ...(inputs === undefined ? {} : { inputs }), ...(images === undefined ? {} : { images }) },
     event: `attempt ${attempt + 1} of ${policy.attempts} after ImageBuild ${name} failed: ${failed.status.message?.split('\n')[0] ?? ''}`,
   };
 }
@@ -106,7 +112,7 @@ export function planUpdate(stackerfile: Stackerfile, latest: ImageBuild | undefi
   if (rebuilds.length > 0) {
     const reason = rebuilds.some((r) => r.reason === 'BaseUpdate') ? 'BaseUpdate' : 'ApplyUpdate';
     const cause = rebuilds.map((r) => r.message).join('\n');
-    return { action: 'build', name: updateBuildName(name, previous, 'build', cause), spec: { strategy: 'Build', reason, cause }, event: `rebuild (${reason}): ${cause}` };
+    return { action: 'build', name: updateBuildName(name, previous, 'build', cause), spec: { strategy: 'Build', reason, cause, ...following(latest) }, event: `rebuild (${reason}): ${cause}` };
   }
   if (swaps.length === 0) return { action: 'nothing', message: 'every input is at the digest its images were made from' };
   const inputs = new Map(swaps.flatMap((s) => s.changes).map((change) => [`${change.ref}@${change.to}`, { ref: change.ref, role: 'apply' as const, digest: change.to }]));
@@ -115,7 +121,7 @@ export function planUpdate(stackerfile: Stackerfile, latest: ImageBuild | undefi
   return {
     action: 'build',
     name: updateBuildName(name, previous, 'swap', [...inputs.keys()].sort().join('\n')),
-    spec: { strategy: 'Swap', reason: 'ApplyUpdate', inputs: [...inputs.values()], images, cause },
+    spec: { strategy: 'Swap', reason: 'ApplyUpdate', inputs: [...inputs.values()], images, cause, ...following(latest) },
     event: `swap (ApplyUpdate): ${cause}`,
   };
 }

@@ -1,5 +1,6 @@
 export type SigningErrorCode =
   | 'KEY_INVALID'
+  | 'KEY_UNWRITABLE'
   | 'KEY_UNSUPPORTED'
   | 'KEY_PASSWORD'
   | 'REGISTRY_REQUIRED'

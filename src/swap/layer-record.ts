@@ -31,13 +31,32 @@ function mac(key: Uint8Array, digest: string, entries: string): Buffer {
   return createHmac('sha256', key).update(`${layerChangesKey} v1\n${digest}\n${entries}`).digest();
 }
 
-/** The descriptor with its changes recorded and signed under `key`; unchanged when the record would be too large. */
+/** The descriptor without a change record: what a build writes without a key, or when the record would be too large. */
+export function withoutLayerChanges(descriptor: Descriptor): Descriptor {
+  if (descriptor.annotations?.[layerChangesKey] === undefined) return descriptor;
+  const { [layerChangesKey]: _dropped, ...annotations } = descriptor.annotations;
+  const { annotations: _all, ...rest } = descriptor;
+  return Object.keys(annotations).length === 0 ? rest : { ...rest, annotations };
+}
+
+/** The descriptor with its changes recorded and signed under `key` (any earlier record replaced); without a record when it would be too large. */
 export function recordLayerChanges(descriptor: Descriptor, entries: readonly LayerEntry[], key: Uint8Array): Descriptor {
   assertKey(key);
   const encoded = JSON.stringify(entries.map((entry): Encoded => (entry.link === undefined ? [kindCodes[entry.kind], entry.path] : [kindCodes[entry.kind], entry.path, entry.link])));
   const value = JSON.stringify({ v: 1, mac: mac(key, descriptor.digest, encoded).toString('hex'), entries: JSON.parse(encoded) as Encoded[] });
-  if (value.length > maxRecordBytes) return descriptor;
+  if (value.length > maxRecordBytes) return withoutLayerChanges(descriptor);
   return { ...descriptor, annotations: { ...descriptor.annotations, [layerChangesKey]: value } };
+}
+
+/**
+ * The record key of one tenant (in the operator, one Stackerfile, `namespace/name`), derived from
+ * the operator's master key: a build holds its own tenant's key only, so it can sign records that
+ * tenant's swaps trust and no one else's. HMAC-SHA256 with the master as the key is a PRF: keys of
+ * other tenants, and the master, cannot be computed from it.
+ */
+export function deriveRecordKey(master: Uint8Array, tenant: string): Uint8Array {
+  assertKey(master);
+  return createHmac('sha256', master).update(`${layerChangesKey} key v1\n${tenant}`).digest();
 }
 
 function decodeEntry(item: unknown): LayerEntry | undefined {

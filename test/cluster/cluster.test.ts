@@ -21,6 +21,7 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import { useCluster, type Cluster } from './harness.ts';
+import { apiWrites, countsSince } from './api-requests.ts';
 
 const run = promisify(execFile);
 const pinned = Object.fromEntries(
@@ -82,7 +83,7 @@ describe('custom resources', () => {
   const group = `t${suffix}.cluster-test.restack.dev`;
   const crdName = `widgets.${group}`;
 
-  it('serves a CRD once Established, with watch, status patch and delete of its objects', async (t) => {
+  it('serves a CRD once Established, with watch, status patch and delete of its objects, each write counted in its metrics', async (t) => {
     const extensions = cluster.kubeConfig.makeApiClient(ApiextensionsV1Api);
     await extensions.createCustomResourceDefinition({
       body: {
@@ -130,6 +131,7 @@ describe('custom resources', () => {
 
     const objects = cluster.kubeConfig.makeApiClient(CustomObjectsApi);
     const coordinates = { group, version: 'v1', namespace, plural: 'widgets' };
+    const writesBefore = await apiWrites(cluster, group);
     await objects.createNamespacedCustomObject({
       ...coordinates,
       body: { apiVersion: `${group}/v1`, kind: 'Widget', metadata: { name: 'one' }, spec: { size: 3 } },
@@ -146,6 +148,8 @@ describe('custom resources', () => {
 
     await objects.deleteNamespacedCustomObject({ ...coordinates, name: 'one' });
     await sawEvent('DELETED');
+    // The group is this run's own: nothing else writes it.
+    assert.deepEqual(countsSince(writesBefore, await apiWrites(cluster, group)), { 'POST widgets': 1, 'PATCH widgets/status': 1, 'DELETE widgets': 1 });
   });
 });
 

@@ -54,7 +54,7 @@ test('the build pod, field by field', () => {
   assert.deepEqual(container.args, [
     'build', '--file', '/restack/recipe/stacker.yaml', '--storage', 'overlay', '--roots-dir', '/var/lib/restack/roots',
     '--oci-dir', '/var/lib/restack/oci', '--recipe-dir-only', '--push', 'docker://registry.example/team', '--tag', 'latest', '--tag', 'v1',
-    '--substitute', 'PYVER=3.12', '--termination-log', '/dev/termination-log', '--json',
+    '--substitute', 'PYVER=3.12', '--no-layer-record-key', '--termination-log', '/dev/termination-log', '--json',
   ]);
   assert.equal(container.terminationMessagePath, '/dev/termination-log', 'where --termination-log writes the result');
   assert.deepEqual(container.env, [
@@ -76,6 +76,18 @@ test('a signing Stackerfile\'s build pod mounts only the key file, passes the pa
   assert.deepEqual(container.env?.at(-1), { name: 'COSIGN_PASSWORD', valueFrom: { secretKeyRef: { name: 'signing', key: 'cosign.password', optional: true } } });
   assert.deepEqual(container.volumeMounts?.at(-1), { name: 'signing-key', mountPath: '/restack/signing', readOnly: true });
   assert.deepEqual(pod.spec!.volumes?.at(-1), { name: 'signing-key', secret: { secretName: 'signing', items: [{ key: 'cosign.key', path: 'cosign.key' }], defaultMode: 0o400 } });
+});
+
+test("a build with its Stackerfile's layer record key mounts the build's own Secret owner-only and names the file in the environment", () => {
+  const pod = buildPod({ ...input, signingSecretName: 'signing', recordKeySecretName: 'seeds-1-abc12-record-key' });
+  const container = pod.spec!.containers[0]!;
+  assert.ok(!(container.args ?? []).some((arg) => arg.includes('layer-record-key')), 'the builder finds the key through the environment');
+  assert.deepEqual(container.env?.at(-1), { name: 'RESTACK_LAYER_RECORD_KEY_FILE', value: '/restack/layer-record/layer-record.key' });
+  assert.deepEqual(container.volumeMounts?.at(-1), { name: 'layer-record-key', mountPath: '/restack/layer-record', readOnly: true });
+  assert.deepEqual(pod.spec!.volumes?.at(-1), {
+    name: 'layer-record-key',
+    secret: { secretName: 'seeds-1-abc12-record-key', items: [{ key: 'layer-record.key', path: 'layer-record.key' }], defaultMode: 0o400 },
+  });
 });
 
 test('a Stackerfile with a cache repository gives its build pods --cache-repo', () => {
@@ -175,11 +187,11 @@ describe('the build pod on a real API server with Pod Security and the admission
     assert.equal(await rejection(inNamespace('builds')), '', 'the same pod from the operator is admitted');
   });
 
-  test('the privileged-level build namespace with the policy admits the build pod, signing or not; an ephemeral container added to it is refused', async () => {
+  test('the privileged-level build namespace with the policy admits the build pod, signing or not, with its record key or not; an ephemeral container added to it is refused', async () => {
     assert.equal(await rejection(inNamespace('builds')), '');
-    const signing = buildPod({ ...input, imageBuild: { ...input.imageBuild, namespace: 'builds' }, settings: { ...input.settings, image: configuredBuilderImage }, signingSecretName: 'signing' });
+    const signing = buildPod({ ...input, imageBuild: { ...input.imageBuild, namespace: 'builds' }, settings: { ...input.settings, image: configuredBuilderImage }, signingSecretName: 'signing', recordKeySecretName: 'seeds-1-abc12-record-key' });
     delete signing.metadata!.ownerReferences;
-    assert.equal(await rejection(signing), '', 'with the signing key Secret mounted');
+    assert.equal(await rejection(signing), '', 'with the signing key and the record key Secrets mounted');
     const created = await operator.createNamespacedPod({ namespace: 'builds', body: inNamespace('builds') });
     assert.equal(created.spec?.hostUsers, false);
     const name = created.metadata!.name!;

@@ -69,7 +69,8 @@ const inBuildNamespace: Access[] = [
   { verb: 'list', resource: 'events' },
   // watch: the ConfigMaps of spec.recipeFrom are watched, never listed (src/operator/recipe-configmaps.ts).
   ...['get', 'watch', 'create', 'delete'].map((verb) => ({ verb, resource: 'configmaps' })),
-  { verb: 'get', resource: 'secrets' },
+  // create: each build's layer record key Secret (src/operator/executor-pod.ts), deleted by the garbage collector.
+  ...['get', 'create'].map((verb) => ({ verb, resource: 'secrets' })),
   ...['get', 'list', 'watch', 'create', 'delete'].map((verb) => ({ verb, resource: 'pods' })),
 ];
 const needed: Access[] = [
@@ -87,6 +88,9 @@ const forbidden: Access[] = [
   { verb: 'create', resource: 'pods', subresource: 'exec' },
   { verb: 'list', resource: 'secrets' },
   { verb: 'watch', resource: 'secrets' },
+  { verb: 'update', resource: 'secrets' },
+  { verb: 'patch', resource: 'secrets' },
+  { verb: 'delete', resource: 'secrets' },
   { verb: 'update', resource: 'configmaps' },
   { verb: 'list', resource: 'configmaps' },
   { verb: 'get', resource: 'stackerfiles.restack.dev' },
@@ -267,11 +271,14 @@ describe('config/ kustomize bases and charts/restack on a real API server', () =
   test('helm template charts/restack is accepted by a server-side dry run, for each toggle of the values', async () => {
     await kubectl(['apply', '-f', join(root, 'config', 'manager', 'namespace.yaml')]);
     const variants: { values: string[]; has: string[]; hasNot: string[] }[] = [
-      { values: [], has: ['CustomResourceDefinition', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'Deployment', 'Service', 'ValidatingAdmissionPolicy', 'DaemonSet', 'NetworkPolicy'], hasNot: ['Secret'] },
+      // The one Secret by default: the layer record key.
+      { values: [], has: ['CustomResourceDefinition', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'Deployment', 'Service', 'ValidatingAdmissionPolicy', 'DaemonSet', 'NetworkPolicy', 'Secret'], hasNot: [] },
+      { values: ['layerRecords.enabled=false'], has: ['Deployment'], hasNot: ['Secret'] },
+      { values: ['layerRecords.existingSecret=restack-records'], has: ['Deployment'], hasNot: ['Secret'] },
       { values: ['seccompProfile.installer.enabled=false'], has: ['Deployment'], hasNot: ['DaemonSet'] },
       { values: ['webhook.enabled=true', 'webhook.tls.secretName=restack-webhook-tls', 'networkPolicy.webhookFrom[0].namespaceSelector.matchLabels.restack\\.dev/registry=enabled'], has: ['Secret', 'NetworkPolicy'], hasNot: [] },
-      { values: ['webhook.enabled=true', 'webhook.existingSecret=registry-notifications', 'webhook.tls.insecurePlainHTTP=true', 'networkPolicy.enabled=false'], has: [], hasNot: ['Secret', 'NetworkPolicy'] },
-      { values: ['registryCredentialsSecret=regcred'], has: ['Deployment'], hasNot: ['Secret'] },
+      { values: ['webhook.enabled=true', 'webhook.existingSecret=registry-notifications', 'webhook.tls.insecurePlainHTTP=true', 'networkPolicy.enabled=false', 'layerRecords.enabled=false'], has: [], hasNot: ['Secret', 'NetworkPolicy'] },
+      { values: ['registryCredentialsSecret=regcred', 'layerRecords.enabled=false'], has: ['Deployment'], hasNot: ['Secret'] },
       { values: ['rbac.create=false', 'serviceAccount.create=false', 'serviceAccount.name=restack-operator', 'admissionPolicy.enabled=false', 'metrics.service.enabled=false'], has: ['Deployment'], hasNot: ['ServiceAccount', 'ClusterRole', 'Role', 'Service', 'ValidatingAdmissionPolicy'] },
     ];
     for (const { values, has, hasNot } of variants) {
@@ -281,6 +288,15 @@ describe('config/ kustomize bases and charts/restack on a real API server', () =
       for (const kind of hasNot) assert.ok(!present.has(kind), `${values.join(' ')}: renders no ${kind}`);
       await kubectl(['apply', '--dry-run=server', '-f', '-'], { input: rendered });
     }
+    // The master layer record key: generated, mounted for the operator's group alone, passed by flag.
+    const records = documents(await helmTemplate());
+    const keySecret = records.find((object) => object.kind === 'Secret' && object.metadata.name === 'restack-layer-records') as unknown as { data: Record<string, string> };
+    assert.equal(Buffer.from(keySecret.data['layer-record.key'] ?? '', 'base64').length, 32);
+    const recordsDeployment = JSON.stringify(findObject(records, 'Deployment'));
+    assert.match(recordsDeployment, /"--layer-record-key-file=\/etc\/restack\/layer-records\/layer-record.key"/);
+    assert.match(recordsDeployment, /"secret":\{"secretName":"restack-layer-records","defaultMode":288,/);
+    assert.match(recordsDeployment, /"fsGroup":65532/);
+    assert.match(JSON.stringify(findObject(documents(await helmTemplate(['layerRecords.existingSecret=restack-records'])), 'Deployment')), /"secretName":"restack-records"/);
     const webhook = documents(await helmTemplate(['webhook.enabled=true', 'webhook.tls.secretName=restack-webhook-tls', 'networkPolicy.webhookFrom[0].namespaceSelector.matchLabels.registry=yes']));
     const args = JSON.stringify(findObject(webhook, 'Deployment'));
     assert.match(args, /--webhook-bind-address=:8443/);

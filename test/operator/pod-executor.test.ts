@@ -5,6 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { AdmissionregistrationV1Api, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
@@ -17,6 +18,7 @@ import { LocalExecutor } from '../../src/operator/executor-local.ts';
 import { PodExecutor, podProgress } from '../../src/operator/executor-pod.ts';
 import type { ImageBuild, Stackerfile } from '../../src/operator/kube.ts';
 import { Manager } from '../../src/operator/manager.ts';
+import { deriveRecordKey } from '../../src/swap/layer-record.ts';
 import { build as restackBuild, pushBusyboxBase, suiteDir } from '../build-engine/helpers.ts';
 import { eventually, useCluster, type Cluster } from '../cluster/harness.ts';
 import { configuredBuilderImage, impersonating, operatorUser, setUpPodBuilds } from './build-namespace.ts';
@@ -112,8 +114,8 @@ const eventuallyBuild = (a: Api, namespace: string, stackerfile: string, what: s
 const podsOf = async ({ core }: Api, namespace: string, imageBuild: string) => (await core.listNamespacedPod({ namespace, labelSelector: `${buildPodLabels.imageBuild}=${imageBuild}` })).items;
 
 /** The operator in `namespace`, as `kubeConfig`'s user: the admin unless given (the pod executor runs as its ServiceAccount). */
-function startManager(cluster: Cluster, namespace: string, executor: Executor, kubeConfig = cluster.kubeConfig): Promise<Manager> {
-  const manager = new Manager({ kubeConfig, logger, executor, namespace, metricsBindAddress: '127.0.0.1:0' });
+function startManager(cluster: Cluster, namespace: string, executor: Executor, kubeConfig = cluster.kubeConfig, layerRecordKey?: Uint8Array): Promise<Manager> {
+  const manager = new Manager({ kubeConfig, logger, executor, namespace, metricsBindAddress: '127.0.0.1:0', ...(layerRecordKey === undefined ? {} : { layerRecordKey }) });
   return manager.start().then(() => manager);
 }
 
@@ -205,8 +207,10 @@ describe('the pod executor with kwok as the kubelet', { ...(skip === undefined ?
       policy: { builderImage: configuredBuilderImage, allowedBuilderImages: [allowedByOperatorOnly], defaults: buildPodDefaultsSchema.parse({ startTimeout: '15s' }) },
       pendingRecheckMs: 500,
     });
+  /** The operator's master layer record key (--layer-record-key-file). */
+  const masterKey = randomBytes(32);
   /** As config/rbac and the admission policy's parameters say: the operator's ServiceAccount. */
-  const startOperator = () => startManager(a.cluster, ns, podExecutor(), impersonating(a.cluster, operatorUser));
+  const startOperator = () => startManager(a.cluster, ns, podExecutor(), impersonating(a.cluster, operatorUser), masterKey);
 
   /** Has kwok end the running build pod of `imageBuild` with this exit code, reason and termination message. */
   const endPod = async (imageBuild: ImageBuild, exitCode: number, reason: string, message: string) => {
@@ -244,7 +248,7 @@ describe('the pod executor with kwok as the kubelet', { ...(skip === undefined ?
     if (stagesDir !== undefined) await rm(stagesDir, { recursive: true, force: true });
   });
 
-  test('the ImageBuild writes its recipe ConfigMap and an admitted pod; the result in its termination message makes it Succeeded', async () => {
+  test("the ImageBuild writes its recipe ConfigMap, its Stackerfile's record key Secret and an admitted pod; the result in its termination message makes it Succeeded", async () => {
     await createStackerfile(a, ns, 'ok', { recipe: recipe(), output: output() });
     const running = await eventuallyBuild(a, ns, 'ok', 'Running with a pod', (build) => build.status?.phase === 'Running' && build.status.podName !== undefined);
     const name = running.metadata?.name ?? '';
@@ -262,6 +266,12 @@ describe('the pod executor with kwok as the kubelet', { ...(skip === undefined ?
     assert.equal(pod?.spec?.activeDeadlineSeconds, 3600, 'the default timeout, one hour');
     const args = pod?.spec?.containers[0]?.args ?? [];
     assert.deepEqual(args.slice(args.indexOf('--push')), ['--push', `docker://${pushed.host}/team`, '--tag', 'v1', '--termination-log', '/dev/termination-log', '--json']);
+    // The record key: this Stackerfile's alone, in a Secret of this build's, owned by its ImageBuild.
+    const keySecret = await a.core.readNamespacedSecret({ namespace: ns, name: `${name}-record-key` });
+    assert.deepEqual(Buffer.from(keySecret.data?.['layer-record.key'] ?? '', 'base64'), Buffer.from(deriveRecordKey(masterKey, `${ns}/ok`)));
+    assert.equal(keySecret.metadata?.ownerReferences?.[0]?.uid, running.metadata?.uid);
+    assert.equal(pod?.spec?.containers[0]?.env?.find((variable) => variable.name === 'RESTACK_LAYER_RECORD_KEY_FILE')?.value, '/restack/layer-record/layer-record.key');
+    assert.equal(pod?.spec?.volumes?.find((volume) => volume.name === 'layer-record-key')?.secret?.secretName, `${name}-record-key`);
 
     await endPod(running, 0, 'Completed', encodeResultMessage(real));
     const succeeded = await eventuallyBuild(a, ns, 'ok', 'Succeeded', (build) => build.status?.phase === 'Succeeded' || build.status?.phase === 'Failed');

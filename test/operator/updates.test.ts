@@ -4,6 +4,7 @@
 // not a build.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +26,8 @@ import { readStoredImage } from '../../src/engine/images.ts';
 import { LocalExecutor } from '../../src/operator/executor-local.ts';
 import type { Stackerfile } from '../../src/operator/kube.ts';
 import { Manager } from '../../src/operator/manager.ts';
+import type { Descriptor } from '../../src/oci/types.ts';
+import { deriveRecordKey, recordedLayerChanges } from '../../src/swap/layer-record.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const cli = join(root, 'src', 'cli', 'main.ts');
@@ -46,6 +49,8 @@ describe('the operator keeps images current', { timeout: 600_000, ...(skip === u
   let manager: Manager;
   let prefix: string;
   let base: string;
+  /** The operator's master layer record key: builds of each Stackerfile sign with a key derived from it. */
+  const masterKey = randomBytes(32);
 
   const stackerfile = (name: string, recipe: string): Stackerfile => ({
     apiVersion: 'restack.dev/v1alpha1',
@@ -76,6 +81,7 @@ describe('the operator keeps images current', { timeout: 600_000, ...(skip === u
       namespace: ns,
       metricsBindAddress: '127.0.0.1:0',
       updates: { jitterWindowMs: 0 },
+      layerRecordKey: masterKey,
     });
     await manager.start();
   });
@@ -98,9 +104,14 @@ describe('the operator keeps images current', { timeout: 600_000, ...(skip === u
     assert.deepEqual(a?.inputs?.map((i) => `${i.role} ${i.ref}`).sort(), [`apply docker://${prefix}/python3:latest`, `apply docker://${prefix}/ssl:latest`, `from ${base}`]);
     before1 = { a: await layersOf('a'), python3: await layersOf('python3') };
     assert.equal(before1.a.length, 4, 'base, ssl, python3, own');
+    // A's own layer carries its change record, under app's key: not under deps', another Stackerfile's.
+    const own = (await readStoredImage(open(`docker://${prefix}/a:latest`))).platforms[0]?.image.manifest.layers.at(-1) as Descriptor;
+    assert.ok(recordedLayerChanges(own, deriveRecordKey(masterKey, `${ns}/app`))?.some((entry) => entry.path === 'srv/A/README'));
+    assert.equal(recordedLayerChanges(own, deriveRecordKey(masterKey, `${ns}/deps`)), undefined);
   });
 
-  test('python3+1 is swapped into A within a poll: no build of A, a Swap ImageBuild records it', async () => {
+  test('python3+1 is swapped into A within a poll: no build of A, a Swap ImageBuild records it, without reading A\'s own layer', async () => {
+    proxy.clear();
     await objects.patchNamespacedCustomObject({ ...api, namespace: ns, plural: 'stackerfiles', name: 'deps', body: { spec: { recipe: depsRecipe(base, '3.12.4') } } }, mergePatch);
     await readyAfter('deps', (b) => b.spec.reason === 'RecipeChange');
     const python3 = await layersOf('python3');
@@ -117,6 +128,8 @@ describe('the operator keeps images current', { timeout: 600_000, ...(skip === u
     assert.deepEqual([await tagged('latest'), await tagged('stable')], [a?.digest, a?.digest], 'every tag of spec.output.tags moved to the swapped image');
     assert.equal(a?.inputs?.find((i) => i.ref.endsWith('/python3:latest'))?.digest, check?.to);
     assert.equal(latest.status?.outputs?.[0]?.before, all[0]?.status?.outputs?.find((o) => o.name === 'A')?.digest);
+    const ownReads = proxy.requests.filter((request) => request.method === 'GET' && request.path.endsWith(`/blobs/${before1.a[3]}`));
+    assert.deepEqual(ownReads, [], "the overlap check trusted A's record under app's key");
   });
 
   test("python3 touching a path A's own layer changed is a rebuild that names the path", async () => {

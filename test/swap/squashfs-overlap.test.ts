@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
@@ -36,13 +37,17 @@ async function squashfsLayer(t: import('node:test').TestContext, fill: (root: st
   return { bytes, descriptor: { mediaType: MediaType.stackerSquashfs, digest, size: bytes.length }, diffId: digest };
 }
 
-test('a squashfs layer lists its files, directories, hard links, 0/0 whiteouts and opaque directories', async (t) => {
+test('a squashfs layer lists its files, directories, hard links, fifos, sockets, 0/0 whiteouts and opaque directories', async (t) => {
   const layer = await squashfsLayer(t, async (root) => {
     await mkdir(join(root, 'usr/lib'), { recursive: true });
     await mkdir(join(root, 'opt/tool'), { recursive: true });
     await writeFile(join(root, 'usr/lib/lib a.so'), 'a');
     await execa('ln', [join(root, 'usr/lib/lib a.so'), join(root, 'usr/lib/link')]);
     await makeNode(join(root, 'usr/gone'), 'character-device', 0, 0);
+    await makeNode(join(root, 'usr/pipe'), 'fifo');
+    const socket = createServer();
+    await new Promise<void>((listening) => socket.listen(join(root, 'usr/socket'), listening));
+    t.after(() => socket.close());
     await writeXattrs([{ path: join(root, 'opt/tool'), name: 'trusted.overlay.opaque', value: Buffer.from('y') }]);
   });
   const entries = await listSquashfsEntries(Readable.from([layer.bytes]), layer.descriptor.digest);
@@ -57,6 +62,8 @@ test('a squashfs layer lists its files, directories, hard links, 0/0 whiteouts a
     { path: 'usr/lib', kind: 'directory' },
     { path: 'usr/lib/lib a.so', kind: 'file' },
     { path: 'usr/lib/link', kind: 'file' },
+    { path: 'usr/pipe', kind: 'file' },
+    { path: 'usr/socket', kind: 'file' },
   ]);
   assert.ok(linked !== undefined && ['usr/lib/lib a.so', 'usr/lib/link'].includes(linked.link ?? ''), 'the hard link names its target');
 });

@@ -104,10 +104,11 @@ describe('what a swap asks of a registry', { skip }, () => {
       assert.equal(unkeyed.status, 'planned', unkeyed.refusal?.message);
       assert.equal(ownRead(), 1, 'without the key the record is not trusted: the layer is read');
       // the dependency's slices (listed once per fan-out) are listed before counting
-      const keyed = new LayerChangesCache(undefined, { recordKey: key });
-      await keyed.get(proxyStore(prefix), 'recorded/a', seeds.python3.descriptor);
+      // a cache of its own: the unkeyed swap's listing of the own layer must not answer for the record
+      const keyed = new LayerChangesCache();
+      await keyed.get(proxyStore(prefix), 'recorded/a', seeds.python3.descriptor, key);
       proxy.clear();
-      const outcome = await swapDependency(request(keyed));
+      const outcome = await swapDependency({ ...request(keyed), layerRecordKey: key });
       assert.equal(outcome.status, 'swapped', outcome.refusal?.message);
       assert.equal(ownRead(), 0);
       const requests = shape(proxy.requests).filter((line) => line.includes('/recorded/a/'));
@@ -140,7 +141,7 @@ describe('what a swap asks of a registry', { skip }, () => {
     }]) {
       const seeds = await pushSeeds(prefix, { ownFiles: { 'usr/bin/python3': 'patched by A\n' }, describeOwn });
       await pushLayered(prefix, 'python3', [seeds.base, await makeLayer({ 'usr/bin/python3': 'python 3.12\n' })]);
-      const outcome = await swapDependency({ target: open(`${prefix}/a:latest`), dependency: open(`${prefix}/python3:latest`), layerChanges: new LayerChangesCache(undefined, { recordKey: key }) });
+      const outcome = await swapDependency({ target: open(`${prefix}/a:latest`), dependency: open(`${prefix}/python3:latest`), layerChanges: new LayerChangesCache(), layerRecordKey: key });
       assert.equal(outcome.status, 'refused');
       assert.equal(outcome.refusal?.reason, 'Overlap', outcome.refusal?.message);
       assert.match(outcome.refusal?.message ?? '', /\/usr\/bin\/python3/);

@@ -36,6 +36,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- default (printf "%s-webhook" (include "restack.fullname" .)) .Values.webhook.existingSecret -}}
 {{- end -}}
 
+{{- define "restack.layerRecordsSecretName" -}}
+{{- default (printf "%s-layer-records" (include "restack.fullname" .)) .Values.layerRecords.existingSecret -}}
+{{- end -}}
+
 {{- define "restack.builderImage" -}}
 {{- default (include "restack.image" .) .Values.builderImage -}}
 {{- end -}}

@@ -13,10 +13,11 @@ import type { Output } from '../output.ts';
 import { BuildProgress, progressReporter } from '../progress.ts';
 import type { RegisterCommand } from './index.ts';
 import { addRecipeOptions, loadAndReport, type RecipeOptions } from './recipe-options.ts';
+import { addRecordKeyOptions, recordKeyFrom, type RecordKeyOptions } from './record-key-options.ts';
 import { addSigningOptions, signingFrom, type SigningOptions } from './signing-options.ts';
 import { addStoreOptions, referenceOpener, type StoreOptions } from './store-options.ts';
 
-interface BuildOptions extends RecipeOptions, StoreOptions, SigningOptions {
+interface BuildOptions extends RecipeOptions, StoreOptions, SigningOptions, RecordKeyOptions {
   ociDir: string;
   rootsDir: string;
   storage: StorageChoice;
@@ -69,7 +70,7 @@ function eventPrinter(output: Output, json: boolean, err: (text: string) => void
 }
 
 export const registerBuild: RegisterCommand = (program, context) => {
-  addSigningOptions(addStoreOptions(addRecipeOptions(program.command('build').description('build every layer of a recipe into an OCI layout, without host privilege; optionally push'))))
+  addRecordKeyOptions(addSigningOptions(addStoreOptions(addRecipeOptions(program.command('build').description('build every layer of a recipe into an OCI layout, without host privilege; optionally push')))))
     .option('--oci-dir <dir>', 'the output OCI layout (one ref per layer, named by the layer)', 'oci')
     .option('--roots-dir <dir>', 'build storage: rootfs trees, layer caches, the build cache index', '.restack/roots')
     .addOption(new Option('--storage <driver>', 'storage driver (auto: btrfs when --roots-dir is on btrfs, else overlay)').choices(['auto', 'btrfs', 'overlay']).default('auto'))
@@ -117,6 +118,7 @@ export const registerBuild: RegisterCommand = (program, context) => {
         }
         if (options.signKey !== undefined && options.push === undefined) throw new UserError('--sign-key signs what is pushed, and there is no --push', 'add --push docker://host[:port]/prefix');
         const signing = await signingFrom(options);
+        const layerRecordKey = await recordKeyFrom(options, process.env, true, (message) => reporter.err(`warning: ${message}`));
         const open = referenceOpener(options);
         const openInsecure = referenceOpener({ ...options, insecure: true });
         const outputs = await buildRecipes({
@@ -129,6 +131,7 @@ export const registerBuild: RegisterCommand = (program, context) => {
           noCache: !options.cache,
           ...(options.push === undefined ? {} : { push: { prefix: options.push, tags: options.tag.length === 0 ? ['latest'] : options.tag } }),
           ...(signing === undefined ? {} : { signing }),
+          ...(layerRecordKey === undefined ? {} : { layerRecordKey }),
           ...(options.cacheRepo === undefined ? {} : { cacheRepository: options.cacheRepo }),
           shellOnFail: options.shellFail === true,
           recipeDirOnly: options.recipeDirOnly === true,

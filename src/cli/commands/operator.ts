@@ -6,6 +6,7 @@ import type { Executor } from '../../operator/executor.ts';
 import { LocalExecutor } from '../../operator/executor-local.ts';
 import { PodExecutor } from '../../operator/executor-pod.ts';
 import { defaultReconcileWorkers, Manager, type ManagerOptions } from '../../operator/manager.ts';
+import { readRecordKeyFile } from '../../sign/record-key-file.ts';
 import { defaultRateLimit, type RateLimit } from '../../watch/rate-limit.ts';
 import { defaultSchedule, validateSchedule } from '../../watch/scheduler.ts';
 import { UserError } from '../errors.ts';
@@ -36,6 +37,7 @@ interface OperatorOptions {
   webhookCertFile?: string;
   webhookKeyFile?: string;
   layerCacheEntries: string;
+  layerRecordKeyFile?: string;
   reconcileWorkers: string;
   inputChecksPerSecond: string;
   inputCheckBurst: string;
@@ -187,6 +189,10 @@ export const registerOperator: RegisterCommand = (program, context) => {
     .option('--webhook-secret-file <file>', 'the shared secret registries send as Authorization: Bearer <secret>, or sign the body with (X-Restack-Signature: sha256=<HMAC-SHA256>)')
     .option('--webhook-cert-file <file>', 'serve the webhook over https with this certificate (PEM, e.g. a kubernetes.io/tls Secret\'s tls.crt); read again when it changes')
     .option('--webhook-key-file <file>', 'the private key of --webhook-cert-file (PEM, tls.key)')
+    .option(
+      '--layer-record-key-file <file>',
+      "the master layer record key (32 random bytes; owner- or group-readable only, as the chart mounts its Secret): each Stackerfile's builds sign their layers' changed paths with a key derived from it, and its swaps then read no own layer (docs/security.md). Without it nothing is recorded",
+    )
     .option('--layer-cache-entries <n>', 'file entries of layer listings kept in memory for the swaps\' overlap checks (least recently used go first)', String(defaultLayerCacheEntries))
     .option('--reconcile-workers <n>', 'Stackerfiles, and ImageBuilds (swaps included), reconciled at once; each waits mostly on the API server or a registry', String(defaultReconcileWorkers))
     .action(async (options: OperatorOptions) => {
@@ -198,6 +204,7 @@ export const registerOperator: RegisterCommand = (program, context) => {
       const updates = await updateOptions(options);
       const layerCacheEntries = positiveInteger('--layer-cache-entries', options.layerCacheEntries, defaultLayerCacheEntries);
       const reconcileWorkers = positiveInteger('--reconcile-workers', options.reconcileWorkers, defaultReconcileWorkers);
+      const layerRecordKey = options.layerRecordKeyFile === undefined ? undefined : await readRecordKeyFile(options.layerRecordKeyFile, { groupReadable: true });
       const kubeConfig = loadKubeConfig();
       const manager = new Manager({
         kubeConfig,
@@ -206,6 +213,7 @@ export const registerOperator: RegisterCommand = (program, context) => {
         ...(options.namespace === undefined ? {} : { namespace: options.namespace }),
         metricsBindAddress: options.metricsBindAddress,
         layerCacheEntries,
+        ...(layerRecordKey === undefined ? {} : { layerRecordKey }),
         reconcileWorkers,
         ...(updates === undefined ? {} : { updates }),
         ...(options.leaderElect

@@ -4,6 +4,7 @@ import { LayerChangesCache } from '../../engine/layer-changes.ts';
 import { swapDependency } from '../../engine/swap.ts';
 import { printJson } from '../output.ts';
 import type { RegisterCommand } from './index.ts';
+import { addRecordKeyOptions, recordKeyFrom, type RecordKeyOptions } from './record-key-options.ts';
 import { addSigningOptions, signingFrom, type SigningOptions } from './signing-options.ts';
 import { addStoreOptions, referenceOpener, type StoreOptions } from './store-options.ts';
 
@@ -14,25 +15,27 @@ export function layerCacheDirectory(): string {
 }
 
 export const registerSwap: RegisterCommand = (program, context) => {
-  addSigningOptions(addStoreOptions(
+  addRecordKeyOptions(addSigningOptions(addStoreOptions(
     program
       .command('swap')
       .description("replace the layers one applied dependency contributed to an image by those of the dependency's current version, without rebuilding")
       .argument('<ref>', 'the image to update, e.g. docker://host/A:latest (its tag moves last)'),
-  ))
+  )))
     .requiredOption('--dependency <ref>', 'the dependency at its new version, e.g. docker://host/python3:latest')
     .option('--tag <tag>', 'also point this tag of the image repository at the result (repeatable)', collect, [])
     .option('--dry-run', 'plan and check, print the plan, change nothing')
     .option('--allow-overlap', 'swap even if the dependency changes files that layers above it changed')
     .option('--json', 'print the outcome as JSON')
-    .action(async (ref: string, options: StoreOptions & SigningOptions & { dependency: string; tag: string[]; dryRun?: boolean; allowOverlap?: boolean; json?: boolean }) => {
+    .action(async (ref: string, options: StoreOptions & SigningOptions & RecordKeyOptions & { dependency: string; tag: string[]; dryRun?: boolean; allowOverlap?: boolean; json?: boolean }) => {
       const { output, logger } = context();
       const open = referenceOpener(options);
       const target = open(ref);
       const dependency = open(options.dependency);
       const signing = await signingFrom(options);
+      const layerRecordKey = await recordKeyFrom(options, process.env, false);
       const outcome = await swapDependency({
         ...(signing === undefined ? {} : { signing }),
+        ...(layerRecordKey === undefined ? {} : { layerRecordKey }),
         target,
         dependency,
         extraTags: options.tag,

@@ -13,11 +13,12 @@ import type { Output } from '../output.ts';
 import { progressReporter, UpdateProgress } from '../progress.ts';
 import type { RegisterCommand } from './index.ts';
 import { addRecipeOptions, loadAndReport, type RecipeOptions } from './recipe-options.ts';
+import { addRecordKeyOptions, recordKeyFrom, type RecordKeyOptions } from './record-key-options.ts';
 import { addSigningOptions, signingFrom, type SigningOptions } from './signing-options.ts';
 import { addStoreOptions, referenceOpener, type StoreOptions } from './store-options.ts';
 import { layerCacheDirectory } from './swap.ts';
 
-interface UpdateOptions extends RecipeOptions, StoreOptions, SigningOptions {
+interface UpdateOptions extends RecipeOptions, StoreOptions, SigningOptions, RecordKeyOptions {
   push: string;
   tag: string[];
   ociDir: string;
@@ -80,8 +81,10 @@ async function updateOnce(options: UpdateOptions, output: Output): Promise<numbe
     const openInsecure = referenceOpener({ ...options, insecure: true });
     const policy = { onApplyUpdate: options.onApplyUpdate, onBaseUpdate: options.onBaseUpdate };
     const signing = await signingFrom(options);
+    const layerRecordKey = await recordKeyFrom(options, process.env, true, (message) => reporter.err(`warning: ${message}`));
     await updateRecipes({
       ...(signing === undefined ? {} : { signing }),
+      ...(layerRecordKey === undefined ? {} : { layerRecordKey }),
       plan,
       recipes: loaded.recipes,
       prefix: options.push,
@@ -142,14 +145,14 @@ async function watch(options: UpdateOptions, output: Output): Promise<void> {
 }
 
 export const registerUpdate: RegisterCommand = (program, context) => {
-  addSigningOptions(addStoreOptions(
+  addRecordKeyOptions(addSigningOptions(addStoreOptions(
     addRecipeOptions(
       program
         .command('update')
         .description('bring the published images of a recipe up to date: swap a changed applied dependency in place, rebuild when a base or the recipe changed, else nothing')
         .addHelpText('after', '\nExit codes: 0 every image is current, 1 a failure (the images before it were updated), 2 bad usage.'),
     ),
-  ))
+  )))
     .requiredOption('--push <prefix>', 'where the images are published: docker://host[:port]/prefix (each at PREFIX/<name>:<tag>) or oci:DIR (a layout DIR/<name> per image)')
     .option('--tag <tag>', 'the tags the images carry (repeatable; default latest): the first is read, all are moved', collect, [])
     .option('--oci-dir <dir>', 'the OCI layout rebuilds are written to', 'oci')
