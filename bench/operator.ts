@@ -23,6 +23,8 @@ const count = Number(process.env['RESTACK_BENCH_STACKERFILES'] ?? 10_000);
 const concurrency = Number(process.env['RESTACK_BENCH_CONCURRENCY'] ?? 16);
 /** Images composed and Stackerfiles written at once while seeding: the API server's latency, not its CPU, bounds seeding (22 min for 10,000 at 16). */
 const seedConcurrency = Number(process.env['RESTACK_BENCH_SEED_CONCURRENCY'] ?? 64);
+/** More flags for the operator started over the Stackerfiles, split on spaces (e.g. "--reconcile-workers 16"), to measure a setting. */
+const operatorFlags = (process.env['RESTACK_BENCH_OPERATOR_FLAGS'] ?? '').split(' ').filter((flag) => flag !== '');
 /** A directory for the operator's CPU profile (node --cpu-prof), to see where its start-up goes. */
 const cpuProfileDir = process.env['RESTACK_BENCH_CPU_PROF'];
 const api = { group: 'restack.dev', version: 'v1alpha1' };
@@ -135,7 +137,7 @@ export async function operatorBench(): Promise<BenchRow[]> {
     const operator = await startOperatorProcess({
       kubeconfigPath: cluster.kubeconfigPath,
       cli,
-      args: ['--namespace', namespace, '--executor', 'local', '--builder', standInBuilderCommand, '--default-schedule', '0 0 1 1 *'],
+      args: ['--namespace', namespace, '--executor', 'local', '--builder', standInBuilderCommand, '--default-schedule', '0 0 1 1 *', ...operatorFlags],
       nodeArgs: await operatorNodeArgs(),
       readyTimeoutMs,
     });
