@@ -1,5 +1,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { eventually } from '../cluster/harness.ts';
 import { startOrSkip, startRegistry } from '../services/registry.ts';
@@ -53,6 +55,31 @@ describe('the operator watch service', { ...(skip === undefined ? {} : { skip })
     assert.deepEqual([...new Set(requeued)].sort(), ['ns/a', 'ns/b']);
     service.forget('ns/b');
     assert.notEqual(service.problems('ns/a')?.reason, 'DependencyCycle');
+  });
+
+  test('a Stackerfile awaiting two first checks is re-queued once both have ended, one answered and one failed, never while awaiting', async () => {
+    await pushLayered(prefix, 'ssl', [await makeLayer({ 'usr/lib/libssl.so.3': 'ssl 3.0\n' })]);
+    // A registry that answers 503: its check fails after the store's retries, long after the other has answered.
+    const busy = createServer((_request, response) => response.writeHead(503).end());
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const owner = 'ns/two-inputs';
+    const whenRequeued: boolean[] = [];
+    const watching = new WatchService({
+      logger: pino({ level: 'silent' }),
+      requeue: (owners) => owners.filter((key) => key === owner).forEach(() => whenRequeued.push(watching.awaitingCheck(owner))),
+      jitterWindowMs: 0,
+    });
+    try {
+      const failing = `docker://127.0.0.1:${(busy.address() as AddressInfo).port}/busy/base:latest`;
+      watching.watch(owner, { inputs: [{ ref: `${prefix}/ssl:latest`, role: 'apply' }, { ref: failing, role: 'from' }], outputs: [], schedule: yearly });
+      assert.equal(watching.awaitingCheck(owner), true);
+      await eventually('the re-queue', async () => (whenRequeued.length > 0 ? true : undefined), 60_000);
+      assert.deepEqual(whenRequeued, [false], 're-queued once, when no check was awaited any more');
+      assert.equal(watching.problems(owner)?.reason, 'RegistryUnreachable');
+    } finally {
+      await watching.stop();
+      busy.close();
+    }
   });
 
   test('an invalid schedule is a problem naming spec.updates.schedule', () => {
