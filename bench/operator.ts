@@ -280,6 +280,19 @@ async function apiAndCpu(cluster: Cluster, operator: OperatorProcess) {
   };
 }
 
+/** The Events written since `since`, by namespace, type and reason, for the log: a fan-out should add Warnings only. */
+async function eventReasons(cluster: Cluster, since: Date): Promise<string> {
+  const { items } = await cluster.kubeConfig.makeApiClient(CoreV1Api).listEventForAllNamespaces();
+  const counts = new Map<string, number>();
+  for (const event of items) {
+    const at = event.lastTimestamp ?? event.eventTime ?? event.metadata.creationTimestamp;
+    if (at === undefined || new Date(at) < since) continue;
+    const key = `${event.metadata.namespace}/${event.type}/${event.reason}`;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return [...counts].map(([key, count]) => `${key} ${count}`).join(', ');
+}
+
 /**
  * 1. python3+1 fanned out by the operator process to images that are up to date and apply
  * python3: the time from the push until every Stackerfile's status shows python3+1 (its tag was
@@ -297,7 +310,7 @@ async function fanOutBench({ cluster, objects, registryHost, proxy }: UpdatesSet
   // Settled, inputs checked: the operator writes nothing more before the bump, so every API write counted is the fan-out's.
   const settled = await followStackerfiles(cluster, objects, namespace, fanOutCount, (sf) => isReady(sf) && sf.status?.conditions?.some((c) => c.type === 'InputsAvailable' && c.status === 'True') === true);
   const operator = await startOperatorOn(cluster, namespace);
-  let swapped: { seconds: number; requests: ProxiedRequest[]; operatorCpu: number; apiServerCpu: number; writes: Record<string, number> };
+  let swapped: { seconds: number; requests: ProxiedRequest[]; operatorCpu: number; apiServerCpu: number; writes: Record<string, number>; events: number };
   try {
     await settled.reached;
     settled.abort();
@@ -305,6 +318,8 @@ async function fanOutBench({ cluster, objects, registryHost, proxy }: UpdatesSet
     const mark = proxy.requests.length;
     const before = await apiAndCpu(cluster, operator);
     const started = process.hrtime.bigint();
+    // Event timestamps are whole seconds.
+    const startedAt = new Date(Math.floor(Date.now() / 1000) * 1000);
     const current = await followStackerfiles(cluster, objects, namespace, fanOutCount, (sf) => isReady(sf) && python3DigestOf(sf, fleet.refs.python3) === python3Next);
     await current.reached;
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -313,9 +328,9 @@ async function fanOutBench({ cluster, objects, registryHost, proxy }: UpdatesSet
     const after = await apiAndCpu(cluster, operator);
     // Events are the only core-group writes of the operator in a fan-out (no pods: swaps run in it).
     const events = countsSince(before.core, after.core)['POST events'] ?? 0;
-    const writes = { ...countsSince(before.restack, after.restack), ...(events === 0 ? {} : { 'POST events': events }) };
-    swapped = { seconds, requests, operatorCpu: after.operatorCpu - before.operatorCpu, apiServerCpu: after.apiServerCpu - before.apiServerCpu, writes };
-    console.error(`bench operator-updates: API writes of the fan-out: ${JSON.stringify(writes)}`);
+    const writes = countsSince(before.restack, after.restack);
+    swapped = { seconds, requests, operatorCpu: after.operatorCpu - before.operatorCpu, apiServerCpu: after.apiServerCpu - before.apiServerCpu, writes, events };
+    console.error(`bench operator-updates: API writes of the fan-out: ${JSON.stringify(writes)}, Events ${events}${events === 0 ? '' : ` (${await eventReasons(cluster, startedAt)})`}`);
     console.error(`bench operator-updates: ${counterTotal(await operator.metrics(), 'restack_reconcile_total')} reconciles`);
     console.error(`bench operator-updates: after fan-out 1: ${await cachesAndMemory(operator)}`);
     for (let round = 2; round <= fanOutRounds; round++) {
@@ -352,6 +367,7 @@ async function fanOutBench({ cluster, objects, registryHost, proxy }: UpdatesSet
     { bench: 'op fan-out', metric: 'operator CPU', value: swapped.operatorCpu, unit: 's', reference: { name: 'engine alone (bench process)', value: (engineCpu.user + engineCpu.system) / 1e6 } },
     { bench: 'op fan-out', metric: 'API server CPU during it', value: swapped.apiServerCpu, unit: 's' },
     { bench: 'op fan-out', metric: 'API writes per swap', value: total(swapped.writes) / fanOutCount, unit: 'writes', target: '3', met: total(swapped.writes) === 3 * fanOutCount },
+    { bench: 'op fan-out', metric: 'Events during it', value: swapped.events, unit: 'events' },
     { bench: 'op fan-out', metric: `requests/image (+${operatorRequests.fixed} fixed)`, value: operatorRequests.perImage, unit: 'req', reference: { name: `engine alone (+${engineRequests.fixed} fixed)`, value: engineRequests.perImage } },
     { bench: 'op fan-out', metric: 'tags at python3+1 after it', value: atNew, unit: 'images', target: `${fanOutCount}`, met: atNew === fanOutCount },
   ];
