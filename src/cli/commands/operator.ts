@@ -10,6 +10,7 @@ import { readRecordKeyFile } from '../../sign/record-key-file.ts';
 import { defaultRateLimit, type RateLimit } from '../../watch/rate-limit.ts';
 import { defaultSchedule, validateSchedule } from '../../watch/scheduler.ts';
 import { UserError } from '../errors.ts';
+import { positiveInteger } from '../flag-values.ts';
 import { loadKubeConfig } from '../kubeconfig.ts';
 import type { RegisterCommand } from './index.ts';
 
@@ -45,13 +46,6 @@ interface OperatorOptions {
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
-
-/** A flag's value as a whole number of at least 1, or a UserError naming the flag. */
-function positiveInteger(flag: string, value: string, example: number): number {
-  const parsed = Number(value);
-  if (!Number.isInteger(parsed) || parsed < 1) throw new UserError(`${flag} ${value}: not a positive whole number`, `e.g. ${flag} ${example}`);
-  return parsed;
-}
 
 /** How hard input checks may ask each registry, from the three flags. */
 function inputCheckLimit(options: OperatorOptions): RateLimit {

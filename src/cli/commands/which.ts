@@ -4,6 +4,7 @@ import { parseReference, parseRegistryReference } from '../../oci/reference.ts';
 import { RegistryStore } from '../../oci/registry/store.ts';
 import { group, stackerfileStatusSchema, version } from '../../operator/resources.ts';
 import { UserError } from '../errors.ts';
+import { positiveInteger } from '../flag-values.ts';
 import { loadKubeConfig } from '../kubeconfig.ts';
 import { formatTable, printJson } from '../output.ts';
 import type { RegisterCommand } from './index.ts';
@@ -23,8 +24,7 @@ async function registryInventory(prefix: string, options: WhichOptions): Promise
   const open = referenceOpener(options);
   const { store } = open(`docker://${parsed.registry}/${path}x`);
   if (!(store instanceof RegistryStore)) throw new UserError(`--registry "${prefix}" is not a registry`, 'write it as docker://host[:port][/prefix]');
-  const concurrency = Number(options.concurrency);
-  if (!Number.isInteger(concurrency) || concurrency < 1) throw new UserError(`--concurrency "${options.concurrency}" is not a positive whole number`, 'e.g. --concurrency 8');
+  const concurrency = positiveInteger('--concurrency', options.concurrency, 8);
   return scanRegistry({
     repositories: (await store.listRepositories()).filter((repository) => repository.startsWith(path)),
     open: (repository, tag) => open(`docker://${parsed.registry}/${repository}:${tag}`),
