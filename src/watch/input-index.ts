@@ -59,6 +59,18 @@ interface OwnerEntry {
   keys: ReadonlySet<string>;
 }
 
+/** Counts one more user of `key`. */
+function countIn<K>(counts: Map<K, number>, key: K): void {
+  counts.set(key, (counts.get(key) ?? 0) + 1);
+}
+
+/** Counts one user of `key` fewer, forgetting it at none. */
+function uncountIn<K>(counts: Map<K, number>, key: K): void {
+  const left = (counts.get(key) ?? 1) - 1;
+  if (left === 0) counts.delete(key);
+  else counts.set(key, left);
+}
+
 interface InputEntry {
   input: IndexedInput;
   /** The input's key whatever the credentials (`inputKey`): what `checksOf` is asked with. */
@@ -96,11 +108,11 @@ export class InputIndex {
     }
     this.remove(owner);
     this.#owners.set(owner, { schedule, inputs: [...inputs], credentials, keys: new Set(resolved.keys()) });
-    this.#scheduleOwners.set(schedule, (this.#scheduleOwners.get(schedule) ?? 0) + 1);
+    countIn(this.#scheduleOwners, schedule);
     const due = this.#scheduleKeys.get(schedule) ?? new Map<string, number>();
     this.#scheduleKeys.set(schedule, due);
     for (const [key, { input, inputKey }] of resolved) {
-      due.set(key, (due.get(key) ?? 0) + 1);
+      countIn(due, key);
       const entry = this.#inputs.get(key) ?? { input, inputKey, owners: new Set<string>(), digest: undefined };
       entry.owners.add(owner);
       this.#inputs.set(key, entry);
@@ -113,15 +125,9 @@ export class InputIndex {
     const entry = this.#owners.get(owner);
     if (entry === undefined) return;
     this.#owners.delete(owner);
-    const sharing = (this.#scheduleOwners.get(entry.schedule) ?? 1) - 1;
-    if (sharing === 0) this.#scheduleOwners.delete(entry.schedule);
-    else this.#scheduleOwners.set(entry.schedule, sharing);
+    uncountIn(this.#scheduleOwners, entry.schedule);
     const due = this.#scheduleKeys.get(entry.schedule);
-    for (const key of entry.keys) {
-      const watching = (due?.get(key) ?? 1) - 1;
-      if (watching === 0) due?.delete(key);
-      else due?.set(key, watching);
-    }
+    if (due !== undefined) for (const key of entry.keys) uncountIn(due, key);
     if (due?.size === 0) this.#scheduleKeys.delete(entry.schedule);
     for (const key of entry.keys) {
       const input = this.#inputs.get(key);
