@@ -3,18 +3,24 @@
 // makes them, which run LXC inside their user namespace under the Localhost seccomp profile;
 // they push to a registry pod on the same node; python3+1 is then swapped into A. A failing run
 // step ends Failed with the builder's termination message, and the admission policy refuses what
-// a build namespace must never run. One cluster and one node for the whole file.
+// a build namespace must never run. The operator holds a layer record key, as the chart gives it:
+// each build pod gets its Stackerfile's key in a Secret and signs its layers' change records.
+// One cluster and one node for the whole file.
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ApiException, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { referenceOpener } from '../../src/cli/commands/store-options.ts';
 import { readStoredImage } from '../../src/engine/images.ts';
+import { LayerChangesCache } from '../../src/engine/layer-changes.ts';
 import { buildPod } from '../../src/operator/build-pod.ts';
 import { buildPodSettings } from '../../src/operator/build-policy.ts';
 import { PodExecutor } from '../../src/operator/executor-pod.ts';
+import { recordKeyOf } from '../../src/operator/imagebuild-controller.ts';
 import type { ImageBuild } from '../../src/operator/kube.ts';
 import { Manager } from '../../src/operator/manager.ts';
+import { recordedLayerChanges } from '../../src/swap/layer-record.ts';
 import { pushBusyboxBase } from '../build-engine/helpers.ts';
 import { eventually, useCluster, type Cluster, type RealNode } from '../cluster/harness.ts';
 import { startRegistryPod, type RegistryPod } from '../cluster/registry-pod.ts';
@@ -29,6 +35,7 @@ const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 const ns = 'real-builds';
 const logger = pino({ level: process.env['RESTACK_TEST_LOG'] ?? 'silent' });
 const open = referenceOpener({ insecure: true });
+const layerRecordKey = randomBytes(32);
 
 const { service: started, skip } = await startOrSkip(() => useCluster({ realNode: true }));
 
@@ -79,6 +86,7 @@ describe('build pods on a real node', { skip, timeout: 600_000 }, () => {
       executor: new PodExecutor({ policy: podBuildPolicy(cluster.node.builderImage) }),
       namespace: ns,
       metricsBindAddress: '127.0.0.1:0',
+      layerRecordKey,
       updates: { jitterWindowMs: 0, insecureRegistries: [registry.host] },
     });
     await manager.start();
@@ -112,6 +120,14 @@ describe('build pods on a real node', { skip, timeout: 600_000 }, () => {
     assert.deepEqual(a?.inputs?.map((i) => `${i.role} ${i.ref}`).sort(), [`apply docker://${prefix}/python3:latest`, `apply docker://${prefix}/ssl:latest`, `from ${base}`]);
     firstA = await layersOf('a');
     assert.equal(firstA.length, 4, 'base, ssl, python3, A\'s own');
+    // The build pod read its Stackerfile's key from the Secret the operator made for it, as the user namespace maps it.
+    const a0 = open(`docker://${prefix}/a:latest`);
+    const ownLayer = (await readStoredImage(a0)).platforms[0]?.image.manifest.layers.at(-1);
+    assert.ok(ownLayer !== undefined);
+    const listed = await new LayerChangesCache().get(a0.store, a0.repository, ownLayer);
+    assert.ok('entries' in listed && listed.entries.some((entry) => entry.path.includes('srv/A/README')), JSON.stringify(listed));
+    assert.deepEqual(recordedLayerChanges(ownLayer, recordKeyOf(layerRecordKey, app.sf)), listed.entries, "A's own layer records its changes under app's key, as its blob lists them");
+    assert.equal(recordedLayerChanges(ownLayer, recordKeyOf(layerRecordKey, deps.sf)), undefined, "deps' key does not verify app's record");
     const manifest = await fetch(`${registry.url}/v2/seeds/a/manifests/${a?.digest}`, { method: 'HEAD', headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
     assert.equal(manifest.status, 200, 'the digest the ImageBuild recorded is in the registry');
   });
